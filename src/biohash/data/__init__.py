@@ -1,0 +1,1 @@
+"""Dataset adapters, synthetic generator, ROI extraction and protocols."""

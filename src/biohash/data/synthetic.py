@@ -1,0 +1,260 @@
+"""Procedural palm print + palm vein generator: the built-in default data (numpy + OpenCV, no torch).
+
+Each identity has fixed parameters drawn from ``(seed, identity)``: one hand geometry (palm orientation, scale,
+centre) shared by both modalities; three principal creases as cubic Bezier curves, secondary wrinkles and a
+ridge texture (print); a branching vessel tree (vein, near-infrared look: dark diffuse vessels on a smooth
+bright background, with the principal creases faintly visible as in real NIR palm images).
+
+Each capture adds nuisance. Geometry is drawn from ``(seed, identity, capture)`` and shared by print and vein
+(multispectral devices capture both bands at one placement); photometry from ``(seed, identity, modality,
+capture)``. Ranges (``Nuisance`` defaults), set so that synthetic genuine pairs vary about as much as real
+genuine pairs of PolyU-MS and Tongji ROIs under a fixed, model-free competitive-code matcher
+(``bench/synthetic_realism.py`` measures both):
+
+    rotation            +-6 degrees            translation      +-7 px (at 128 px)
+    scale               x[0.94, 1.06]          perspective      +-3 px per corner
+    elastic             1.5 px (smooth field)  illumination     linear gradient +-10 %
+    contrast            x[0.8, 1.2]            brightness       +-12 grey levels
+    blur sigma          0 to 1.2 px            noise sigma      1.5 to 4 grey levels
+
+Images are 128x128 uint8 grey by default; any size and any number of identities.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import cv2
+import numpy as np
+
+MODALITIES = ("print", "vein")
+_CANVAS = 1.5  # identity templates are rendered larger than the ROI so nuisance never shows borders
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Per-capture nuisance ranges, in units of a 128-pixel ROI (scaled with the output size)."""
+
+    rotation_deg: float = 6.0
+    translation_px: float = 7.0
+    scale: float = 0.06
+    perspective_px: float = 3.0
+    elastic_px: float = 1.5
+    illumination: float = 0.10
+    contrast: float = 0.2
+    brightness: float = 12.0
+    blur_sigma: float = 1.2
+    noise_sigma: tuple[float, float] = (1.5, 4.0)
+
+    def scaled(self, factor: float) -> "Nuisance":
+        """The same nuisance with every range multiplied by `factor` (0 gives clean captures)."""
+        lo, hi = self.noise_sigma
+        return replace(self, rotation_deg=self.rotation_deg * factor, translation_px=self.translation_px * factor,
+                       scale=self.scale * factor, perspective_px=self.perspective_px * factor,
+                       elastic_px=self.elastic_px * factor, illumination=self.illumination * factor,
+                       contrast=self.contrast * factor, brightness=self.brightness * factor,
+                       blur_sigma=self.blur_sigma * factor, noise_sigma=(lo * factor, hi * factor))
+
+
+def _rng(*keys: int) -> np.random.Generator:
+    return np.random.default_rng([int(k) & 0xFFFFFFFF for k in keys])
+
+
+def _bezier(points: np.ndarray, n: int = 48) -> np.ndarray:
+    """Points on a cubic Bezier curve given 4 control points (4, 2) -> (n, 2)."""
+    t = np.linspace(0.0, 1.0, n)[:, None]
+    p0, p1, p2, p3 = points
+    return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
+
+
+def _draw_curve(img: np.ndarray, pts: np.ndarray, width: float, depth: float) -> None:
+    """Subtract a dark anti-aliased stroke of the given width (px) and depth (0..1) from a float image."""
+    mask = np.zeros(img.shape, np.uint8)
+    cv2.polylines(mask, [np.round(pts * 16).astype(np.int32)], False, 255, max(1, int(round(width))),
+                  cv2.LINE_AA, shift=4)
+    img -= depth * mask.astype(np.float32) / 255.0
+
+
+def _hand_frame(rng: np.random.Generator, c: int) -> np.ndarray:
+    """Affine 2x3 map from the unit palm square [-1, 1]^2 to canvas pixels: the identity's hand geometry."""
+    angle = np.deg2rad(rng.uniform(-12, 12))
+    scale = c * 0.42 * rng.uniform(0.9, 1.1)
+    aspect = rng.uniform(0.92, 1.08)
+    centre = c / 2 + rng.uniform(-0.04, 0.04, 2) * c
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    lin = rot @ np.diag([scale * aspect, scale / aspect])
+    return np.hstack([lin, centre[:, None]])
+
+
+def _to_canvas(frame: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ frame[:, :2].T + frame[:, 2]
+
+
+# canonical control points of the three principal creases in palm coordinates (x right, y down)
+_CREASES = (
+    np.array([[1.15, -0.55], [0.4, -0.75], [-0.3, -0.6], [-0.85, -1.15]]),  # heart line
+    np.array([[-1.15, -0.35], [-0.4, -0.2], [0.3, 0.05], [1.1, 0.35]]),  # head line
+    np.array([[-1.1, -0.2], [-0.35, 0.1], [-0.45, 0.7], [-0.15, 1.2]]),  # life line
+)
+
+
+def _principal_creases(rng: np.random.Generator, frame: np.ndarray) -> list[np.ndarray]:
+    return [_to_canvas(frame, _bezier(base + rng.normal(0, 0.13, base.shape))) for base in _CREASES]
+
+
+def _ridge_texture(rng: np.random.Generator, c: int, scale: float) -> np.ndarray:
+    """Band-pass filtered noise with a preferred orientation: the fine skin texture, zero mean, unit std."""
+    noise = rng.normal(size=(c, c)).astype(np.float32)
+    fy = np.fft.fftfreq(c)[:, None]
+    fx = np.fft.fftfreq(c)[None, :]
+    f = np.sqrt(fx**2 + fy**2)
+    theta = rng.uniform(0, np.pi)
+    orient = np.abs(np.cos(np.arctan2(fy, fx) - theta)) ** 2
+    f0 = 1.0 / (rng.uniform(4.0, 6.0) * scale)
+    band = np.exp(-((f - f0) ** 2) / (2 * (0.35 * f0) ** 2)) * (0.4 + 0.6 * orient)
+    tex = np.real(np.fft.ifft2(np.fft.fft2(noise) * band)).astype(np.float32)
+    return tex / (tex.std() + 1e-6)
+
+
+def _render_print(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], c: int,
+                  scale: float) -> np.ndarray:
+    img = np.ones((c, c), np.float32)
+    for pts in creases:
+        _draw_curve(img, pts, rng.uniform(2.0, 3.5) * scale, rng.uniform(0.35, 0.55))
+    for _ in range(rng.integers(40, 80)):  # secondary wrinkles: short curves, partly along a flexion direction
+        start = rng.uniform(-1.2, 1.2, 2)
+        ang = rng.uniform(0, np.pi) if rng.random() < 0.5 else rng.normal(0.5, 0.3)
+        length = rng.uniform(0.15, 0.5)
+        d = np.array([np.cos(ang), np.sin(ang)]) * length
+        bend = rng.normal(0, 0.08, 2)
+        ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d])
+        _draw_curve(img, _to_canvas(frame, _bezier(ctrl, 16)), rng.uniform(1.0, 1.6) * scale, rng.uniform(0.1, 0.3))
+    img = cv2.GaussianBlur(img, (0, 0), 0.8 * scale)
+    img += 0.05 * _ridge_texture(rng, c, scale)
+    return img
+
+
+def _vessel_tree(rng: np.random.Generator, frame: np.ndarray) -> list[tuple[np.ndarray, float]]:
+    """Branching vessels as (polyline in canvas px, width in palm units) segments."""
+    segments: list[tuple[np.ndarray, float]] = []
+    stack = []
+    for _ in range(rng.integers(3, 6)):  # main trunks enter from the wrist side (bottom) or the edges
+        x0 = rng.uniform(-0.9, 0.9)
+        stack.append((np.array([x0, 1.35]), -np.pi / 2 + rng.normal(0, 0.35), 0.055, 0))
+    while stack:
+        pos, ang, width, depth = stack.pop()
+        pts = [pos]
+        for _ in range(rng.integers(6, 14)):
+            ang += rng.normal(0, 0.18)
+            pos = pos + 0.09 * np.array([np.cos(ang), np.sin(ang)])
+            pts.append(pos)
+            if depth < 3 and rng.random() < 0.12:
+                stack.append((pos, ang + rng.choice([-1, 1]) * rng.uniform(0.4, 1.0), width * 0.7, depth + 1))
+            if np.abs(pos).max() > 1.4:
+                break
+        segments.append((_to_canvas(frame, np.array(pts)), width))
+    return segments
+
+
+def _render_vein(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], c: int,
+                 scale: float) -> np.ndarray:
+    vessels = np.zeros((c, c), np.float32)
+    unit = abs(frame[0, 0]) + abs(frame[0, 1])  # canvas px per palm unit
+    for pts, width in _vessel_tree(rng, frame):
+        _draw_curve(vessels, pts, max(1.0, width * unit), -1.0)
+    vessels = cv2.GaussianBlur(vessels, (0, 0), 2.2 * scale)
+    vessels /= max(float(vessels.max()), 1e-6)
+    img = np.ones((c, c), np.float32) - rng.uniform(0.08, 0.14) * vessels
+    faint = np.zeros((c, c), np.float32)
+    for pts in creases:  # NIR images still show the principal creases, faintly
+        _draw_curve(faint, pts, 1.5 * scale, -1.0)
+    img -= 0.04 * cv2.GaussianBlur(faint, (0, 0), 1.0 * scale)
+    return img
+
+
+class SyntheticPalms:
+    """Deterministic generator of palm print and palm vein ROIs.
+
+    Args:
+        seed: master seed; identities and captures are reproducible from it.
+        size: output side in pixels (square, grey).
+        nuisance: per-capture variation ranges (see the module docstring).
+        cache_identities: how many identity templates to keep rendered in memory.
+    """
+
+    def __init__(self, seed: int = 0, size: int = 128, nuisance: Nuisance | None = None,
+                 cache_identities: int = 4096) -> None:
+        if size < 32:
+            raise ValueError(f"size must be at least 32 px, got {size}")
+        self.seed, self.size = int(seed), int(size)
+        self.nuisance = nuisance or Nuisance()
+        self._canvas = int(round(size * _CANVAS))
+        self._template = lru_cache(maxsize=cache_identities)(self._render_identity)
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        self._grid = (xx, yy)
+
+    def _render_identity(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = _rng(self.seed, identity, 7919)
+        c, scale = self._canvas, self.size / 128.0
+        frame = _hand_frame(rng, c)
+        creases = _principal_creases(rng, frame)
+        prn = _render_print(_rng(self.seed, identity, 1), frame, creases, c, scale)
+        vein = _render_vein(_rng(self.seed, identity, 2), frame, creases, c, scale)
+        return prn, vein
+
+    def template(self, identity: int, modality: str) -> np.ndarray:
+        """The identity's clean canvas (float32, larger than the ROI), before any capture nuisance."""
+        if modality not in MODALITIES:
+            raise ValueError(f"unknown modality {modality!r}; expected one of: {', '.join(MODALITIES)}")
+        if identity < 0:
+            raise ValueError(f"identity must be a non-negative integer, got {identity}")
+        return self._template(int(identity))[MODALITIES.index(modality)]
+
+    def _sampling_map(self, identity: int, capture: int) -> tuple[np.ndarray, np.ndarray]:
+        """Pixel maps (output -> canvas) for cv2.remap: similarity + perspective + elastic deformation."""
+        nz, s, n = self.nuisance, self.size / 128.0, self.size
+        rng = _rng(self.seed, identity, capture, 31)
+        ang = np.deg2rad(rng.uniform(-nz.rotation_deg, nz.rotation_deg))
+        sc = 1.0 + rng.uniform(-nz.scale, nz.scale)
+        shift = rng.uniform(-nz.translation_px, nz.translation_px, 2) * s
+        src = np.array([[0, 0], [n, 0], [n, n], [0, n]], np.float32)
+        dst = src + rng.uniform(-nz.perspective_px, nz.perspective_px, (4, 2)).astype(np.float32) * s
+        persp = cv2.getPerspectiveTransform(src, dst)
+        # output px -> centred -> rotate/scale -> canvas px, composed into one homography
+        c = self._canvas / 2
+        sim = np.array([[np.cos(ang) * sc, -np.sin(ang) * sc, c + shift[0]],
+                        [np.sin(ang) * sc, np.cos(ang) * sc, c + shift[1]], [0, 0, 1]])
+        h = (sim @ np.array([[1, 0, -n / 2], [0, 1, -n / 2], [0, 0, 1]]) @ persp).astype(np.float32)
+        xx, yy = self._grid
+        w = h[2, 0] * xx + h[2, 1] * yy + h[2, 2]
+        cx = (h[0, 0] * xx + h[0, 1] * yy + h[0, 2]) / w
+        cy = (h[1, 0] * xx + h[1, 1] * yy + h[1, 2]) / w
+        if nz.elastic_px > 0:
+            field = rng.normal(0, nz.elastic_px * s, (5, 5, 2)).astype(np.float32)
+            disp = cv2.resize(field, (n, n), interpolation=cv2.INTER_CUBIC)
+            cx += disp[..., 0]
+            cy += disp[..., 1]
+        return cx, cy
+
+    def _photometry(self, img: np.ndarray, rng: np.random.Generator, modality: str) -> np.ndarray:
+        nz, n = self.nuisance, self.size
+        base, spread = (128.0, 110.0) if modality == "print" else (150.0, 150.0)
+        xx, yy = self._grid
+        g = rng.uniform(-nz.illumination, nz.illumination, 2) * (2.0 / n)
+        light = (1.0 - g[0] * n / 2 - g[1] * n / 2) + g[0] * xx + g[1] * yy
+        gain = spread * (1.0 + rng.uniform(-nz.contrast, nz.contrast))
+        out = (base + gain * (img - 1.0)) * light + rng.uniform(-nz.brightness, nz.brightness)
+        sigma = rng.uniform(0, nz.blur_sigma) * n / 128.0
+        if sigma > 0.3:
+            out = cv2.GaussianBlur(out, (0, 0), sigma)
+        noise = rng.standard_normal(out.shape, dtype=np.float32)
+        out += noise * np.float32(rng.uniform(*nz.noise_sigma))
+        return np.clip(out, 0, 255).astype(np.uint8)
+
+    def render(self, identity: int, modality: str, capture: int) -> np.ndarray:
+        """One capture as a uint8 grey image of shape (size, size)."""
+        canvas = self.template(identity, modality)
+        mx, my = self._sampling_map(identity, capture)
+        warped = cv2.remap(canvas, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        rng = _rng(self.seed, identity, capture, 101 + MODALITIES.index(modality))
+        return self._photometry(warped, rng, modality)

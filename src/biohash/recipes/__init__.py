@@ -1,0 +1,1 @@
+"""One module per method: a config dataclass, build(), and the loss step."""
