@@ -1,0 +1,124 @@
+"""The `biohash` command line (typer). Heavy imports (torch) happen inside commands, so --help is instant."""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Callable, Optional
+
+import typer
+
+app = typer.Typer(help="biohash: compact biometric hashing for palm print, palm vein and hand images.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+train_app = typer.Typer(help="Train a model with one of the recipes.", no_args_is_help=True)
+app.add_typer(train_app, name="train")
+
+
+def _friendly(fn: Callable) -> Callable:
+    """Turn expected user errors into one line on stderr and exit code 2, instead of a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+            typer.echo(f"error: {msg}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _drop_none(**kwargs):
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+@app.command()
+@_friendly
+def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODALITY/CAPTURE.png"),
+          identities: int = typer.Option(10, help="number of palms"),
+          captures: int = typer.Option(6, help="captures per palm and modality"),
+          seed: int = typer.Option(0), size: int = typer.Option(128, help="image side in pixels")) -> None:
+    """Write synthetic palm print + vein images and a contact sheet (no torch needed)."""
+    from biohash.data.synth_export import export_synthetic
+
+    sheet = export_synthetic(out, identities, captures, seed, size)
+    typer.echo(f"wrote {identities * captures * 2} images to {out}; contact sheet {sheet}")
+
+
+@train_app.command("cohash")
+@_friendly
+def train_cohash(
+    dataset: str = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name"),
+    root: Optional[str] = typer.Option(None, help="dataset folder (real databases)"),
+    bits: Optional[int] = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
+    backbone: Optional[str] = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
+    weights: Optional[str] = typer.Option(None, help="local backbone weights file"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", "--epoch"),
+    lr: Optional[float] = typer.Option(None),
+    optimizer: Optional[str] = typer.Option(None, help="adamw or sgd"),
+    schedule: Optional[str] = typer.Option(None, help="cosine, step or constant"),
+    lambda_quant: Optional[float] = typer.Option(None), lambda_cross: Optional[float] = typer.Option(None),
+    protocol: Optional[str] = typer.Option(None, help="open (identity-disjoint, default) or closed"),
+    identities: Optional[int] = typer.Option(None, help="synthetic: number of palms"),
+    captures: Optional[int] = typer.Option(None, help="synthetic: captures per palm and modality"),
+    image_size: Optional[int] = typer.Option(None, "--image-size"),
+    seed: Optional[int] = typer.Option(None),
+    name: Optional[str] = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)"),
+    runs: Path = typer.Option(Path("runs"), help="folder holding run folders"),
+    resume: bool = typer.Option(False, help="continue an interrupted run of the same name"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+) -> None:
+    """Train PalmCohashNet: one hashing network per modality towards shared identity centroids."""
+    from biohash.data.config import DataConfig
+    from biohash.jobs import evaluate_run, train_cohash as run_training
+    from biohash.recipes.cohash import CohashConfig
+    from biohash.report import markdown_table
+    from biohash.runs import run_name
+    from biohash.train import FitConfig
+
+    data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
+                                   image_size=image_size, protocol=protocol, seed=seed))
+    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, lambda_quant=lambda_quant,
+                                       lambda_cross=lambda_cross))
+    fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+                                     schedule=schedule, seed=seed))
+    run_dir = runs / (name or run_name("cohash"))
+    run_training(run_dir, data, method, fit_cfg, resume=resume, threads=threads)
+    per_mode = evaluate_run(run_dir)
+    typer.echo(markdown_table(per_mode))
+    typer.echo(f"run folder: {run_dir}")
+
+
+@app.command("eval")
+@_friendly
+def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),
+             protocol: Optional[str] = typer.Option(None, help="must match the run's protocol"),
+             split: str = typer.Option("test", help="test or val")) -> None:
+    """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md."""
+    from biohash.jobs import evaluate_run
+    from biohash.report import markdown_table
+
+    if split not in ("test", "val"):
+        raise ValueError(f"unknown split {split!r}; expected test or val")
+    per_mode = evaluate_run(run, protocol, split)
+    typer.echo(markdown_table(per_mode))
+
+
+@app.command()
+@_friendly
+def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run"),
+         name: str = typer.Option("demo", help="run name"),
+         epochs: int = typer.Option(12), identities: int = typer.Option(300),
+         bits: int = typer.Option(64), seed: int = typer.Option(0),
+         fresh: bool = typer.Option(True, help="replace an earlier demo run of the same name")) -> None:
+    """Train and evaluate co-hashing on synthetic palms (identity-disjoint open set); print all four modes."""
+    from biohash.jobs import run_demo
+
+    run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,96 @@
+"""Registered dataset adapters: each opens to a Dataset (a list of Samples and a way to load them).
+
+Images load as uint8 grey arrays (H, W). `open_dataset(name, ...)` is the one entry point; unknown names
+list the valid ones, and the paper's short names (casiam, polyu, tjppv) are aliases.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from biohash.data.synthetic import Nuisance, SyntheticPalms
+from biohash.registry import Registry
+from biohash.types import Sample
+
+DATASETS: Registry[Callable[..., "Dataset"]] = Registry("dataset")
+
+
+class DatasetError(ValueError):
+    """A dataset could not be opened or is empty; the message names the path or selection."""
+
+
+@dataclass
+class Dataset:
+    """Samples plus a loader that turns a Sample into a uint8 grey image.
+
+    Attributes:
+        name: registered name of the adapter.
+        samples: every capture, in a stable order.
+        loader: Sample -> uint8 array (H, W).
+    """
+
+    name: str
+    samples: list[Sample]
+    loader: Callable[[Sample], np.ndarray]
+
+    def __post_init__(self) -> None:
+        if not self.samples:
+            raise DatasetError(f"dataset {self.name!r} has no samples for this selection")
+
+    def load(self, sample: Sample) -> np.ndarray:
+        return self.loader(sample)
+
+    def identities(self) -> list[str]:
+        return sorted({s.identity for s in self.samples}, key=_natural_key)
+
+    def modalities(self) -> list[str]:
+        return sorted({s.modality for s in self.samples})
+
+    def by_identity(self) -> dict[str, list[Sample]]:
+        groups: dict[str, list[Sample]] = defaultdict(list)
+        for s in self.samples:
+            groups[s.identity].append(s)
+        return dict(groups)
+
+
+def _natural_key(name: str) -> tuple[int, str]:
+    return (int(name), "") if name.isdigit() else (1 << 62, name)
+
+
+def open_dataset(name: str, **kwargs: object) -> Dataset:
+    """Open a registered dataset; keyword arguments that are None are dropped so adapter defaults apply."""
+    factory = DATASETS.get(name)
+    return factory(**{k: v for k, v in kwargs.items() if v is not None})
+
+
+@DATASETS.register("synthetic", aliases=("syn",))
+def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int = 128,
+              modalities: tuple[str, ...] = ("print", "vein"), nuisance: Nuisance | None = None,
+              root: str | None = None) -> Dataset:
+    """The built-in generator: `identities` palms x `captures` captures per modality, rendered on demand."""
+    if root is not None:
+        raise DatasetError("the synthetic dataset is generated, it takes no root folder")
+    if identities < 1 or captures < 1:
+        raise DatasetError(f"synthetic needs identities >= 1 and captures >= 1, got {identities} and {captures}")
+    gen = SyntheticPalms(seed=seed, size=size, nuisance=nuisance)
+    samples = [Sample(str(i), m, c) for i in range(identities) for m in modalities for c in range(captures)]
+    return Dataset("synthetic", samples, lambda s: gen.render(int(s.identity), s.modality, s.capture))
+
+
+def _not_available(name: str) -> Callable[..., Dataset]:
+    def factory(root: str | None = None, **_: object) -> Dataset:
+        where = f" (root {root!r})" if root else ""
+        raise DatasetError(f"dataset {name!r} is not available yet{where}: its adapter arrives with the real-data "
+                           f"adapters; use --ds synthetic")
+
+    return factory
+
+
+# Real databases: registered now so their names (and the paper's aliases) are known and fail clearly.
+for _name, _aliases in (("casia-ms", ("casiam",)), ("polyu-ms", ("polyu",)), ("tongji", ()), ("tjppv", ()),
+                        ("xjtu-up", ()), ("11k-hands", ()), ("hd", ()), ("veindeep", ()), ("iitd-iris", ()),
+                        ("folder", ())):
+    DATASETS.register(_name, aliases=_aliases)(_not_available(_name))

@@ -1,0 +1,94 @@
+"""Evaluation protocols: how samples split into train / validation / test, and test into gallery / probes.
+
+- open set (default, the honest one): identity-disjoint train, validation and test identities; within the
+  validation and test identities, the first half of each identity's captures enroll (gallery), the rest probe.
+- closed set (the co-hashing paper's): per identity, the first half of the captures train and the rest test;
+  test probes are matched against a gallery of the training captures. Validation holds out the last training
+  capture of each identity as probes against the remaining training captures.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from biohash.data.datasets import Dataset, DatasetError
+from biohash.types import Sample
+
+PROTOCOLS = ("open", "closed")
+
+
+@dataclass(frozen=True)
+class Split:
+    """One protocol applied to one dataset."""
+
+    protocol: str
+    train: list[Sample]
+    val_gallery: list[Sample]
+    val_probe: list[Sample]
+    test_gallery: list[Sample]
+    test_probe: list[Sample]
+
+    def summary(self) -> dict[str, int]:
+        ids = lambda xs: len({s.identity for s in xs})  # noqa: E731
+        return {"protocol": self.protocol, "train_samples": len(self.train), "train_identities": ids(self.train),
+                "val_identities": ids(self.val_probe), "test_identities": ids(self.test_probe),
+                "test_gallery": len(self.test_gallery), "test_probe": len(self.test_probe)}
+
+
+def _halves(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """Per identity and modality, sorted by capture: first half (rounded up) and the rest."""
+    first, rest = [], []
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in samples:
+        groups.setdefault((s.identity, s.modality), []).append(s)
+    for group in groups.values():
+        group = sorted(group, key=lambda s: (s.session, s.capture))
+        k = (len(group) + 1) // 2
+        first += group[:k]
+        rest += group[k:]
+    return first, rest
+
+
+def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float = 0.3, seed: int = 0) -> Split:
+    """Identity-disjoint split; identities are shuffled with `seed` before assignment."""
+    ids = dataset.identities()
+    if len(ids) < 3:
+        raise DatasetError(f"open-set protocol needs at least 3 identities, dataset has {len(ids)}")
+    order = np.random.default_rng(seed).permutation(len(ids))
+    n_test = max(1, int(round(len(ids) * test_fraction)))
+    n_val = max(1, int(round(len(ids) * val_fraction)))
+    test_ids = {ids[i] for i in order[:n_test]}
+    val_ids = {ids[i] for i in order[n_test : n_test + n_val]}
+    train = [s for s in dataset.samples if s.identity not in test_ids | val_ids]
+    if not train:
+        raise DatasetError("open-set protocol left no training identities; lower val/test fractions")
+    val_g, val_p = _halves([s for s in dataset.samples if s.identity in val_ids])
+    test_g, test_p = _halves([s for s in dataset.samples if s.identity in test_ids])
+    return Split("open", train, val_g, val_p, test_g, test_p)
+
+
+def closed_set(dataset: Dataset) -> Split:
+    """Per identity: first half of the captures train (= test gallery), the rest are test probes."""
+    train, test = _halves(dataset.samples)
+    if not test:
+        raise DatasetError("closed-set protocol needs at least 2 captures per identity and modality")
+    val_probe, val_gallery = [], []
+    groups: dict[tuple[str, str], list[Sample]] = {}
+    for s in train:
+        groups.setdefault((s.identity, s.modality), []).append(s)
+    for group in groups.values():
+        if len(group) >= 2:
+            val_gallery += group[:-1]
+            val_probe.append(group[-1])
+        else:
+            val_gallery += group
+    return Split("closed", train, val_gallery, val_probe, train, test)
+
+
+def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs: float) -> Split:
+    if protocol == "open":
+        return open_set(dataset, seed=seed, **kwargs)
+    if protocol == "closed":
+        return closed_set(dataset)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}")

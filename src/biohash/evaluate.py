@@ -1,0 +1,84 @@
+"""Evaluation: a model + gallery/probe samples -> codes -> scores per mode -> metrics (EER, TAR@FAR, rank-1, mAP)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from biohash import metrics
+from biohash.codes import from_real
+from biohash.data.datasets import Dataset
+from biohash.data.loaders import image_batches
+from biohash.scores import MODE_NAMES, CodeSet, mode_scores
+from biohash.types import Sample, Scores
+
+FAR_POINTS = (1e-3, 1e-2)
+
+
+@torch.no_grad()
+def encode(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+           batch_size: int = 128) -> CodeSet:
+    """Binary codes (sign of the relaxed code) of `samples` under one hashing network."""
+    net.eval()
+    outs = [net(x).numpy() for x in image_batches(dataset, samples, size, batch_size)]
+    values = np.concatenate(outs) if outs else np.zeros((0, net.bits), np.float32)
+    return CodeSet(from_real(values), np.array([s.identity for s in samples]),
+                   np.array([s.capture + 1000 * s.session for s in samples]))
+
+
+def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int) -> dict[str, CodeSet]:
+    """CodeSets per modality of a CoHashNet (each modality through its own branch)."""
+    out = {}
+    for m in model.modalities:
+        subset = [s for s in samples if s.modality == m]
+        if subset:
+            out[m] = encode(model.net(m), dataset, subset, size)
+    return out
+
+
+def modes_for(modalities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    """Deployment modes a set of modalities supports."""
+    if {"print", "vein"} <= set(modalities):
+        return MODE_NAMES
+    return tuple(m for m in modalities if m in ("print", "vein"))
+
+
+def score_metrics(scores: Scores) -> dict[str, float]:
+    """Verification and identification figures of one mode's score matrix."""
+    g, i = scores.genuine, scores.impostor
+    e = metrics.eer(g, i)
+    out = {"eer": e.rate, "eer_threshold": e.threshold, "d_prime": metrics.d_prime(g, i)}
+    for far in FAR_POINTS:
+        out[f"tar@far={far:g}"] = metrics.tar_at_far(g, i, far)
+    has_match = scores.genuine_mask.any(axis=1)
+    sim, pid = scores.matrix[has_match], scores.probe_ids[has_match]
+    curve = metrics.cmc(sim, pid, scores.gallery_ids, max_rank=10)
+    out.update({"rank1": float(curve[0]), "rank5": float(curve[4]),
+                "map": metrics.mean_average_precision(sim, pid, scores.gallery_ids),
+                "genuine_mean": float(g.mean()), "impostor_mean": float(i.mean()),
+                "n_genuine": int(g.size), "n_impostor": int(i.size)})
+    return out
+
+
+def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
+             size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
+    """Scores and metrics for every mode the model's modalities support."""
+    g_codes = encode_by_modality(model, dataset, gallery, size)
+    p_codes = encode_by_modality(model, dataset, probe, size)
+    all_scores, all_metrics = {}, {}
+    for mode in modes_for(model.modalities):
+        s = mode_scores(mode, p_codes, g_codes)
+        all_scores[mode] = s
+        all_metrics[mode] = score_metrics(s)
+    return all_scores, all_metrics
+
+
+def validation(dataset: Dataset, gallery: list[Sample], probe: list[Sample], size: int):
+    """A `validate(model)` for the fit loop: mean EER over modes on the validation split, plus each mode's."""
+
+    def validate(model: torch.nn.Module) -> dict[str, float]:
+        _, per_mode = evaluate(model, dataset, gallery, probe, size)
+        row = {f"val_eer_{m}": v["eer"] for m, v in per_mode.items()}
+        row["val_eer"] = float(np.mean(list(row.values())))
+        return row
+
+    return validate

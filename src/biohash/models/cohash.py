@@ -1,0 +1,73 @@
+"""CoHashNet (PalmCohashNet): one HashNet per modality, trained towards shared identity hash centroids.
+
+Centroids are pre-assigned as in central similarity quantization: rows of a Hadamard matrix and its
+negation, then random codes kept at a minimum Hamming distance when identities outnumber them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy.linalg import hadamard
+from torch import nn
+
+from biohash.models.hashnet import HashNet
+
+
+def hash_centroids(n_classes: int, bits: int, seed: int = 0) -> np.ndarray:
+    """Identity centroids in {-1, +1}, float32 (n_classes, bits).
+
+    Hadamard rows and their negations first (mutual distance bits/2 or bits), in a seeded order; beyond 2*bits
+    classes (or when bits is not a power of two), random codes accepted greedily at the largest minimum
+    Hamming distance to all earlier centroids that can still be met (lowered one bit after 200 misses).
+    """
+    if n_classes < 1:
+        raise ValueError(f"need at least one class, got {n_classes}")
+    rng = np.random.default_rng(seed)
+    rows: list[np.ndarray] = []
+    if bits & (bits - 1) == 0:
+        h = hadamard(bits).astype(np.float32)
+        pool = np.concatenate([h, -h])
+        rows = list(pool[rng.permutation(len(pool))][:n_classes])
+    target = bits // 2
+    misses = 0
+    while len(rows) < n_classes:
+        cand = rng.choice(np.array([-1.0, 1.0], np.float32), bits)
+        if rows:
+            dist = (bits - np.stack(rows) @ cand) / 2
+            if dist.min() < target:
+                misses += 1
+                if misses >= 200:
+                    target, misses = target - 1, 0
+                continue
+        rows.append(cand)
+        misses = 0
+    return np.stack(rows).astype(np.float32)
+
+
+class CoHashNet(nn.Module):
+    """Hashing sub-networks per modality sharing one table of identity centroids.
+
+    Args:
+        backbone: registered backbone name for every sub-network.
+        bits: code length.
+        n_classes: number of training identities (rows of the centroid table).
+        modalities: one sub-network per entry.
+        weights: optional local backbone weights, loaded into every sub-network.
+        seed: seed of the centroid assignment.
+    """
+
+    def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
+                 weights: str | None = None, seed: int = 0) -> None:
+        super().__init__()
+        self.modalities = tuple(modalities)
+        self.bits = bits
+        self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights) for m in self.modalities})
+        self.register_buffer("centroids", torch.from_numpy(hash_centroids(n_classes, bits, seed)))
+
+    def net(self, modality: str) -> HashNet:
+        if modality not in self.nets:
+            raise KeyError(f"this model has no {modality!r} branch; it has: {', '.join(self.modalities)}")
+        return self.nets[modality]
+
+    def forward(self, x: torch.Tensor, modality: str) -> torch.Tensor:
+        return self.net(modality)(x)

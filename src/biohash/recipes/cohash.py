@@ -1,0 +1,61 @@
+"""Co-hashing recipe (PalmCohashNet): config, build(), and the loss step.
+
+Loss = sum over modalities of centroid loss + lambda_quant * quantization loss, plus lambda_cross * the
+cross-modality term between the print and vein codes of the batch.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from biohash.losses import CentroidLoss, CrossModalityLoss, QuantizationLoss
+from biohash.models.cohash import CoHashNet
+
+BITS = (16, 32, 64, 128, 256)
+
+
+@dataclass
+class CohashConfig:
+    """Method settings of co-hashing (training settings live in train.FitConfig)."""
+
+    backbone: str = "small"
+    bits: int = 64
+    weights: str | None = None
+    lambda_quant: float = 0.05
+    lambda_cross: float = 0.5
+    cross_margin: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.bits <= 0 or self.bits % 8:
+            raise ValueError(f"bits must be a positive multiple of 8 (paper: {BITS}), got {self.bits}")
+
+
+Step = Callable[[CoHashNet, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+
+
+def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
+          seed: int = 0) -> tuple[CoHashNet, Step]:
+    """The model and its loss step. A batch holds one image tensor per modality and `label` (B,)."""
+    from biohash.models.backbones import BACKBONES
+
+    BACKBONES.canonical(config.backbone)  # fail early, listing valid names
+    model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed)
+    centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
+
+    def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        labels = batch["label"]
+        codes = {m: net(batch[m], m) for m in net.modalities}
+        parts: dict[str, torch.Tensor] = {}
+        for m, h in codes.items():
+            parts[f"centroid_{m}"] = centroid(h, labels, net.centroids)
+            parts[f"quant_{m}"] = quant(h)
+        total = sum(v if k.startswith("centroid") else config.lambda_quant * v for k, v in parts.items())
+        if len(codes) == 2 and config.lambda_cross > 0:
+            a, b = codes.values()
+            parts["cross"] = cross(a, b, labels, labels)
+            total = total + config.lambda_cross * parts["cross"]
+        return {"loss": total, **parts}
+
+    return model, step

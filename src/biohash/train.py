@@ -1,0 +1,168 @@
+"""A thin fit loop: optimiser, schedule, progress bar, validation, best-on-validation checkpoints, resume.
+
+It knows nothing about any method: a recipe hands it a model and a step returning {"loss": ..., parts...},
+and the caller hands it a `validate(model) -> dict` on the validation split (never the test split).
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from biohash.runs import write_json
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class FitConfig:
+    """Training settings shared by every recipe."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    val_every: int = 1
+    monitor: str = "val_eer"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: FitConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: FitConfig, epoch: float) -> float:
+    """Multiplier of the base lr at a (fractional) epoch: linear warm-up, then the schedule."""
+    if epoch < cfg.warmup_epochs:
+        return (epoch + 1e-3) / cfg.warmup_epochs
+    if cfg.schedule == "cosine":
+        span = max(cfg.epochs - cfg.warmup_epochs, 1)
+        return 0.5 * (1 + math.cos(math.pi * (epoch - cfg.warmup_epochs) / span))
+    if cfg.schedule == "step":
+        return 0.1 ** int(epoch // max(cfg.epochs // 3, 1))
+    return 1.0
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash never leaves a torn checkpoint
+
+
+def _better(value: float, best: float | None, monitor: str) -> bool:
+    if best is None:
+        return True
+    return value > best if monitor.endswith(("acc", "rank1", "map", "tar")) else value < best
+
+
+def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoader, cfg: FitConfig,
+        run_dir: Path, validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        console: Console | None = None) -> list[dict]:
+    """Train `model` for cfg.epochs, resuming from run_dir/checkpoints/last.pt when it exists.
+
+    Every epoch appends a row (mean of each loss part, lr, validation metrics) to history.json. The
+    checkpoint with the best validation `cfg.monitor` is kept as best.pt. Ctrl-C saves last.pt at the
+    start of the interrupted epoch and re-raises, so the run can be resumed.
+    """
+    console = console or Console()
+    ckpt_dir = run_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    start, best, history = 0, None, []
+    last = ckpt_dir / "last.pt"
+    if last.exists():
+        state = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start, best, history = state["epoch"], state["best"], state["history"]
+        torch.set_rng_state(state["torch_rng"])
+        console.print(f"resumed from {last} at epoch {start}/{cfg.epochs}")
+
+    def snapshot(epoch: int) -> dict:
+        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+                "history": history, "torch_rng": torch.get_rng_state()}
+
+    steps_per_epoch = max(len(loader), 1)
+    epoch = start
+    try:
+        with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
+                      transient=False) as progress:
+            task = progress.add_task("fit", total=steps_per_epoch, epoch=f"{start + 1}/{cfg.epochs}", info="")
+            for epoch in range(start, cfg.epochs):
+                if hasattr(loader.dataset, "epoch"):
+                    loader.dataset.epoch = epoch
+                progress.reset(task, total=steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}")
+                row = _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task)
+                if validate is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+                    model.eval()
+                    with torch.no_grad():
+                        row.update(validate(model))
+                    model.train()
+                    if cfg.monitor in row and _better(row[cfg.monitor], best, cfg.monitor):
+                        best = row[cfg.monitor]
+                        _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1,
+                                                     cfg.monitor: best})
+                history.append(row)
+                write_json(run_dir / "history.json", history)
+                _save(last, snapshot(epoch + 1))
+                progress.console.print(_format_row(row))
+    except KeyboardInterrupt:
+        _save(last, snapshot(epoch))
+        console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
+        raise
+    if not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
+        _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": cfg.epochs})
+    return history
+
+
+def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> dict[str, float]:
+    model.train()
+    sums: dict[str, float] = {}
+    n = 0
+    for i, batch in enumerate(loader):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(cfg, epoch + i / max(len(loader), 1))
+        out = step(model, batch)
+        optimizer.zero_grad(set_to_none=True)
+        out["loss"].backward()
+        optimizer.step()
+        for k, v in out.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach())
+        n += 1
+        progress.update(task, advance=1, info=f"loss {sums['loss'] / n:.4f}")
+    row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+    row.update({k: v / max(n, 1) for k, v in sums.items()})
+    return row
+
+
+def _format_row(row: dict) -> str:
+    return "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
