@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -14,15 +15,18 @@ app.add_typer(train_app, name="train")
 
 
 def _friendly(fn: Callable) -> Callable:
-    """Turn expected user errors into one line on stderr and exit code 2, instead of a traceback."""
+    """Turn user errors into one line on stderr and exit code 2 (BIOHASH_DEBUG=1 shows the traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from biohash.errors import BiohashError
+
         try:
             return fn(*args, **kwargs)
-        except (ValueError, KeyError, FileNotFoundError, TypeError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-            typer.echo(f"error: {msg}", err=True)
+        except (BiohashError, ValueError, FileNotFoundError) as err:
+            if os.environ.get("BIOHASH_DEBUG"):
+                raise
+            typer.echo(f"error: {err}", err=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import fnmatch
 from typing import Callable, Generic, TypeVar
 
+from biohash.errors import UnknownNameError
+
 T = TypeVar("T")
 
 
@@ -36,11 +38,11 @@ class Registry(Generic[T]):
         return wrap
 
     def canonical(self, name: str) -> str:
-        """The registered name behind `name` (which may be an alias); raises KeyError listing valid names."""
+        """The registered name behind `name` (which may be an alias); raises UnknownNameError listing valid names."""
         name = self._aliases.get(name, name)
         if name not in self._items:
             valid = ", ".join(self.names())
-            raise KeyError(f"unknown {self.kind} {name!r}; expected one of: {valid}")
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; expected one of: {valid}")
         return name
 
     def get(self, name: str) -> T:

@@ -13,12 +13,14 @@ from typing import Any
 
 import yaml
 
+from biohash.errors import BiohashError
+
 CONFIG = "config.yaml"
 PACKAGES = ("biohash", "torch", "torchvision", "timm", "numpy", "scipy", "opencv-python-headless", "faiss-cpu",
             "scikit-learn")
 
 
-class RunError(ValueError):
+class RunError(BiohashError):
     """A folder is not a run, or a run is missing what a command needs."""
 
 

@@ -11,6 +11,7 @@ from typing import Callable
 
 import numpy as np
 
+from biohash.errors import BiohashError
 from biohash.data.synthetic import Nuisance, SyntheticPalms
 from biohash.registry import Registry
 from biohash.types import Sample
@@ -18,7 +19,7 @@ from biohash.types import Sample
 DATASETS: Registry[Callable[..., "Dataset"]] = Registry("dataset")
 
 
-class DatasetError(ValueError):
+class DatasetError(BiohashError):
     """A dataset could not be opened or is empty; the message names the path or selection."""
 
 

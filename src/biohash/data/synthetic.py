@@ -3,7 +3,7 @@
 Each identity has fixed parameters drawn from ``(seed, identity)``: one hand geometry (palm orientation, scale,
 centre) shared by both modalities; three principal creases as cubic Bezier curves, secondary wrinkles and a
 ridge texture (print); a branching vessel tree (vein, near-infrared look: dark diffuse vessels on a smooth
-bright background, with the principal creases faintly visible as in real NIR palm images).
+bright background, with the creases and wrinkles faintly visible as in real NIR palm images).
 
 Each capture adds nuisance. Geometry is drawn from ``(seed, identity, capture)`` and shared by print and vein
 (multispectral devices capture both bands at one placement); photometry from ``(seed, identity, modality,
@@ -11,11 +11,15 @@ capture)``. Ranges (``Nuisance`` defaults), set so that synthetic genuine pairs 
 genuine pairs of PolyU-MS and Tongji ROIs under a fixed, model-free competitive-code matcher
 (``bench/synthetic_realism.py`` measures both):
 
-    rotation            +-6 degrees            translation      +-7 px (at 128 px)
-    scale               x[0.94, 1.06]          perspective      +-3 px per corner
-    elastic             1.5 px (smooth field)  illumination     linear gradient +-10 %
+    rotation            +-1.5 degrees          translation      +-6 px (at 128 px)
+    scale               x[0.98, 1.02]          perspective      +-1 px per corner
+    elastic             0.3 px (smooth field)  illumination     linear gradient +-10 %
     contrast            x[0.8, 1.2]            brightness       +-12 grey levels
-    blur sigma          0 to 1.2 px            noise sigma      1.5 to 4 grey levels
+    blur sigma          0 to 0.8 px            noise sigma      1 to 2 grey levels
+
+Measured with that matcher (mean genuine distance, 0..1): PolyU green 0.26, PolyU NIR 0.27, Tongji 0.23;
+synthetic print 0.26, synthetic vein 0.29 (impostors: 0.47 real, 0.46 synthetic). Geometry dominates: with
++-6 degrees of rotation alone synthetic genuine pairs already sat at 0.33, far above real ones.
 
 Images are 128x128 uint8 grey by default; any size and any number of identities.
 """
@@ -35,16 +39,16 @@ _CANVAS = 1.5  # identity templates are rendered larger than the ROI so nuisance
 class Nuisance:
     """Per-capture nuisance ranges, in units of a 128-pixel ROI (scaled with the output size)."""
 
-    rotation_deg: float = 6.0
-    translation_px: float = 7.0
-    scale: float = 0.06
-    perspective_px: float = 3.0
-    elastic_px: float = 1.5
+    rotation_deg: float = 1.5
+    translation_px: float = 6.0
+    scale: float = 0.02
+    perspective_px: float = 1.0
+    elastic_px: float = 0.3
     illumination: float = 0.10
     contrast: float = 0.2
     brightness: float = 12.0
-    blur_sigma: float = 1.2
-    noise_sigma: tuple[float, float] = (1.5, 4.0)
+    blur_sigma: float = 0.8
+    noise_sigma: tuple[float, float] = (1.0, 2.0)
 
     def scaled(self, factor: float) -> "Nuisance":
         """The same nuisance with every range multiplied by `factor` (0 gives clean captures)."""
@@ -116,21 +120,33 @@ def _ridge_texture(rng: np.random.Generator, c: int, scale: float) -> np.ndarray
     return tex / (tex.std() + 1e-6)
 
 
-def _render_print(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], c: int,
+def _wrinkles(rng: np.random.Generator, frame: np.ndarray, c: int, scale: float) -> np.ndarray:
+    """Secondary wrinkles: a dense network of thin curves in two dominant directions plus random ones,
+    drawn into one mask whose grey level is each wrinkle's depth (0..1)."""
+    mask = np.zeros((c, c), np.uint8)
+    families = rng.uniform(0, np.pi, 2)
+    for _ in range(rng.integers(100, 160)):
+        start = rng.uniform(-1.3, 1.3, 2)
+        pick = rng.random()
+        ang = rng.uniform(0, np.pi) if pick < 0.3 else rng.normal(families[int(pick < 0.65)], 0.25)
+        d = np.array([np.cos(ang), np.sin(ang)]) * rng.uniform(0.15, 0.6)
+        bend = rng.normal(0, 0.06, 2)
+        ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d])
+        pts = _to_canvas(frame, _bezier(ctrl, 16))
+        depth = int(255 * rng.uniform(0.12, 0.32))
+        width = max(1, int(round(rng.uniform(0.8, 1.6) * scale)))
+        cv2.polylines(mask, [np.round(pts * 16).astype(np.int32)], False, depth, width, cv2.LINE_AA, shift=4)
+    return mask.astype(np.float32) / 255.0
+
+
+def _render_print(rng: np.random.Generator, creases: list[np.ndarray], wrinkles: np.ndarray, c: int,
                   scale: float) -> np.ndarray:
     img = np.ones((c, c), np.float32)
     for pts in creases:
         _draw_curve(img, pts, rng.uniform(2.0, 3.5) * scale, rng.uniform(0.35, 0.55))
-    for _ in range(rng.integers(40, 80)):  # secondary wrinkles: short curves, partly along a flexion direction
-        start = rng.uniform(-1.2, 1.2, 2)
-        ang = rng.uniform(0, np.pi) if rng.random() < 0.5 else rng.normal(0.5, 0.3)
-        length = rng.uniform(0.15, 0.5)
-        d = np.array([np.cos(ang), np.sin(ang)]) * length
-        bend = rng.normal(0, 0.08, 2)
-        ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d])
-        _draw_curve(img, _to_canvas(frame, _bezier(ctrl, 16)), rng.uniform(1.0, 1.6) * scale, rng.uniform(0.1, 0.3))
-    img = cv2.GaussianBlur(img, (0, 0), 0.8 * scale)
-    img += 0.05 * _ridge_texture(rng, c, scale)
+    img -= wrinkles
+    img = cv2.GaussianBlur(img, (0, 0), 0.7 * scale)
+    img += 0.03 * _ridge_texture(rng, c, scale)
     return img
 
 
@@ -156,8 +172,8 @@ def _vessel_tree(rng: np.random.Generator, frame: np.ndarray) -> list[tuple[np.n
     return segments
 
 
-def _render_vein(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], c: int,
-                 scale: float) -> np.ndarray:
+def _render_vein(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], wrinkles: np.ndarray,
+                 c: int, scale: float) -> np.ndarray:
     vessels = np.zeros((c, c), np.float32)
     unit = abs(frame[0, 0]) + abs(frame[0, 1])  # canvas px per palm unit
     for pts, width in _vessel_tree(rng, frame):
@@ -166,9 +182,10 @@ def _render_vein(rng: np.random.Generator, frame: np.ndarray, creases: list[np.n
     vessels /= max(float(vessels.max()), 1e-6)
     img = np.ones((c, c), np.float32) - rng.uniform(0.08, 0.14) * vessels
     faint = np.zeros((c, c), np.float32)
-    for pts in creases:  # NIR images still show the principal creases, faintly
+    for pts in creases:  # NIR images still show the principal creases, thinner and fainter than in print
         _draw_curve(faint, pts, 1.5 * scale, -1.0)
-    img -= 0.04 * cv2.GaussianBlur(faint, (0, 0), 1.0 * scale)
+    img -= rng.uniform(0.05, 0.09) * cv2.GaussianBlur(faint, (0, 0), 1.0 * scale)
+    img -= rng.uniform(0.2, 0.35) * cv2.GaussianBlur(wrinkles, (0, 0), 0.8 * scale)  # wrinkles too, fainter
     return img
 
 
@@ -198,8 +215,9 @@ class SyntheticPalms:
         c, scale = self._canvas, self.size / 128.0
         frame = _hand_frame(rng, c)
         creases = _principal_creases(rng, frame)
-        prn = _render_print(_rng(self.seed, identity, 1), frame, creases, c, scale)
-        vein = _render_vein(_rng(self.seed, identity, 2), frame, creases, c, scale)
+        wrinkles = _wrinkles(rng, frame, c, scale)
+        prn = _render_print(_rng(self.seed, identity, 1), creases, wrinkles, c, scale)
+        vein = _render_vein(_rng(self.seed, identity, 2), frame, creases, wrinkles, c, scale)
         return prn, vein
 
     def template(self, identity: int, modality: str) -> np.ndarray:

@@ -6,6 +6,8 @@ from torch import nn
 
 from biohash.models.backbones import create_backbone
 
+HEADS = ("spatial", "avg")
+
 
 class HashNet(nn.Module):
     """Maps a grey image to a relaxed binary code in (-1, 1)^bits; sign gives the code.
@@ -14,17 +16,30 @@ class HashNet(nn.Module):
         backbone: registered backbone name.
         bits: code length (multiple of 8).
         weights: optional local weights file for the backbone.
+        head: "spatial" keeps where things are (1x1 conv to 32 channels, 4x4 average grid, flatten): palm
+            lines are recognised by their position; "avg" is plain global average pooling.
+        dropout: dropout before the hash layer.
     """
 
-    def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None,
+    def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
                  dropout: float = 0.0) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
+        if head not in HEADS:
+            raise ValueError(f"unknown head {head!r}; expected one of: {', '.join(HEADS)}")
         self.backbone = create_backbone(backbone, in_chans=1, weights=weights)
-        self.bits = bits
+        self.bits, self.head = bits, head
+        c = self.backbone.num_features
+        if head == "spatial":
+            self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
+                                        nn.AdaptiveAvgPool2d(4), nn.Flatten())
+            self.embed_dim = 32 * 16
+        else:
+            self.reduce = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
+            self.embed_dim = c
         self.dropout = nn.Dropout(dropout)
-        self.hash = nn.Linear(self.backbone.num_features, bits)
+        self.hash = nn.Linear(self.embed_dim, bits)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone feature map (B, C, h, w)."""
@@ -33,8 +48,8 @@ class HashNet(nn.Module):
         return self.backbone(x)
 
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Pooled embedding (B, C)."""
-        return self.forward_features(x).mean(dim=(2, 3))
+        """Embedding (B, embed_dim) that the hash layer reads."""
+        return self.reduce(self.forward_features(x))
 
     def forward_code(self, x: torch.Tensor) -> torch.Tensor:
         """Relaxed code tanh(W e + b), (B, bits)."""

@@ -1,0 +1,27 @@
+"""Helpers shared by the benchmarks: a results folder and a printed table."""
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def report(name: str, title: str, columns: list[str], rows: list[list], extra: dict | None = None) -> Path:
+    """Print a table and write it, with machine facts, to bench/results/NAME.json."""
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+    Console(width=160).print(table)
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {"title": title, "columns": columns, "rows": rows, "machine": platform.platform(), **(extra or {})}
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    print(f"wrote {path}")
+    return path

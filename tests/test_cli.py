@@ -1,0 +1,66 @@
+"""The CLI through typer's runner: errors are one line, a tiny training run writes a run folder."""
+import pytest
+from typer.testing import CliRunner
+
+from biohash.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+
+
+def _error_line(result):
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    return lines[0]
+
+
+def test_unknown_backbone():
+    assert "expected one of" in _error_line(runner.invoke(app, ["train", "cohash", "--model", "vgg99"]))
+
+
+def test_bits_not_multiple_of_8():
+    assert "multiple of 8" in _error_line(runner.invoke(app, ["train", "cohash", "--bits", "12"]))
+
+
+def test_paper_flags_with_real_dataset_name_fail_clearly():
+    args = ["train", "cohash", "-b", "256", "--ds", "casiam", "--bits", "32", "--model", "res18", "--comment",
+            "caRes32", "--epoch", "4000"]
+    assert "not available yet" in _error_line(runner.invoke(app, args))
+
+
+def test_unknown_protocol_and_dataset():
+    assert "protocol" in _error_line(runner.invoke(app, ["train", "cohash", "--protocol", "half"]))
+    assert "unknown dataset" in _error_line(runner.invoke(app, ["train", "cohash", "--ds", "mnist"]))
+
+
+def test_eval_on_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "notarun").mkdir()
+    assert "not a run folder" in _error_line(runner.invoke(app, ["eval", str(tmp_path / "notarun")]))
+    assert "not found" in _error_line(runner.invoke(app, ["eval", str(tmp_path / "missing")]))
+
+
+def test_synth_writes_images_and_sheet(tmp_path):
+    result = runner.invoke(app, ["synth", str(tmp_path / "syn"), "--identities", "2", "--captures", "3"])
+    assert result.exit_code == 0, result.output
+    assert len(list((tmp_path / "syn").rglob("*.png"))) == 2 * 2 * 3 + 1
+    assert (tmp_path / "syn" / "contact_sheet.png").is_file()
+
+
+def test_paper_style_flags_train_and_eval(tmp_path):
+    args = ["train", "cohash", "-b", "8", "--ds", "synthetic", "--bits", "16", "--model", "tiny", "--comment",
+            "paperflags", "--epoch", "1", "--identities", "6", "--captures", "2", "--image-size", "32",
+            "--runs", str(tmp_path / "runs")]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "runs" / "paperflags"
+    assert "bits: 16" in (run / "config.yaml").read_text()
+    assert "backbone: tiny" in (run / "config.yaml").read_text()
+    result = runner.invoke(app, ["eval", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "| fused |" in result.output and "| cross |" in result.output

@@ -1,0 +1,55 @@
+import pytest
+
+from biohash.data.datasets import DATASETS, DatasetError, open_dataset
+from biohash.data.protocols import closed_set, open_set
+from biohash.errors import UnknownNameError
+
+
+def test_synthetic_dataset_samples_and_load():
+    ds = open_dataset("synthetic", identities=4, captures=3, size=64)
+    assert len(ds.samples) == 4 * 3 * 2
+    assert ds.identities() == ["0", "1", "2", "3"]
+    assert ds.modalities() == ["print", "vein"]
+    assert ds.load(ds.samples[0]).shape == (64, 64)
+
+
+def test_unknown_dataset_lists_valid_names():
+    with pytest.raises(UnknownNameError, match="expected one of: .*synthetic"):
+        open_dataset("imagenet")
+
+
+@pytest.mark.parametrize("name", ["casiam", "polyu", "tjppv", "tongji", "folder"])
+def test_real_names_are_known_but_not_available_yet(name):
+    assert name in DATASETS
+    with pytest.raises(DatasetError, match="not available yet"):
+        open_dataset(name, root="/data/x")
+
+
+def test_empty_selection_is_an_error():
+    with pytest.raises(DatasetError, match="identities >= 1"):
+        open_dataset("synthetic", identities=0)
+
+
+def test_open_set_is_identity_disjoint_and_complete():
+    ds = open_dataset("synthetic", identities=20, captures=4)
+    split = open_set(ds, val_fraction=0.1, test_fraction=0.3, seed=1)
+    train = {s.identity for s in split.train}
+    val = {s.identity for s in split.val_probe}
+    test = {s.identity for s in split.test_probe}
+    assert not (train & val or train & test or val & test)
+    assert len(test) == 6 and len(val) == 2 and len(train) == 12
+    assert {s.identity for s in split.test_gallery} == test
+    assert not set(split.test_gallery) & set(split.test_probe)
+    assert len(split.train) + len(split.val_gallery) + len(split.val_probe) + len(split.test_gallery) + len(
+        split.test_probe) == len(ds.samples)
+
+
+def test_closed_set_splits_samples_not_identities():
+    ds = open_dataset("synthetic", identities=5, captures=6)
+    split = closed_set(ds)
+    assert {s.identity for s in split.train} == {s.identity for s in split.test_probe}
+    assert not set(split.train) & set(split.test_probe)
+    assert split.test_gallery == split.train
+    assert not set(split.val_probe) & set(split.val_gallery)
+    assert set(split.val_probe) <= set(split.train)
+    assert max(s.capture for s in split.train) < min(s.capture for s in split.test_probe)

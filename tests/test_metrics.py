@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+from sklearn.metrics import roc_curve
+
+from biohash import metrics
+
+
+def test_eer_hand_computed_case():
+    # genuine 0.9 0.8 0.6 0.4, impostor 0.7 0.5 0.3 0.2: at threshold 0.6, FAR = 1/4 (0.7), FRR = 1/4 (0.4)
+    e = metrics.eer([0.9, 0.8, 0.6, 0.4], [0.7, 0.5, 0.3, 0.2])
+    assert e.rate == pytest.approx(0.25)
+
+
+def test_eer_perfect_separation_is_zero():
+    assert metrics.eer([0.9, 0.95], [0.1, 0.2]).rate == 0.0
+
+
+def test_roc_matches_sklearn():
+    rng = np.random.default_rng(0)
+    g = np.round(rng.normal(0.7, 0.1, 400), 3)
+    i = np.round(rng.normal(0.5, 0.1, 3000), 3)
+    far, tar, thr = metrics.roc(g, i)
+    y = np.r_[np.ones(g.size), np.zeros(i.size)]
+    fpr, tpr, thr_sk = roc_curve(y, np.r_[g, i], drop_intermediate=False)
+    np.testing.assert_allclose(far, fpr)
+    np.testing.assert_allclose(tar, tpr)
+    np.testing.assert_allclose(thr[1:], thr_sk[1:])
+
+
+def test_eer_matches_sklearn_interpolation():
+    rng = np.random.default_rng(1)
+    g = rng.normal(0.65, 0.1, 500)
+    i = rng.normal(0.5, 0.1, 5000)
+    y = np.r_[np.ones(g.size), np.zeros(i.size)]
+    fpr, tpr, _ = roc_curve(y, np.r_[g, i], drop_intermediate=False)
+    fnr = 1 - tpr
+    k = np.argmax(fpr - fnr >= 0)
+    d0, d1 = fpr[k - 1] - fnr[k - 1], fpr[k] - fnr[k]
+    ref = fpr[k - 1] + d0 / (d0 - d1) * (fpr[k] - fpr[k - 1])
+    assert metrics.eer(g, i).rate == pytest.approx(ref, abs=1e-12)
+
+
+def test_tar_at_far_and_threshold():
+    g = np.array([0.9, 0.8, 0.7, 0.6])
+    i = np.linspace(0.0, 0.75, 100)  # one impostor at 0.75: FAR 1% needs threshold above it
+    assert metrics.tar_at_far(g, i, 0.01) == pytest.approx(0.75)
+    assert metrics.tar_at_far(g, i, 0.0) == pytest.approx(0.5)
+    assert metrics.threshold_at_far(g, i, 0.0) == pytest.approx(0.8)
+
+
+def test_d_prime():
+    g = np.array([1.0, 3.0])  # mean 2, var 1
+    i = np.array([-1.0, 1.0])  # mean 0, var 1
+    assert metrics.d_prime(g, i) == pytest.approx(2.0)
+
+
+def _slow_cmc_map(sim, pid, gid, max_rank):
+    hits, aps = np.zeros(max_rank), []
+    for r in range(sim.shape[0]):
+        order = sorted(range(sim.shape[1]), key=lambda c: (-sim[r, c], c))
+        ranked = [gid[c] == pid[r] for c in order]
+        first = ranked.index(True)
+        hits[first:] += 1 if first < max_rank else 0
+        found, precisions = 0, []
+        for k, ok in enumerate(ranked, 1):
+            if ok:
+                found += 1
+                precisions.append(found / k)
+        aps.append(np.mean(precisions))
+    return hits / sim.shape[0], float(np.mean(aps))
+
+
+def test_cmc_and_map_match_slow_reference():
+    rng = np.random.default_rng(2)
+    gid = np.repeat(np.arange(12), 3)
+    pid = rng.integers(0, 12, 40)
+    sim = rng.random((40, gid.size)) + 0.3 * (pid[:, None] == gid[None, :])
+    curve, m = _slow_cmc_map(sim, pid, gid, 10)
+    np.testing.assert_allclose(metrics.cmc(sim, pid, gid, 10), curve)
+    assert metrics.mean_average_precision(sim, pid, gid) == pytest.approx(m)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="genuine and impostor"):
+        metrics.eer([], [0.1])
+    with pytest.raises(ValueError, match="NaN"):
+        metrics.eer([np.nan], [0.1])
+    with pytest.raises(ValueError, match="n_probes, n_gallery"):
+        metrics.cmc(np.zeros((2, 3)), np.zeros(3), np.zeros(3))

@@ -1,0 +1,99 @@
+import numpy as np
+import pytest
+import torch
+
+from biohash.losses import CentroidLoss, CrossModalityLoss, QuantizationLoss
+from biohash.models.backbones import BACKBONES, create_backbone, load_weights
+from biohash.models.cohash import CoHashNet, hash_centroids
+from biohash.models.hashnet import HashNet
+
+
+@pytest.mark.parametrize("name", BACKBONES.names())
+def test_every_backbone_forward_backward(name):
+    net = create_backbone(name, in_chans=1)
+    x = torch.randn(2, 1, 64, 64)
+    out = net(x)
+    assert out.ndim == 4 and out.shape[1] == net.num_features
+    out.mean().backward()
+    assert any(p.grad is not None for p in net.parameters())
+
+
+def test_hashnet_stages_and_code_range():
+    net = HashNet("tiny", bits=32).eval()
+    x = torch.randn(3, 1, 64, 64)
+    assert net.forward_features(x).ndim == 4
+    assert net.forward_embed(x).shape == (3, net.backbone.num_features)
+    code = net.forward_code(x)
+    assert code.shape == (3, 32) and code.abs().max() < 1
+    with pytest.raises(ValueError, match="grey images"):
+        net(torch.randn(3, 3, 64, 64))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        HashNet("tiny", bits=12)
+
+
+def test_unknown_backbone_lists_names():
+    with pytest.raises(KeyError, match="expected one of: .*resnet18"):
+        create_backbone("vgg99")
+
+
+def test_alias_res18():
+    assert BACKBONES.canonical("res18") == "resnet18"
+
+
+def test_local_weights_load_and_missing_file(tmp_path):
+    src = create_backbone("small")
+    torch.save(src.state_dict(), tmp_path / "w.pt")
+    dst = create_backbone("small", weights=tmp_path / "w.pt")
+    for a, b in zip(src.state_dict().values(), dst.state_dict().values()):
+        assert torch.equal(a, b)
+    with pytest.raises(FileNotFoundError, match="weights file not found"):
+        load_weights(dst, tmp_path / "missing.pt")
+
+
+def test_torchvision_resnet_weights_map_onto_grey_backbone(tmp_path):
+    from torchvision.models import resnet18
+
+    tv = resnet18(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "rn18.pth")
+    net = create_backbone("resnet18", weights=tmp_path / "rn18.pth")
+    assert torch.allclose(net.body[0].weight, tv.conv1.weight.sum(1, keepdim=True))
+    assert torch.equal(net.body[4][0].conv1.weight, tv.layer1[0].conv1.weight)
+
+
+@pytest.mark.parametrize("bits", [16, 32, 64])
+def test_hadamard_centroids_are_far_apart(bits):
+    c = hash_centroids(2 * bits, bits)
+    assert set(np.unique(c)) == {-1.0, 1.0}
+    d = (bits - c @ c.T) / 2
+    off = d[~np.eye(len(c), dtype=bool)]
+    assert off.min() >= bits // 2
+    assert len(np.unique(c, axis=0)) == len(c)
+
+
+def test_random_centroids_beyond_hadamard_keep_a_minimum_distance():
+    bits = 32
+    c = hash_centroids(300, bits, seed=1)
+    d = (bits - c @ c.T) / 2
+    off = d[~np.eye(300, dtype=bool)]
+    assert off.min() >= 6  # random 32-bit codes would often collide or sit 1-3 bits apart
+    assert c.shape == (300, 32)
+
+
+def test_losses_prefer_codes_at_their_centroid():
+    centroids = torch.from_numpy(hash_centroids(4, 16))
+    labels = torch.tensor([0, 1, 2, 3])
+    right = centroids[labels] * 0.95
+    wrong = centroids[labels.roll(1)] * 0.95
+    loss = CentroidLoss()
+    assert loss(right, labels, centroids) < 0.1 < loss(wrong, labels, centroids)
+    assert QuantizationLoss()(right) < QuantizationLoss()(right * 0.2)
+    cross = CrossModalityLoss()
+    assert cross(right, right, labels, labels) < 0.1 < cross(right, wrong, labels, labels)
+
+
+def test_cohash_branches():
+    model = CoHashNet("tiny", 16, 5)
+    x = torch.randn(2, 1, 64, 64)
+    assert model(x, "print").shape == (2, 16) and model(x, "vein").shape == (2, 16)
+    with pytest.raises(KeyError, match="no 'iris' branch"):
+        model.net("iris")

@@ -1,0 +1,101 @@
+"""A tiny co-hashing run learns; the fit loop resumes and survives Ctrl-C."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from biohash.data.config import DataConfig
+from biohash.jobs import evaluate_run, load_model, train_cohash
+from biohash.recipes.cohash import CohashConfig
+from biohash.runs import RunError
+from biohash.train import FitConfig, fit, lr_factor
+
+TINY_DATA = DataConfig(identities=16, captures=6, image_size=64, protocol="closed", seed=0)
+TINY_MODEL = CohashConfig(backbone="tiny", bits=32)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    torch.set_num_threads(2)
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    train_cohash(run, TINY_DATA, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0))
+    return run
+
+
+def test_tiny_run_separates_genuine_from_impostor(trained_run):
+    per_mode = evaluate_run(trained_run)
+    for mode in ("print", "vein", "fused"):
+        m = per_mode[mode]
+        gap = m["genuine_mean"] - m["impostor_mean"]  # similarities: 1 - Hamming/bits
+        assert gap > 0.15, (mode, m)
+        assert m["eer"] < 0.2, (mode, m)
+    assert per_mode["cross"]["genuine_mean"] > per_mode["cross"]["impostor_mean"] + 0.05
+
+
+def test_run_folder_has_everything(trained_run):
+    evaluate_run(trained_run)
+    for name in ("config.yaml", "environment.json", "history.json", "metrics.json", "checkpoints/best.pt",
+                 "checkpoints/last.pt", "eval/closed-test/report.md", "eval/closed-test/roc.png",
+                 "eval/closed-test/det.png", "eval/closed-test/cmc.png", "eval/closed-test/scores-fused.txt"):
+        assert (trained_run / name).is_file(), name
+    history = json.loads((trained_run / "history.json").read_text())
+    assert len(history) == 25 and all("val_eer" in row for row in history)
+    best = torch.load(trained_run / "checkpoints" / "best.pt", weights_only=False)
+    assert best["val_eer"] == pytest.approx(min(r["val_eer"] for r in history))
+
+
+def test_open_set_evaluation_of_closed_run_is_refused(trained_run):
+    with pytest.raises(RunError, match="closed"):
+        evaluate_run(trained_run, protocol="open")
+
+
+def test_existing_run_needs_resume(trained_run):
+    with pytest.raises(RunError, match="--resume"):
+        train_cohash(trained_run, TINY_DATA, TINY_MODEL, FitConfig(epochs=1))
+
+
+def _tiny_setup():
+    from biohash.data.config import open_split
+    from biohash.data.loaders import PairedTrainSet
+    from biohash.recipes.cohash import build
+
+    ds, split = open_split(DataConfig(identities=6, captures=2, image_size=32, protocol="closed"))
+    train = PairedTrainSet(ds, split.train, ("print", "vein"), 32)
+    model, step = build(CohashConfig(backbone="tiny", bits=16), len(train.classes))
+    return model, step, torch.utils.data.DataLoader(train, batch_size=2)
+
+
+def test_resume_continues_where_it_stopped(tmp_path):
+    torch.manual_seed(0)
+    model, step, loader = _tiny_setup()
+    fit(model, step, loader, FitConfig(epochs=2, batch_size=2), tmp_path)
+    model2, step2, _ = _tiny_setup()
+    history = fit(model2, step2, loader, FitConfig(epochs=3, batch_size=2), tmp_path)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 3
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path):
+    model, step, loader = _tiny_setup()
+    calls = {"n": 0}
+
+    def interrupting_step(net, batch):
+        calls["n"] += 1
+        if calls["n"] == len(loader) + 2:  # during the second epoch
+            raise KeyboardInterrupt
+        return step(net, batch)
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, interrupting_step, loader, FitConfig(epochs=3, batch_size=2), tmp_path)
+    state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    assert state["epoch"] == 1  # the interrupted epoch starts over
+    history = fit(model, step, loader, FitConfig(epochs=3, batch_size=2), tmp_path)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = FitConfig(epochs=10, warmup_epochs=1)
+    assert lr_factor(cfg, 0.0) < 0.01 and lr_factor(cfg, 1.0) == pytest.approx(1.0)
+    assert lr_factor(cfg, 9.9) < 0.01
+    assert np.all(np.diff([lr_factor(cfg, e) for e in np.linspace(1, 10, 20)]) <= 0)
