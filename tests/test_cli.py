@@ -54,7 +54,7 @@ def test_synth_writes_images_and_sheet(tmp_path):
 
 def test_paper_style_flags_train_and_eval(tmp_path):
     args = ["train", "cohash", "-b", "8", "--ds", "synthetic", "--bits", "16", "--model", "tiny", "--comment",
-            "paperflags", "--epoch", "1", "--identities", "6", "--captures", "2", "--image-size", "32",
+            "paperflags", "--epoch", "1", "--identities", "8", "--captures", "2", "--image-size", "32",
             "--runs", str(tmp_path / "runs")]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output

@@ -53,3 +53,8 @@ def test_closed_set_splits_samples_not_identities():
     assert not set(split.val_probe) & set(split.val_gallery)
     assert set(split.val_probe) <= set(split.train)
     assert max(s.capture for s in split.train) < min(s.capture for s in split.test_probe)
+
+
+def test_open_set_needs_enough_identities():
+    with pytest.raises(DatasetError, match="at least 5 identities"):
+        open_set(open_dataset("synthetic", identities=4, captures=2))

@@ -41,11 +41,12 @@ def test_eer_matches_sklearn_interpolation():
 
 
 def test_tar_at_far_and_threshold():
-    g = np.array([0.9, 0.8, 0.7, 0.6])
-    i = np.linspace(0.0, 0.75, 100)  # one impostor at 0.75: FAR 1% needs threshold above it
-    assert metrics.tar_at_far(g, i, 0.01) == pytest.approx(0.75)
-    assert metrics.tar_at_far(g, i, 0.0) == pytest.approx(0.5)
-    assert metrics.threshold_at_far(g, i, 0.0) == pytest.approx(0.8)
+    g = np.array([0.9, 0.8, 0.7, 0.65])
+    i = np.linspace(0.0, 0.65, 100)  # the top impostor ties the weakest genuine score at 0.65
+    assert metrics.tar_at_far(g, i, 0.01) == pytest.approx(1.0)  # threshold 0.65 lets 1 impostor in 100 pass
+    assert metrics.tar_at_far(g, i, 0.0) == pytest.approx(0.75)  # threshold 0.7
+    assert metrics.threshold_at_far(g, i, 0.0) == pytest.approx(0.7)
+    assert metrics.threshold_at_far(g, i, 0.01) == pytest.approx(0.65)
 
 
 def test_d_prime():

@@ -22,7 +22,8 @@ def test_hashnet_stages_and_code_range():
     net = HashNet("tiny", bits=32).eval()
     x = torch.randn(3, 1, 64, 64)
     assert net.forward_features(x).ndim == 4
-    assert net.forward_embed(x).shape == (3, net.backbone.num_features)
+    assert net.forward_embed(x).shape == (3, net.embed_dim) == (3, 32 * 16)
+    assert HashNet("tiny", bits=32, head="avg").forward_embed(x).shape == (3, net.backbone.num_features)
     code = net.forward_code(x)
     assert code.shape == (3, 32) and code.abs().max() < 1
     with pytest.raises(ValueError, match="grey images"):

@@ -42,7 +42,9 @@ def train_cohash(run_dir: Path, data: DataConfig, method: "CohashConfig", fit_cf
     modalities = tuple(m for m in ("print", "vein") if m in dataset.modalities())
     if not modalities:
         raise RunError(f"dataset {data.dataset!r} has no print or vein samples (found {dataset.modalities()})")
-    train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=True, seed=fit_cfg.seed)
+    fresh = data.fresh_captures and dataset.fresh is not None
+    train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=True, fresh=fresh,
+                               seed=fit_cfg.seed)
     model, step = build(method, len(train_set.classes), modalities, seed=fit_cfg.seed)
     config = {"recipe": "cohash", "data": dataclasses.asdict(data),
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),

@@ -9,7 +9,11 @@ from biohash.data.protocols import PROTOCOLS, Split, make_split
 
 @dataclass
 class DataConfig:
-    """Dataset and protocol of a run. `identities` and `captures` apply to the synthetic generator."""
+    """Dataset and protocol of a run.
+
+    `identities`, `captures` and `fresh_captures` apply to generated data: with fresh_captures, training
+    draws a new capture of each training identity for every item and epoch (evaluation captures stay fixed).
+    """
 
     dataset: str = "synthetic"
     root: str | None = None
@@ -20,6 +24,7 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.3
     seed: int = 0
+    fresh_captures: bool = True
 
     def __post_init__(self) -> None:
         self.dataset = DATASETS.canonical(self.dataset)

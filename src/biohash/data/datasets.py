@@ -6,7 +6,7 @@ list the valid ones, and the paper's short names (casiam, polyu, tjppv) are alia
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -16,6 +16,7 @@ from biohash.data.synthetic import Nuisance, SyntheticPalms
 from biohash.registry import Registry
 from biohash.types import Sample
 
+FRESH_CAPTURES = 1 << 20  # capture indices from here on are drawn fresh for training, never listed samples
 DATASETS: Registry[Callable[..., "Dataset"]] = Registry("dataset")
 
 
@@ -31,11 +32,14 @@ class Dataset:
         name: registered name of the adapter.
         samples: every capture, in a stable order.
         loader: Sample -> uint8 array (H, W).
+        fresh: for generated datasets, (sample, k) -> a new capture k of the same identity and modality,
+            never one of the listed samples; None for databases of files.
     """
 
     name: str
     samples: list[Sample]
     loader: Callable[[Sample], np.ndarray]
+    fresh: Callable[[Sample, int], Sample] | None = None
 
     def __post_init__(self) -> None:
         if not self.samples:
@@ -78,7 +82,8 @@ def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int
         raise DatasetError(f"synthetic needs identities >= 1 and captures >= 1, got {identities} and {captures}")
     gen = SyntheticPalms(seed=seed, size=size, nuisance=nuisance)
     samples = [Sample(str(i), m, c) for i in range(identities) for m in modalities for c in range(captures)]
-    return Dataset("synthetic", samples, lambda s: gen.render(int(s.identity), s.modality, s.capture))
+    return Dataset("synthetic", samples, lambda s: gen.render(int(s.identity), s.modality, s.capture),
+                   fresh=lambda s, k: replace(s, capture=FRESH_CAPTURES + k))
 
 
 def _not_available(name: str) -> Callable[..., Dataset]:

@@ -22,11 +22,15 @@ class PairedTrainSet(TorchDataset):
         modalities: modalities every item carries; identities lacking one are dropped with a count.
         size: image side fed to the network.
         augment: apply small random affine jitter.
+        fresh: for generated datasets, draw a new capture of the same identity for every item and epoch
+            (unlimited nuisance variation) instead of reusing the listed training captures.
         seed: seeds the augmentation and pairing draws (per item and epoch).
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
-                 augment: bool = True, seed: int = 0) -> None:
+                 augment: bool = True, fresh: bool = False, seed: int = 0) -> None:
+        if fresh and dataset.fresh is None:
+            raise DatasetError(f"dataset {dataset.name!r} is a set of files: it cannot draw fresh captures")
         groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
         for s in samples:
             groups[(s.identity, s.modality)].append(s)
@@ -38,7 +42,7 @@ class PairedTrainSet(TorchDataset):
         self.groups = groups
         self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
         self.dataset, self.modalities, self.size = dataset, modalities, size
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.fresh, self.seed, self.epoch = augment, fresh, seed, 0
 
     def __len__(self) -> int:
         return len(self.anchors)
@@ -52,10 +56,15 @@ class PairedTrainSet(TorchDataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         anchor = self.anchors[index]
+        if self.fresh:
+            anchor = self.dataset.fresh(anchor, 2 * (self.epoch * len(self) + index))
         item = {self.modalities[0]: self._image(anchor, rng)}
         for m in self.modalities[1:]:
             choices = self.groups[(anchor.identity, m)]
-            item[m] = self._image(choices[rng.integers(len(choices))], rng)
+            partner = choices[rng.integers(len(choices))]
+            if self.fresh:
+                partner = self.dataset.fresh(partner, 2 * (self.epoch * len(self) + index) + 1)
+            item[m] = self._image(partner, rng)
         item["label"] = torch.tensor(self.classes[anchor.identity])
         return item
 

@@ -53,11 +53,12 @@ def _halves(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
 def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float = 0.3, seed: int = 0) -> Split:
     """Identity-disjoint split; identities are shuffled with `seed` before assignment."""
     ids = dataset.identities()
-    if len(ids) < 3:
-        raise DatasetError(f"open-set protocol needs at least 3 identities, dataset has {len(ids)}")
+    if len(ids) < 5:
+        raise DatasetError(f"open-set protocol needs at least 5 identities (2 validation, 2 test, 1 train), "
+                           f"dataset has {len(ids)}")
     order = np.random.default_rng(seed).permutation(len(ids))
-    n_test = max(1, int(round(len(ids) * test_fraction)))
-    n_val = max(1, int(round(len(ids) * val_fraction)))
+    n_test = max(2, int(round(len(ids) * test_fraction)))  # at least 2, or there are no impostor pairs
+    n_val = max(2, int(round(len(ids) * val_fraction)))
     test_ids = {ids[i] for i in order[:n_test]}
     val_ids = {ids[i] for i in order[n_test : n_test + n_val]}
     train = [s for s in dataset.samples if s.identity not in test_ids | val_ids]
