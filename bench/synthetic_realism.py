@@ -8,7 +8,6 @@ distances show how distinctive identities are. Reads ../shared/data; skips a set
 from __future__ import annotations
 
 import glob
-import itertools
 from pathlib import Path
 
 import cv2
@@ -16,41 +15,10 @@ import numpy as np
 from _common import report
 
 from biohash import metrics
+from biohash.compcode import genuine_impostor
 from biohash.data.synthetic import SyntheticPalms
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-_KERNELS = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / 6, 10.9, 1.0, 0) for j in range(6)]
-_KERNELS = [k - k.mean() for k in _KERNELS]
-
-
-def compcode(img: np.ndarray) -> np.ndarray:
-    x = cv2.resize(img, (128, 128)).astype(np.float32)
-    resp = np.stack([cv2.filter2D(x, cv2.CV_32F, k) for k in _KERNELS])
-    return resp.argmin(axis=0)[2::4, 2::4]  # (32, 32) orientations 0..5
-
-
-def distance(a: np.ndarray, b: np.ndarray, shift: int = 3) -> float:
-    best = 1.0
-    n = a.shape[0]
-    for dy, dx in itertools.product(range(-shift, shift + 1), repeat=2):
-        pa = a[max(dy, 0) : n + min(dy, 0), max(dx, 0) : n + min(dx, 0)]
-        pb = b[max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : n + min(-dx, 0)]
-        d = np.abs(pa - pb)
-        best = min(best, float(np.minimum(d, 6 - d).mean() / 3))
-    return best
-
-
-def distances(groups: dict[str, list[np.ndarray]], max_impostor: int = 1500, seed: int = 0) -> tuple:
-    codes = {k: [compcode(i) for i in v] for k, v in groups.items()}
-    genuine = [distance(a, b) for v in codes.values() for a, b in itertools.combinations(v, 2)]
-    flat = [(k, c) for k, v in codes.items() for c in v]
-    rng = np.random.default_rng(seed)
-    impostor = []
-    while len(impostor) < max_impostor:
-        i, j = rng.integers(len(flat), size=2)
-        if flat[i][0] != flat[j][0]:
-            impostor.append(distance(flat[i][1], flat[j][1]))
-    return np.array(genuine), np.array(impostor)
 
 
 def real_sets() -> dict[str, dict[str, list[np.ndarray]]]:
@@ -75,7 +43,7 @@ def synthetic_sets(identities: int = 10, captures: int = 12) -> dict[str, dict[s
 def main() -> None:
     rows = []
     for name, groups in {**real_sets(), **synthetic_sets()}.items():
-        g, i = distances(groups)
+        g, i = genuine_impostor(groups)
         rows.append([name, len(groups), round(g.mean(), 3), round(g.std(), 3), round(i.mean(), 3),
                      round(i.std(), 3), round(100 * metrics.eer(-g, -i).rate, 2)])
     report("synthetic_realism", "genuine-pair variation under a fixed CompCode matcher (distance 0..1)",

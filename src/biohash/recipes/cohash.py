@@ -25,7 +25,7 @@ class CohashConfig:
     weights: str | None = None
     lambda_quant: float = 0.05
     lambda_cross: float = 0.5
-    cross_margin: float = 0.0
+    cross_margin: float = 0.25
 
     def __post_init__(self) -> None:
         if self.bits <= 0 or self.bits % 8:
