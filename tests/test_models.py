@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.losses import CentroidLoss, CrossModalityLoss, QuantizationLoss
+from biohash.losses import CentroidLoss, CentroidSoftmaxLoss, CrossModalityLoss, QuantizationLoss
 from biohash.models.backbones import BACKBONES, create_backbone, load_weights
 from biohash.models.cohash import CoHashNet, hash_centroids
 from biohash.models.hashnet import HashNet
@@ -88,6 +88,8 @@ def test_losses_prefer_codes_at_their_centroid():
     loss = CentroidLoss()
     assert loss(right, labels, centroids) < 0.1 < loss(wrong, labels, centroids)
     assert QuantizationLoss()(right) < QuantizationLoss()(right * 0.2)
+    soft = CentroidSoftmaxLoss(scale=16)
+    assert soft(right, labels, centroids) < 0.1 < soft(wrong, labels, centroids)
     cross = CrossModalityLoss()
     assert cross(right, right, labels, labels) < 0.1 < cross(right, wrong, labels, labels)
 

@@ -43,7 +43,7 @@ def train_cohash(run_dir: Path, data: DataConfig, method: "CohashConfig", fit_cf
     if not modalities:
         raise RunError(f"dataset {data.dataset!r} has no print or vein samples (found {dataset.modalities()})")
     fresh = data.fresh_captures and dataset.fresh is not None
-    train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=True, fresh=fresh,
+    train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=not fresh, fresh=fresh,
                                seed=fit_cfg.seed)
     model, step = build(method, len(train_set.classes), modalities, seed=fit_cfg.seed)
     config = {"recipe": "cohash", "data": dataclasses.asdict(data),
@@ -114,7 +114,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     return per_mode
 
 
-def run_demo(run_dir: Path, epochs: int = 12, identities: int = 300, bits: int = 64, seed: int = 0,
+def run_demo(run_dir: Path, epochs: int = 16, identities: int = 1000, bits: int = 64, seed: int = 0,
              fresh: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing, evaluate the open-set test split, print."""
     import shutil
@@ -128,8 +128,8 @@ def run_demo(run_dir: Path, epochs: int = 12, identities: int = 300, bits: int =
         read_config(run_dir)  # refuse to delete a folder that is not a run
         shutil.rmtree(run_dir)
     t0 = time.time()
-    data = DataConfig(dataset="synthetic", identities=identities, captures=8, protocol="open", seed=seed)
-    fit_cfg = FitConfig(epochs=epochs, batch_size=64, lr=3e-3, seed=seed)
+    data = DataConfig(dataset="synthetic", identities=identities, captures=4, protocol="open", seed=seed)
+    fit_cfg = FitConfig(epochs=epochs, batch_size=64, lr=1e-2, val_every=2, seed=seed)
     train_cohash(run_dir, data, CohashConfig(backbone="small", bits=bits), fit_cfg, resume=not fresh)
     per_mode = evaluate_run(run_dir)
     table = Table(title=f"co-hashing, {bits} bits, synthetic open set (identity-disjoint test palms)")

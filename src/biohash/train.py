@@ -29,7 +29,7 @@ class FitConfig:
 
     epochs: int = 20
     batch_size: int = 64
-    lr: float = 2e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     optimizer: str = "adamw"
     schedule: str = "cosine"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ class PairedTrainSet(TorchDataset):
         size: image side fed to the network.
         augment: apply small random affine jitter.
         fresh: for generated datasets, draw a new capture of the same identity for every item and epoch
-            (unlimited nuisance variation) instead of reusing the listed training captures.
+            (unlimited nuisance variation) instead of reusing the listed training captures; the other
+            modalities then come from the same capture (one placement, as on a multispectral device).
         seed: seeds the augmentation and pairing draws (per item and epoch).
     """
 
@@ -56,14 +58,16 @@ class PairedTrainSet(TorchDataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
         anchor = self.anchors[index]
+        k = self.epoch * len(self) + index
         if self.fresh:
-            anchor = self.dataset.fresh(anchor, 2 * (self.epoch * len(self) + index))
+            anchor = self.dataset.fresh(anchor, k)
         item = {self.modalities[0]: self._image(anchor, rng)}
         for m in self.modalities[1:]:
-            choices = self.groups[(anchor.identity, m)]
-            partner = choices[rng.integers(len(choices))]
-            if self.fresh:
-                partner = self.dataset.fresh(partner, 2 * (self.epoch * len(self) + index) + 1)
+            if self.fresh:  # capture k of the other band: one placement, as multispectral devices capture
+                partner = self.dataset.fresh(replace(anchor, modality=m), k)
+            else:
+                choices = self.groups[(anchor.identity, m)]
+                partner = choices[rng.integers(len(choices))]
             item[m] = self._image(partner, rng)
         item["label"] = torch.tensor(self.classes[anchor.identity])
         return item

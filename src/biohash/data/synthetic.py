@@ -125,17 +125,20 @@ def _wrinkles(rng: np.random.Generator, frame: np.ndarray, c: int, scale: float)
     drawn into one mask whose grey level is each wrinkle's depth (0..1)."""
     mask = np.zeros((c, c), np.uint8)
     families = rng.uniform(0, np.pi, 2)
-    for _ in range(rng.integers(100, 160)):
-        start = rng.uniform(-1.3, 1.3, 2)
-        pick = rng.random()
-        ang = rng.uniform(0, np.pi) if pick < 0.3 else rng.normal(families[int(pick < 0.65)], 0.25)
-        d = np.array([np.cos(ang), np.sin(ang)]) * rng.uniform(0.15, 0.6)
-        bend = rng.normal(0, 0.06, 2)
-        ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d])
-        pts = _to_canvas(frame, _bezier(ctrl, 16))
-        depth = int(255 * rng.uniform(0.12, 0.32))
-        width = max(1, int(round(rng.uniform(0.8, 1.6) * scale)))
-        cv2.polylines(mask, [np.round(pts * 16).astype(np.int32)], False, depth, width, cv2.LINE_AA, shift=4)
+    n = int(rng.integers(100, 160))
+    pick = rng.random(n)
+    ang = np.where(pick < 0.3, rng.uniform(0, np.pi, n), rng.normal(families[(pick < 0.65).astype(int)], 0.25))
+    d = np.stack([np.cos(ang), np.sin(ang)], -1) * rng.uniform(0.15, 0.6, (n, 1))
+    start, bend = rng.uniform(-1.3, 1.3, (n, 2)), rng.normal(0, 0.06, (n, 2))
+    ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d], 1)  # (n, 4, 2)
+    t = np.linspace(0.0, 1.0, 16)[None, :, None]
+    curves = ((1 - t) ** 3 * ctrl[:, None, 0] + 3 * (1 - t) ** 2 * t * ctrl[:, None, 1]
+              + 3 * (1 - t) * t**2 * ctrl[:, None, 2] + t**3 * ctrl[:, None, 3])  # (n, 16, 2)
+    pts = np.round(_to_canvas(frame, curves) * 16).astype(np.int32)
+    depths = (255 * rng.uniform(0.12, 0.32, n)).astype(int)
+    widths = np.maximum(1, np.round(rng.uniform(0.8, 1.6, n) * scale)).astype(int)
+    for curve, depth, width in zip(pts, depths, widths):
+        cv2.polylines(mask, [curve], False, int(depth), int(width), cv2.LINE_AA, shift=4)
     return mask.astype(np.float32) / 255.0
 
 

@@ -54,14 +54,20 @@ class CoHashNet(nn.Module):
         modalities: one sub-network per entry.
         weights: optional local backbone weights, loaded into every sub-network.
         seed: seed of the centroid assignment.
+        share_head: one hash layer for all modalities (each keeps its own backbone and reduction), so the
+            embeddings of both modalities are read the same way.
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
-                 weights: str | None = None, seed: int = 0) -> None:
+                 weights: str | None = None, seed: int = 0, share_head: bool = False) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.bits = bits
         self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights) for m in self.modalities})
+        if share_head:
+            first = self.nets[self.modalities[0]].hash
+            for m in self.modalities[1:]:
+                self.nets[m].hash = first
         self.register_buffer("centroids", torch.from_numpy(hash_centroids(n_classes, bits, seed)))
 
     def net(self, modality: str) -> HashNet:

