@@ -99,3 +99,10 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(cfg, 0.0) < 0.01 and lr_factor(cfg, 1.0) == pytest.approx(1.0)
     assert lr_factor(cfg, 9.9) < 0.01
     assert np.all(np.diff([lr_factor(cfg, e) for e in np.linspace(1, 10, 20)]) <= 0)
+
+
+def test_resume_with_other_settings_is_refused(trained_run):
+    other = DataConfig(identities=17, captures=6, image_size=64, protocol="closed", seed=0)
+    with pytest.raises(RunError, match="other data"):
+        train_cohash(trained_run, other, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0),
+                     resume=True)

@@ -50,6 +50,12 @@ def train_cohash(run_dir: Path, data: DataConfig, method: "CohashConfig", fit_cf
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
                         "modalities": list(modalities)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
+    if resume and (run_dir / "config.yaml").exists():
+        before = read_config(run_dir)
+        changed = [k for k in ("data", "model", "fit") if before.get(k) != config[k]]
+        if changed:
+            raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
+                           f"same flags (see its config.yaml) or choose another --name")
     write_config(run_dir, config)
     write_json(run_dir / "environment.json", environment())
     loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
