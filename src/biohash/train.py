@@ -30,7 +30,7 @@ class FitConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-2
-    weight_decay: float = 1e-4
+    weight_decay: float = 5e-4
     optimizer: str = "adamw"
     schedule: str = "cosine"
     warmup_epochs: int = 1

@@ -212,6 +212,9 @@ class SyntheticPalms:
         self._template = lru_cache(maxsize=cache_identities)(self._render_identity)
         yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
         self._grid = (xx, yy)
+        self._noise = np.random.default_rng([self.seed, 977]).standard_normal((2 * size, 2 * size), np.float32)
+        # print and vein of one capture share their geometry: keep the last few sampling maps
+        self._sampling_map = lru_cache(maxsize=8)(self._sampling_map)
 
     def _render_identity(self, identity: int) -> tuple[np.ndarray, np.ndarray]:
         rng = _rng(self.seed, identity, 7919)
@@ -262,15 +265,19 @@ class SyntheticPalms:
         base, spread = (128.0, 110.0) if modality == "print" else (150.0, 150.0)
         xx, yy = self._grid
         g = rng.uniform(-nz.illumination, nz.illumination, 2) * (2.0 / n)
-        light = (1.0 - g[0] * n / 2 - g[1] * n / 2) + g[0] * xx + g[1] * yy
         gain = spread * (1.0 + rng.uniform(-nz.contrast, nz.contrast))
-        out = (base + gain * (img - 1.0)) * light + rng.uniform(-nz.brightness, nz.brightness)
+        # (base + gain * (img - 1)) * light + brightness, with light = 1 + g . (x, y) - g . centre; in place
+        out = img * np.float32(gain)
+        out += np.float32(base - gain)
+        out *= xx * np.float32(g[0]) + yy * np.float32(g[1]) + np.float32(1.0 - (g[0] + g[1]) * n / 2)
+        out += np.float32(rng.uniform(-nz.brightness, nz.brightness))
         sigma = rng.uniform(0, nz.blur_sigma) * n / 128.0
         if sigma > 0.3:
             out = cv2.GaussianBlur(out, (0, 0), sigma)
-        noise = rng.standard_normal(out.shape, dtype=np.float32)
-        out += noise * np.float32(rng.uniform(*nz.noise_sigma))
-        return np.clip(out, 0, 255).astype(np.uint8)
+        dy, dx = rng.integers(0, n, 2)  # sensor noise: a random window of a pre-drawn field
+        out += self._noise[dy : dy + n, dx : dx + n] * np.float32(rng.uniform(*nz.noise_sigma))
+        np.clip(out, 0, 255, out=out)
+        return out.astype(np.uint8)
 
     def render(self, identity: int, modality: str, capture: int) -> np.ndarray:
         """One capture as a uint8 grey image of shape (size, size)."""

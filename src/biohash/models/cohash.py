@@ -56,14 +56,15 @@ class CoHashNet(nn.Module):
         seed: seed of the centroid assignment.
         share_head: one hash layer for all modalities (each keeps its own backbone and reduction), so the
             embeddings of both modalities are read the same way.
+        dropout: dropout before the hash layer.
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
-                 weights: str | None = None, seed: int = 0, share_head: bool = False) -> None:
+                 weights: str | None = None, seed: int = 0, share_head: bool = False, dropout: float = 0.0) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.bits = bits
-        self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights) for m in self.modalities})
+        self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights, dropout=dropout) for m in self.modalities})
         if share_head:
             first = self.nets[self.modalities[0]].hash
             for m in self.modalities[1:]:

@@ -35,6 +35,7 @@ class CohashConfig:
     lambda_cross: float = 0.5
     cross_margin: float = 0.25
     share_head: bool = True
+    dropout: float = 0.2
 
     def __post_init__(self) -> None:
         if self.bits <= 0 or self.bits % 8:
@@ -50,7 +51,8 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     from biohash.models.backbones import BACKBONES
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
-    model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share_head)
+    model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share_head,
+                      config.dropout)
     centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
     softmax = CentroidSoftmaxLoss(config.softmax_scale)
 
