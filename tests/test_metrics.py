@@ -88,3 +88,13 @@ def test_bad_inputs():
         metrics.eer([np.nan], [0.1])
     with pytest.raises(ValueError, match="n_probes, n_gallery"):
         metrics.cmc(np.zeros((2, 3)), np.zeros(3), np.zeros(3))
+
+
+def test_bootstrap_ci_brackets_the_eer_and_narrows_with_data():
+    rng = np.random.default_rng(3)
+    g, i = rng.normal(0.7, 0.1, 200), rng.normal(0.5, 0.1, 2000)
+    lo, hi = metrics.bootstrap_eer_ci(g, i, n=100)
+    assert lo <= metrics.eer(g, i).rate <= hi
+    g4, i4 = rng.normal(0.7, 0.1, 3200), rng.normal(0.5, 0.1, 32000)
+    lo4, hi4 = metrics.bootstrap_eer_ci(g4, i4, n=100)
+    assert hi4 - lo4 < (hi - lo) / 2

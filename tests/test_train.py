@@ -36,7 +36,7 @@ def test_tiny_run_separates_genuine_from_impostor(trained_run):
 def test_run_folder_has_everything(trained_run):
     evaluate_run(trained_run)
     for name in ("config.yaml", "environment.json", "history.json", "metrics.json", "checkpoints/best.pt",
-                 "checkpoints/last.pt", "eval/closed-test/report.md", "eval/closed-test/roc.png",
+                 "checkpoints/last.pt", "report.md", "eval/closed-test/report.md", "eval/closed-test/roc.png",
                  "eval/closed-test/det.png", "eval/closed-test/cmc.png", "eval/closed-test/scores-fused.txt"):
         assert (trained_run / name).is_file(), name
     history = json.loads((trained_run / "history.json").read_text())

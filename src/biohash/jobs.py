@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
@@ -12,6 +12,9 @@ from rich.console import Console
 from biohash.data.config import DataConfig, open_split
 from biohash.runs import RunError, environment, read_config, write_config, write_json
 from biohash.train import FitConfig
+
+if TYPE_CHECKING:
+    from biohash.recipes.cohash import CohashConfig
 
 console = Console()
 
@@ -24,10 +27,10 @@ def _cohash_parts(config: dict[str, Any]):
     return CohashConfig(**model_cfg), n_classes, modalities
 
 
-def train_cohash(run_dir: Path, data: DataConfig, method: "CohashConfig", fit_cfg: FitConfig,  # noqa: F821
+def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: FitConfig,
                  resume: bool = False, threads: int | None = None) -> Path:
-    """Train (or resume) a co-hashing run in `run_dir`, selecting the checkpoint on validation, then evaluate it
-    on the test split."""
+    """Train (or resume) a co-hashing run in `run_dir`; the checkpoint is selected on the validation split
+    (evaluate_run then scores it on the test split)."""
     from biohash.data.loaders import PairedTrainSet
     from biohash.evaluate import validation
     from biohash.recipes.cohash import build
@@ -112,10 +115,13 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     write_json(out / "metrics.json", summary)
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else None
-    context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({'identity-disjoint' if data.protocol == 'open' else 'per-identity sample split'})",
-               "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
+    kind = "identity-disjoint" if data.protocol == "open" else "per-identity sample split"
+    context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
                "bits": config["model"]["bits"], "probe identities": summary["identities"]}
-    write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
+    report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
+    # the latest evaluation also sits at the top of the run folder, its plots linked from there
+    rel = out.relative_to(run_dir).as_posix()
+    (run_dir / "report.md").write_text(report.read_text().replace("](", f"]({rel}/"))
     write_json(run_dir / "metrics.json", summary)
     return per_mode
 
