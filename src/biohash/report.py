@@ -17,17 +17,22 @@ TABLE_COLUMNS = (("eer", "EER %", 100), ("tar@far=0.001", "TAR@FAR=1e-3 %", 100)
                  ("map", "mAP %", 100), ("d_prime", "d'", 1))
 
 
+def _save(fig, ax, path: Path) -> None:
+    """Grid, legend, layout, write and close: the common end of every line plot."""
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_roc(scores: dict[str, Scores], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 4))
     for mode, s in scores.items():
         far, tar, _ = metrics.roc(s.genuine, s.impostor)
         ax.plot(np.maximum(far, 1e-6), tar, label=mode)
     ax.set(xscale="log", xlim=(1e-5, 1), ylim=(0, 1.01), xlabel="FAR", ylabel="TAR", title="ROC")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_det(scores: dict[str, Scores], path: Path) -> None:
@@ -41,11 +46,7 @@ def plot_det(scores: dict[str, Scores], path: Path) -> None:
     ax.set_xticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
     ax.set_yticks(norm.ppf(ticks), [f"{t:g}" for t in ticks])
     ax.set(xlim=norm.ppf([1e-5, 0.6]), ylim=norm.ppf([1e-5, 0.6]), xlabel="FAR", ylabel="FRR", title="DET")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_histograms(scores: dict[str, Scores], path: Path) -> None:
@@ -68,11 +69,7 @@ def plot_cmc(scores: dict[str, Scores], path: Path, max_rank: int = 10) -> None:
         curve = metrics.cmc(s.matrix[keep], s.probe_ids[keep], s.gallery_ids, max_rank)
         ax.plot(np.arange(1, max_rank + 1), curve, marker="o", label=mode)
     ax.set(xlabel="rank", ylabel="identification rate", title="CMC", ylim=(0, 1.01))
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, ax, path)
 
 
 def plot_history(history: list[dict], path: Path) -> None:

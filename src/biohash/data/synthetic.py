@@ -65,9 +65,9 @@ def _rng(*keys: int) -> np.random.Generator:
 
 
 def _bezier(points: np.ndarray, n: int = 48) -> np.ndarray:
-    """Points on a cubic Bezier curve given 4 control points (4, 2) -> (n, 2)."""
+    """Points on cubic Bezier curves: control points (..., 4, 2) -> (..., n, 2)."""
     t = np.linspace(0.0, 1.0, n)[:, None]
-    p0, p1, p2, p3 = points
+    p0, p1, p2, p3 = (points[..., k, None, :] for k in range(4))
     return (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
 
 
@@ -131,10 +131,7 @@ def _wrinkles(rng: np.random.Generator, frame: np.ndarray, c: int, scale: float)
     d = np.stack([np.cos(ang), np.sin(ang)], -1) * rng.uniform(0.15, 0.6, (n, 1))
     start, bend = rng.uniform(-1.3, 1.3, (n, 2)), rng.normal(0, 0.06, (n, 2))
     ctrl = np.stack([start, start + d / 3 + bend, start + 2 * d / 3 - bend, start + d], 1)  # (n, 4, 2)
-    t = np.linspace(0.0, 1.0, 16)[None, :, None]
-    curves = ((1 - t) ** 3 * ctrl[:, None, 0] + 3 * (1 - t) ** 2 * t * ctrl[:, None, 1]
-              + 3 * (1 - t) * t**2 * ctrl[:, None, 2] + t**3 * ctrl[:, None, 3])  # (n, 16, 2)
-    pts = np.round(_to_canvas(frame, curves) * 16).astype(np.int32)
+    pts = np.round(_to_canvas(frame, _bezier(ctrl, 16)) * 16).astype(np.int32)
     depths = (255 * rng.uniform(0.12, 0.32, n)).astype(int)
     widths = np.maximum(1, np.round(rng.uniform(0.8, 1.6, n) * scale)).astype(int)
     for curve, depth, width in zip(pts, depths, widths):
