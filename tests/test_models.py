@@ -24,6 +24,7 @@ def test_hashnet_stages_and_code_range():
     assert net.forward_features(x).ndim == 4
     assert net.forward_embed(x).shape == (3, net.embed_dim) == (3, 32 * 16)
     assert HashNet("tiny", bits=32, head="avg").forward_embed(x).shape == (3, net.backbone.num_features)
+    assert HashNet("tiny", bits=32, grid=2).forward_embed(x).shape == (3, 32 * 4)
     code = net.forward_code(x)
     assert code.shape == (3, 32) and code.abs().max() < 1
     with pytest.raises(ValueError, match="grey images"):
@@ -92,6 +93,13 @@ def test_losses_prefer_codes_at_their_centroid():
     assert soft(right, labels, centroids) < 0.1 < soft(wrong, labels, centroids)
     cross = CrossModalityLoss()
     assert cross(right, right, labels, labels) < 0.1 < cross(right, wrong, labels, labels)
+
+
+def test_shared_head_is_one_layer():
+    shared = CoHashNet("tiny", 16, 5, share_head=True)
+    assert shared.net("print").hash is shared.net("vein").hash
+    separate = CoHashNet("tiny", 16, 5, share_head=False)
+    assert separate.net("print").hash is not separate.net("vein").hash
 
 
 def test_cohash_branches():

@@ -57,14 +57,17 @@ class CoHashNet(nn.Module):
         share_head: one hash layer for all modalities (each keeps its own backbone and reduction), so the
             embeddings of both modalities are read the same way.
         dropout: dropout before the hash layer.
+        grid: side of the spatial head's pooling grid.
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
-                 weights: str | None = None, seed: int = 0, share_head: bool = False, dropout: float = 0.0) -> None:
+                 weights: str | None = None, seed: int = 0, share_head: bool = False, dropout: float = 0.0,
+                 grid: int = 4) -> None:
         super().__init__()
         self.modalities = tuple(modalities)
         self.bits = bits
-        self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights, dropout=dropout) for m in self.modalities})
+        self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights, dropout=dropout, grid=grid)
+                                   for m in self.modalities})
         if share_head:
             first = self.nets[self.modalities[0]].hash
             for m in self.modalities[1:]:

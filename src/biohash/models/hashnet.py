@@ -16,13 +16,14 @@ class HashNet(nn.Module):
         backbone: registered backbone name.
         bits: code length (multiple of 8).
         weights: optional local weights file for the backbone.
-        head: "spatial" keeps where things are (1x1 conv to 32 channels, 4x4 average grid, flatten): palm
+        head: "spatial" keeps where things are (1x1 conv to 32 channels, grid x grid average pool, flatten): palm
             lines are recognised by their position; "avg" is plain global average pooling.
         dropout: dropout before the hash layer.
+        grid: side of the spatial head's average-pooling grid.
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
-                 dropout: float = 0.0) -> None:
+                 dropout: float = 0.0, grid: int = 4) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
@@ -33,8 +34,8 @@ class HashNet(nn.Module):
         c = self.backbone.num_features
         if head == "spatial":
             self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
-                                        nn.AdaptiveAvgPool2d(4), nn.Flatten())
-            self.embed_dim = 32 * 16
+                                        nn.AdaptiveAvgPool2d(grid), nn.Flatten())
+            self.embed_dim = 32 * grid * grid
         else:
             self.reduce = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())
             self.embed_dim = c

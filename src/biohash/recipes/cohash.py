@@ -36,6 +36,7 @@ class CohashConfig:
     cross_margin: float = 0.25
     share_head: bool = True
     dropout: float = 0.2
+    grid: int = 4
 
     def __post_init__(self) -> None:
         if self.bits <= 0 or self.bits % 8:
@@ -52,7 +53,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share_head,
-                      config.dropout)
+                      config.dropout, config.grid)
     centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
     softmax = CentroidSoftmaxLoss(config.softmax_scale)
 
