@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, load_model, train_cohash
+from biohash.jobs import evaluate_run, train_cohash
 from biohash.recipes.cohash import CohashConfig
 from biohash.runs import RunError
 from biohash.train import FitConfig, fit, lr_factor

@@ -7,5 +7,5 @@ from biohash.types import Codes, Sample, Scores
 
 __version__ = "0.1.0"
 
-__all__ = ["Codes", "Sample", "Scores", "binarize", "from_real", "hamming", "pack", "similarity", "unpack",
-           "__version__"]
+__all__ = ["Codes", "Sample", "Scores", "__version__", "binarize", "from_real", "hamming", "pack", "similarity",
+           "unpack"]

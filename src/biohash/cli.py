@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
@@ -81,7 +82,8 @@ def train_cohash(
 ) -> None:
     """Train PalmCohashNet: one hashing network per modality towards shared identity centroids."""
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run, train_cohash as run_training
+    from biohash.jobs import evaluate_run
+    from biohash.jobs import train_cohash as run_training
     from biohash.recipes.cohash import CohashConfig
     from biohash.report import markdown_table
     from biohash.runs import run_name

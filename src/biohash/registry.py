@@ -5,7 +5,8 @@ Unknown names fail with the list of valid ones, and users register their own wit
 from __future__ import annotations
 
 import fnmatch
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from biohash.errors import UnknownNameError
 

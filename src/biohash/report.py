@@ -6,12 +6,12 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from scipy.stats import norm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy.stats import norm
 
-from biohash import metrics  # noqa: E402
-from biohash.types import Scores  # noqa: E402
+from biohash import metrics
+from biohash.types import Scores
 
 TABLE_COLUMNS = (("eer", "EER %", 100), ("tar@far=0.001", "TAR@FAR=1e-3 %", 100), ("rank1", "rank-1 %", 100),
                  ("map", "mAP %", 100), ("d_prime", "d'", 1))
@@ -39,7 +39,7 @@ def plot_det(scores: dict[str, Scores], path: Path) -> None:
     """DET on normal-deviate axes, the usual biometric convention."""
     fig, ax = plt.subplots(figsize=(5, 4))
     ticks = np.array([1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
-    clip = lambda v: norm.ppf(np.clip(v, 1e-5, 1 - 1e-5))  # noqa: E731
+    clip = lambda v: norm.ppf(np.clip(v, 1e-5, 1 - 1e-5))
     for mode, s in scores.items():
         far, frr = metrics.det(s.genuine, s.impostor)
         ax.plot(clip(far), clip(frr), label=mode)

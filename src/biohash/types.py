@@ -5,9 +5,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-MODALITIES = ("print", "vein", "dorsal", "palmar", "ocular")
-MODES = ("print", "vein", "fused", "cross")
-
 
 @dataclass(frozen=True)
 class Sample:
@@ -59,7 +56,7 @@ class Scores:
     """Comparison scores of one mode: higher means more likely the same identity.
 
     Attributes:
-        mode: "print", "vein", "fused" or "cross".
+        mode: one of scores.MODE_NAMES ("print", "vein", "fused", "cross", "cross-rev").
         matrix: float array (n_probes, n_gallery), similarity in [0, 1] (1 - normalised Hamming distance).
         probe_ids: identity per probe row.
         gallery_ids: identity per gallery column.

@@ -6,18 +6,18 @@ list the valid ones, and the paper's short names (casiam, polyu, tjppv) are alia
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable
 
 import numpy as np
 
-from biohash.errors import BiohashError
 from biohash.data.synthetic import Nuisance, SyntheticPalms
+from biohash.errors import BiohashError
 from biohash.registry import Registry
 from biohash.types import Sample
 
 FRESH_CAPTURES = 1 << 20  # capture indices from here on are drawn fresh for training, never listed samples
-DATASETS: Registry[Callable[..., "Dataset"]] = Registry("dataset")
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 
 
 class DatasetError(BiohashError):

@@ -50,7 +50,7 @@ class Nuisance:
     blur_sigma: float = 0.8
     noise_sigma: tuple[float, float] = (1.0, 2.0)
 
-    def scaled(self, factor: float) -> "Nuisance":
+    def scaled(self, factor: float) -> Nuisance:
         """The same nuisance with every range multiplied by `factor` (0 gives clean captures)."""
         lo, hi = self.noise_sigma
         return replace(self, rotation_deg=self.rotation_deg * factor, translation_px=self.translation_px * factor,
