@@ -55,14 +55,20 @@ def test_synth_writes_images_and_sheet(tmp_path):
 def test_paper_style_flags_train_and_eval(tmp_path):
     args = ["train", "cohash", "-b", "8", "--ds", "synthetic", "--bits", "16", "--model", "tiny", "--comment",
             "paperflags", "--epoch", "1", "--identities", "8", "--captures", "2", "--image-size", "32",
-            "--runs", str(tmp_path / "runs"), "--separate-heads", "--lambda-softmax", "0"]
+            "--runs", str(tmp_path / "runs"), "--share", "none", "--lambda-softmax", "0"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "paperflags"
     assert "bits: 16" in (run / "config.yaml").read_text()
     assert "backbone: tiny" in (run / "config.yaml").read_text()
-    assert "share_head: false" in (run / "config.yaml").read_text()
+    assert "share: none" in (run / "config.yaml").read_text()
     assert "lambda_softmax: 0.0" in (run / "config.yaml").read_text()
     result = runner.invoke(app, ["eval", str(run)])
     assert result.exit_code == 0, result.output
     assert "| fused |" in result.output and "| cross |" in result.output
+
+
+def test_unknown_sharing():
+    args = ["train", "cohash", "--share", "trunk", "--identities", "8", "--captures", "2", "--image-size", "32",
+            "--model", "tiny"]
+    assert "unknown sharing" in _error_line(runner.invoke(app, args))

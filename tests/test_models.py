@@ -95,11 +95,16 @@ def test_losses_prefer_codes_at_their_centroid():
     assert cross(right, right, labels, labels) < 0.1 < cross(right, wrong, labels, labels)
 
 
-def test_shared_head_is_one_layer():
-    shared = CoHashNet("tiny", 16, 5, share_head=True)
-    assert shared.net("print").hash is shared.net("vein").hash
-    separate = CoHashNet("tiny", 16, 5, share_head=False)
+def test_sharing_between_modalities():
+    head = CoHashNet("tiny", 16, 5, share="head")
+    assert head.net("print").hash is head.net("vein").hash
+    assert head.net("print").backbone is not head.net("vein").backbone
+    separate = CoHashNet("tiny", 16, 5, share="none")
     assert separate.net("print").hash is not separate.net("vein").hash
+    one = CoHashNet("tiny", 16, 5, share="all")
+    assert one.net("print") is one.net("vein")
+    with pytest.raises(ValueError, match="unknown sharing"):
+        CoHashNet("tiny", 16, 5, share="trunk")
 
 
 def test_cohash_branches():

@@ -67,8 +67,8 @@ def train_cohash(
     schedule: Optional[str] = typer.Option(None, help="cosine, step or constant"),
     lambda_quant: Optional[float] = typer.Option(None), lambda_cross: Optional[float] = typer.Option(None),
     lambda_softmax: Optional[float] = typer.Option(None, help="centroid-softmax weight (ours; 0 = paper's loss)"),
-    share_head: Optional[bool] = typer.Option(None, "--share-head/--separate-heads",
-                                              help="one hash layer for both modalities (ours) or one each (paper)"),
+    share: Optional[str] = typer.Option(None, help="none (paper: two sub-networks), head (one hash layer, default) "
+                                        "or all (one network)"),
     dropout: Optional[float] = typer.Option(None, help="dropout before the hash layer"),
     protocol: Optional[str] = typer.Option(None, help="open (identity-disjoint, default) or closed"),
     identities: Optional[int] = typer.Option(None, help="synthetic: number of palms"),
@@ -93,7 +93,7 @@ def train_cohash(
                                    image_size=image_size, protocol=protocol, seed=seed))
     method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, lambda_quant=lambda_quant,
                                        lambda_cross=lambda_cross, lambda_softmax=lambda_softmax,
-                                       share_head=share_head, dropout=dropout))
+                                       share=share, dropout=dropout))
     fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                                      schedule=schedule, seed=seed))
     run_dir = runs / (name or run_name("cohash"))

@@ -12,6 +12,8 @@ from torch import nn
 
 from biohash.models.hashnet import HashNet
 
+SHARING = ("none", "head", "all")
+
 
 def hash_centroids(n_classes: int, bits: int, seed: int = 0) -> np.ndarray:
     """Identity centroids in {-1, +1}, float32 (n_classes, bits).
@@ -54,24 +56,29 @@ class CoHashNet(nn.Module):
         modalities: one sub-network per entry.
         weights: optional local backbone weights, loaded into every sub-network.
         seed: seed of the centroid assignment.
-        share_head: one hash layer for all modalities (each keeps its own backbone and reduction), so the
-            embeddings of both modalities are read the same way.
+        share: what the modalities share. "none": two sub-networks, as in the paper; "head": one hash layer
+            (each keeps its own backbone and reduction), so both embeddings are read the same way; "all":
+            one network for every modality.
         dropout: dropout before the hash layer.
         grid: side of the spatial head's pooling grid.
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
-                 weights: str | None = None, seed: int = 0, share_head: bool = False, dropout: float = 0.0,
+                 weights: str | None = None, seed: int = 0, share: str = "none", dropout: float = 0.0,
                  grid: int = 4) -> None:
         super().__init__()
+        if share not in SHARING:
+            raise ValueError(f"unknown sharing {share!r}; expected one of: {', '.join(SHARING)}")
         self.modalities = tuple(modalities)
         self.bits = bits
         self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights, dropout=dropout, grid=grid)
                                    for m in self.modalities})
-        if share_head:
-            first = self.nets[self.modalities[0]].hash
-            for m in self.modalities[1:]:
-                self.nets[m].hash = first
+        first = self.nets[self.modalities[0]]
+        for m in self.modalities[1:]:
+            if share == "all":
+                self.nets[m] = first
+            elif share == "head":
+                self.nets[m].hash = first.hash
         self.register_buffer("centroids", torch.from_numpy(hash_centroids(n_classes, bits, seed)))
 
     def net(self, modality: str) -> HashNet:
