@@ -32,6 +32,10 @@ class CodeSet:
     def names(self) -> list[str]:
         return [f"{i}/{c}" for i, c in zip(self.identities, self.captures)]
 
+    def take(self, rows: np.ndarray) -> CodeSet:
+        """The subset at the given row indices, in that order."""
+        return CodeSet(Codes(self.codes.bits[rows], self.codes.n_bits), self.identities[rows], self.captures[rows])
+
 
 def _pair_rows(a: CodeSet, b: CodeSet) -> tuple[np.ndarray, np.ndarray]:
     """Row indices of a and b whose (identity, capture) agree, in a's order."""
@@ -67,13 +71,10 @@ def mode_scores(mode: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet
     if mode == "fused":
         pp, pv = _pair_rows(probe["print"], probe["vein"])
         gp, gv = _pair_rows(gallery["print"], gallery["vein"])
-        s_print = similarity(probe["print"].codes, gallery["print"].codes)[np.ix_(pp, gp)]
-        s_vein = similarity(probe["vein"].codes, gallery["vein"].codes)[np.ix_(pv, gv)]
-        p = probe["print"]
-        g = gallery["print"]
-        sub_p = CodeSet(Codes(p.codes.bits[pp], p.codes.n_bits), p.identities[pp], p.captures[pp])
-        sub_g = CodeSet(Codes(g.codes.bits[gp], g.codes.n_bits), g.identities[gp], g.captures[gp])
-        return _scores(mode, sub_p, sub_g, (s_print + s_vein) / 2.0)
+        p_print, g_print = probe["print"].take(pp), gallery["print"].take(gp)
+        s_print = similarity(p_print.codes, g_print.codes)
+        s_vein = similarity(probe["vein"].take(pv).codes, gallery["vein"].take(gv).codes)
+        return _scores(mode, p_print, g_print, (s_print + s_vein) / 2.0)
     raise KeyError(f"unknown mode {mode!r}; expected one of: {', '.join(MODE_NAMES)}")
 
 
