@@ -28,10 +28,17 @@ def test_bits_not_multiple_of_8():
     assert "multiple of 8" in _error_line(runner.invoke(app, ["train", "cohash", "--bits", "12"]))
 
 
-def test_paper_flags_with_real_dataset_name_fail_clearly():
+def test_paper_flags_with_real_dataset_name_fail_clearly(tmp_path):
     args = ["train", "cohash", "-b", "256", "--ds", "casiam", "--bits", "32", "--model", "res18", "--comment",
-            "caRes32", "--epoch", "4000"]
-    assert "not available yet" in _error_line(runner.invoke(app, args))
+            "caRes32", "--epoch", "4000", "--runs", str(tmp_path)]
+    assert "needs a root folder" in _error_line(runner.invoke(app, args))
+    line = _error_line(runner.invoke(app, args + ["--root", str(tmp_path / "none")]))
+    assert "root folder not found" in line and "none" in line
+
+
+def test_bad_dataset_option_is_a_clear_error(tmp_path):
+    args = ["train", "cohash", "--ds", "synthetic", "--option", "bands", "--runs", str(tmp_path)]
+    assert "KEY=VALUE" in _error_line(runner.invoke(app, args))
 
 
 def test_unknown_protocol_and_dataset():

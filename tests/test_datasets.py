@@ -18,11 +18,14 @@ def test_unknown_dataset_lists_valid_names():
         open_dataset("imagenet")
 
 
-@pytest.mark.parametrize("name", ["casiam", "polyu", "tjppv", "tongji", "folder"])
-def test_real_names_are_known_but_not_available_yet(name):
+@pytest.mark.parametrize("name", ["casiam", "polyu", "tjppv", "tongji", "xjtu-up", "11k-hands", "hd", "veindeep",
+                                  "iitd-iris", "folder"])
+def test_real_adapters_name_a_missing_root(name, tmp_path):
     assert name in DATASETS
-    with pytest.raises(DatasetError, match="not available yet"):
-        open_dataset(name, root="/data/x")
+    with pytest.raises(DatasetError, match="root folder not found: .*nowhere"):
+        open_dataset(name, root=str(tmp_path / "nowhere"))
+    with pytest.raises(DatasetError, match="needs a root folder"):
+        open_dataset(name)
 
 
 def test_empty_selection_is_an_error():

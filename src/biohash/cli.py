@@ -39,6 +39,20 @@ def _drop_none(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _options(pairs: list[str] | None) -> dict[str, object]:
+    """`--option KEY=VALUE` pairs for a dataset adapter; values parse as YAML scalars (10 -> int, a,b -> str)."""
+    import yaml
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+        parsed = yaml.safe_load(value) if value.strip() else None
+        out[key.strip().replace("-", "_")] = parsed
+    return out
+
+
 @app.command()
 @_friendly
 def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODALITY/CAPTURE.png"),
@@ -57,6 +71,8 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
 def train_cohash(
     dataset: str = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name"),
     root: Optional[str] = typer.Option(None, help="dataset folder (real databases)"),
+    option: Optional[list[str]] = typer.Option(None, "--option", "-o",
+                                               help="dataset adapter option KEY=VALUE, e.g. bands=940"),
     bits: Optional[int] = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
     backbone: Optional[str] = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
     weights: Optional[str] = typer.Option(None, help="local backbone weights file"),
@@ -90,7 +106,8 @@ def train_cohash(
     from biohash.train import FitConfig
 
     data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
-                                   image_size=image_size, protocol=protocol, seed=seed))
+                                   image_size=image_size, protocol=protocol, seed=seed),
+                      options=_options(option))
     method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, lambda_quant=lambda_quant,
                                        lambda_cross=lambda_cross, lambda_softmax=lambda_softmax,
                                        share=share, dropout=dropout))

@@ -16,7 +16,9 @@ class Sample:
         capture: index of the capture within (identity, modality); pairs print and vein of one session.
         path: image file, or None for generated samples.
         session: acquisition session, when the database has several.
-        hand: "l" or "r" where known.
+        hand: "l" or "r" where known (for ocular images: which eye).
+        band: acquisition wavelength or light where the database has several ("940", "green", "nir").
+        tags: database flags a protocol may filter on ("accessories", "extra-gallery").
     """
 
     identity: str
@@ -25,6 +27,8 @@ class Sample:
     path: str | None = None
     session: int = 1
     hand: str | None = None
+    band: str | None = None
+    tags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """DataConfig: which dataset and protocol a run uses; `open_split` turns it into a Dataset and a Split."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from biohash.data.datasets import DATASETS, Dataset, open_dataset
 from biohash.data.protocols import PROTOCOLS, Split, make_split
@@ -13,6 +14,7 @@ class DataConfig:
 
     `identities`, `captures` and `fresh_captures` apply to generated data: with fresh_captures, training
     draws a new capture of each training identity for every item and epoch (evaluation captures stay fixed).
+    `options` go to the dataset adapter as keyword arguments (e.g. {"bands": "940"} for casia-ms).
     """
 
     dataset: str = "synthetic"
@@ -25,6 +27,7 @@ class DataConfig:
     test_fraction: float = 0.3
     seed: int = 0
     fresh_captures: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.dataset = DATASETS.canonical(self.dataset)
@@ -37,8 +40,8 @@ class DataConfig:
 def open_split(cfg: DataConfig) -> tuple[Dataset, Split]:
     if cfg.dataset == "synthetic":
         ds = open_dataset("synthetic", identities=cfg.identities, captures=cfg.captures, seed=cfg.seed,
-                          size=cfg.image_size)
+                          size=cfg.image_size, **cfg.options)
     else:
-        ds = open_dataset(cfg.dataset, root=cfg.root)
+        ds = open_dataset(cfg.dataset, root=cfg.root, **cfg.options)
     kwargs = {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction} if cfg.protocol == "open" else {}
     return ds, make_split(ds, cfg.protocol, seed=cfg.seed, **kwargs)

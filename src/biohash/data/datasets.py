@@ -86,17 +86,5 @@ def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int
                    fresh=lambda s, k: replace(s, capture=FRESH_CAPTURES + k))
 
 
-def _not_available(name: str) -> Callable[..., Dataset]:
-    def factory(root: str | None = None, **_: object) -> Dataset:
-        where = f" (root {root!r})" if root else ""
-        raise DatasetError(f"dataset {name!r} is not available yet{where}: its adapter arrives with the real-data "
-                           f"adapters; use --ds synthetic")
-
-    return factory
-
-
-# Real databases: registered now so their names (and the paper's aliases) are known and fail clearly.
-for _name, _aliases in (("casia-ms", ("casiam",)), ("polyu-ms", ("polyu",)), ("tongji", ()), ("tjppv", ()),
-                        ("xjtu-up", ()), ("11k-hands", ()), ("hd", ()), ("veindeep", ()), ("iitd-iris", ()),
-                        ("folder", ())):
-    DATASETS.register(_name, aliases=_aliases)(_not_available(_name))
+# Adapters for public databases and user folders register themselves on import (they need Dataset above).
+from biohash.data import databases  # noqa: E402,F401

@@ -1,0 +1,136 @@
+"""Palm ROI geometry: the 14-keypoint square rule on hand-made points, valley finding on a drawn hand and on
+every CASIA photo, landmarks on annotated hands, and failures reported as RoiError."""
+from __future__ import annotations
+
+import glob
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from biohash.data.roi import (RoiError, cut, extract_roi, find_valleys, hand_mask, keypoint_square,
+                              landmark_square, read_keypoints, valley_square)
+
+
+def _keypoints(angle_deg: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
+    """Fingers up (towards -y); palm sides P0, P12 100 px apart at y = 150; valleys at y = 100."""
+    pts = np.full((14, 2), np.nan)
+    pts[:] = (150, 150)
+    pts[0], pts[12] = (100, 150), (200, 150)
+    pts[3], pts[6], pts[9] = (120, 100), (150, 100), (180, 100)
+    a = np.deg2rad(angle_deg)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    return (pts - 150) @ rot.T + 150 + np.asarray(shift)
+
+
+def test_square_rule_by_hand():
+    sq = keypoint_square(_keypoints())
+    # side 3/5 L = 60, centre 2/5 L = 40 px below P6 (into the palm), "up" towards the fingers
+    assert sq.side == pytest.approx(60)
+    assert sq.centre == pytest.approx((150, 140))
+    assert sq.up == pytest.approx((0, -1))
+    assert sq.corners() == pytest.approx(np.array([[120, 110], [180, 110], [180, 170], [120, 170]]))
+
+
+@pytest.mark.parametrize("angle", [30.0, 90.0, -135.0])
+def test_square_rule_follows_rotation_and_shift(angle):
+    sq = keypoint_square(_keypoints(angle, (7, -3)))
+    a = np.deg2rad(angle)
+    rot = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+    assert np.array(sq.centre) == pytest.approx(rot @ np.array([0, -10]) + 150 + np.array([7, -3]))
+    assert np.array(sq.up) == pytest.approx(rot @ np.array([0, -1]))
+    assert sq.side == pytest.approx(60)
+
+
+def test_cut_is_upright():
+    # a horizontal intensity ramp; with fingers pointing left (up = -x) the ROI's top rows come from small x
+    img = np.tile(np.arange(300, dtype=np.float32), (300, 1)).clip(0, 255).astype(np.uint8)
+    roi = cut(img, keypoint_square(_keypoints(-90)), size=32)
+    assert roi[:4].mean() < roi[-4:].mean() - 30
+    assert np.ptp(roi[:, :4].mean(axis=0) - roi[:, -4:].mean(axis=0)) < 3  # no gradient left-right
+
+
+def test_bad_keypoints_and_cut_off_palm_are_errors(tmp_path):
+    with pytest.raises(RoiError, match="14 finite"):
+        keypoint_square(np.zeros((5, 2)))
+    with pytest.raises(RoiError, match="outside the image"):
+        cut(np.zeros((120, 120), np.uint8), keypoint_square(_keypoints()), 32)
+    path = tmp_path / "hand.jpg"
+    (tmp_path / "hand.txt").write_text("\n".join(f"{x},{y}" for x, y in _keypoints()))
+    assert read_keypoints(path) == pytest.approx(_keypoints())
+    with pytest.raises(RoiError, match="no keypoint file"):
+        read_keypoints(tmp_path / "other.jpg")
+
+
+def _drawn_hand(angle: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """A bright hand on black: palm disc, four fingers up, thumb to the side, arm to the bottom border.
+    Returns the image and the three true valley points (between the fingers, at the palm edge)."""
+    img = np.zeros((480, 480), np.uint8)
+    cv2.circle(img, (240, 260), 90, 200, -1)
+    cv2.rectangle(img, (200, 300), (280, 480), 200, -1)  # arm
+    xs = [180, 220, 260, 300]  # finger centres; valleys between them at x = 200, 240, 280
+    for x in xs:
+        cv2.rectangle(img, (x - 16, 60), (x + 16, 230), 200, -1)
+    cv2.line(img, (170, 300), (90, 220), 200, 36)  # thumb
+    valleys = np.array([[200, 0], [240, 0], [280, 0]], np.float64)
+    mask = img > 0
+    for v in valleys:  # the valley is where the gap between two fingers meets the palm: its column's top pixel
+        v[1] = np.flatnonzero(mask[:, int(v[0])]).min()
+    m = cv2.getRotationMatrix2D((240, 240), angle, 1.0)
+    img = cv2.warpAffine(img, m, (480, 480))
+    valleys = valleys @ m[:, :2].T + m[:, 2]
+    return img, valleys
+
+
+@pytest.mark.parametrize("angle", [0.0, 35.0, -70.0])
+def test_valleys_found_on_a_drawn_hand(angle):
+    img, truth = _drawn_hand(angle)
+    v = find_valleys(hand_mask(img))
+    found = np.stack([v.p3, v.p6, v.p9])
+    if np.linalg.norm(found[0] - truth[0]) > np.linalg.norm(found[0] - truth[2]):
+        found = found[::-1]  # which end is "index" does not matter to the rule
+    assert np.abs(found - truth).max() < 8
+    assert valley_square(img).side > 40
+
+
+def test_no_hand_and_no_fingers_are_errors():
+    with pytest.raises(RoiError, match="no hand found"):
+        valley_square(np.zeros((200, 200), np.uint8))
+    disc = np.zeros((300, 300), np.uint8)
+    cv2.circle(disc, (150, 150), 80, 200, -1)
+    with pytest.raises(RoiError, match="finger valleys|finger gaps"):
+        valley_square(disc, where="disc.png")
+
+
+def test_every_casia_photo_gives_a_roi(shared_data):
+    files = sorted(glob.glob(str(shared_data / "casia-ms" / "940" / "*.jpg")))
+    assert len(files) == 402
+    palms = set()
+    for path in files:
+        roi = extract_roi(cv2.imread(path, cv2.IMREAD_GRAYSCALE), "valley", 64, where=path)
+        assert roi.shape == (64, 64) and roi.mean() > 40  # on the bright hand, not the dark background
+        palms.add(path.split("/")[-1][:3])
+    assert len(palms) == 67
+
+
+def test_landmark_square_on_annotated_hands(shared_data):
+    checked = 0
+    for json_path in glob.glob(str(shared_data / "hand-keypoints" / "*" / "test_*.json")):
+        data = json.loads(open(json_path).read())
+        if "annotations" not in data:
+            continue
+        for ann in data["annotations"]:
+            if "keypoints" not in ann:  # InterHand2.6M keeps its joints elsewhere
+                continue
+            kp = np.asarray(ann["keypoints"], np.float64).reshape(21, 3)
+            palm = kp[[0, 5, 9, 13, 17]]
+            if (palm[:, 2] <= 0).any():
+                continue
+            sq = landmark_square(kp[:, :2])
+            hull = cv2.convexHull(palm[:, :2].astype(np.float32))
+            assert cv2.pointPolygonTest(hull, sq.centre, True) > -0.15 * sq.side  # centre on the palm
+            toward_fingers = kp[9, :2] - kp[0, :2]
+            assert np.dot(sq.up, toward_fingers) > 0
+            checked += 1
+    assert checked >= 10
