@@ -134,3 +134,29 @@ def test_landmark_square_on_annotated_hands(shared_data):
             assert np.dot(sq.up, toward_fingers) > 0
             checked += 1
     assert checked >= 10
+
+
+def test_bright_background_is_refused_not_cropped():
+    img = np.full((300, 300), 230, np.uint8)
+    cv2.circle(img, (150, 150), 80, 90, -1)
+    with pytest.raises(RoiError, match="dark background"):
+        valley_square(img)
+
+
+def test_roi_command_writes_rois_sheet_and_failures(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("001_l_940_01.jpg", "002_l_940_01.jpg"):
+        (src / name).write_bytes((shared_data / "casia-ms" / "940" / name).read_bytes())
+    (src / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
+    result = CliRunner().invoke(app, ["roi", str(src), str(tmp_path / "out"), "--size", "96"])
+    assert result.exit_code == 0, result.output
+    assert "2/3 ROIs" in result.output
+    assert cv2.imread(str(tmp_path / "out" / "001_l_940_01.png"), cv2.IMREAD_GRAYSCALE).shape == (96, 96)
+    failures = json.loads((tmp_path / "out" / "failures.json").read_text())
+    assert list(failures) == ["broken.jpg"] and "cannot read image" in failures["broken.jpg"]
+    assert cv2.imread(str(tmp_path / "out" / "contact_sheet.png")) is not None

@@ -120,6 +120,21 @@ def train_cohash(
     typer.echo(f"run folder: {run_dir}")
 
 
+@app.command()
+@_friendly
+def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),
+        out: Path = typer.Argument(..., help="output folder: ROIs as PNG, contact_sheet.png, failures.json"),
+        method: str = typer.Option("valley", help="valley (plain dark background), keypoints (14 points in "
+                                   "STEM.txt/.json beside each photo) or landmarks (MediaPipe, optional extra)"),
+        size: int = typer.Option(128, help="ROI side in pixels")) -> None:
+    """Cut palm ROIs from hand photos; failures are listed with their reason, never cropped silently."""
+    from biohash.data.roi_batch import extract_folder
+
+    counts = extract_folder(src, out, method, size)
+    typer.echo(f"{counts['rois']}/{counts['images']} ROIs written to {out}; {counts['failures']} failures "
+               f"(failures.json); contact sheet {out / 'contact_sheet.png'}")
+
+
 @app.command("eval")
 @_friendly
 def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),

@@ -139,16 +139,20 @@ class Valleys:
 
 
 def hand_mask(img: np.ndarray, where: str | None = None) -> np.ndarray:
-    """Binary mask (uint8 0/255) of the hand: Otsu threshold of the blurred image, largest component, holes
-    filled, thin bridges to bright clutter at the border opened away."""
+    """Binary mask (uint8 0/255) of the hand on a dark background: Otsu threshold of the blurred image, largest
+    component, holes filled, thin bridges to clutter opened away. A bright background is refused."""
     grey = img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
     blur = cv2.GaussianBlur(grey, (0, 0), 2)
-    _, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    level, mask = cv2.threshold(blur, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    border = np.concatenate([blur[0], blur[-1], blur[:, 0], blur[:, -1]])
+    if np.median(border) > level:  # e.g. 11K Hands on white paper: fingers closed and small, valleys unreliable
+        raise RoiError(f"{_at(where)}the background is brighter than the hand: the valley method needs a plain "
+                       f"dark background (use --method landmarks or keypoints)")
     k = max(3, int(round(min(grey.shape) / 60)) | 1)
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
     n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n < 2:
-        raise RoiError(f"{_at(where)}no hand found: the image has no bright region on a dark background")
+        raise RoiError(f"{_at(where)}no hand found: no region stands out from a plain background")
     biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
     mask = np.where(labels == biggest, 255, 0).astype(np.uint8)
     frac = stats[biggest, cv2.CC_STAT_AREA] / mask.size
@@ -181,7 +185,7 @@ def find_valleys(mask: np.ndarray, where: str | None = None) -> Valleys:
     if len(idx) < 3:
         raise RoiError(f"{_at(where)}found {len(idx)} finger valleys, need 3 (fingers closed, cut off or the "
                        f"background is not plain)")
-    triple = _finger_triple(contour, idx, radius)
+    triple = _finger_triple(contour, idx, centre, radius)
     if triple is None:
         raise RoiError(f"{_at(where)}finger valleys are not evenly spaced: {len(idx)} gaps found, none "
                        f"three in a row look like index-middle, middle-ring, ring-little")
@@ -215,7 +219,8 @@ def _radial_minima(r: np.ndarray, radius: float) -> list[int]:
     return sorted(run[len(run) // 2] % n for run in out)
 
 
-def _finger_triple(contour: np.ndarray, idx: list[int], radius: float) -> tuple[np.ndarray, ...] | None:
+def _finger_triple(contour: np.ndarray, idx: list[int], centre: np.ndarray,
+                   radius: float) -> tuple[np.ndarray, ...] | None:
     """Pick three consecutive valleys (contour indices `idx`, in contour order) with a finger between each
     pair (the contour runs at least 0.8 palm radii away from the pair's midpoint: a sleeve or watch notch has
     none), even spacing (ratio < 2) and a compact span; among those, the triple farthest from the remaining
@@ -224,10 +229,13 @@ def _finger_triple(contour: np.ndarray, idx: list[int], radius: float) -> tuple[
     valleys = [contour[i] for i in idx]
 
     def finger_between(i: int, j: int) -> bool:
+        """A finger: the contour between the valleys runs far out, beyond the valley line, away from the palm."""
         a, b = idx[i], idx[j]
         seg = contour[a : b + 1] if a < b else np.concatenate([contour[a:], contour[: b + 1]])
         mid = (contour[a] + contour[b]) / 2
-        return float(np.linalg.norm(seg - mid, axis=1).max()) > 0.8 * radius
+        far = np.linalg.norm(seg - mid, axis=1)
+        tip = seg[int(np.argmax(far))]
+        return float(far.max()) > 0.8 * radius and np.dot(tip - mid, mid - centre) > 0
 
     best, best_score = None, -np.inf
     for i in range(n):  # the contour is closed: consecutive includes the wrap-around

@@ -1,0 +1,84 @@
+"""`biohash roi`: cut palm ROIs from a folder of hand photos, with a contact sheet and a failure list.
+
+OUT/ mirrors INPUT's tree with one PNG ROI per photo that worked; OUT/contact_sheet.png shows every photo
+with its ROI square drawn (failures crossed out in red); OUT/failures.json maps each failed photo to the
+reason; OUT/roi.json records the method, size and counts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from biohash.data.databases import IMAGE_SUFFIXES, read_image
+from biohash.data.datasets import DatasetError
+from biohash.data.roi import METHODS, RoiError, cut, find_square
+
+
+def _thumbnail(img: np.ndarray, corners: np.ndarray | None, roi: np.ndarray | None, height: int = 120) -> np.ndarray:
+    vis = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    scale = height / vis.shape[0]
+    vis = cv2.resize(vis, (max(1, int(round(vis.shape[1] * scale))), height), interpolation=cv2.INTER_AREA)
+    if corners is not None:
+        pts = (corners * scale).astype(np.int32)
+        cv2.polylines(vis, [pts], True, (0, 0, 255), 2)
+        cv2.line(vis, tuple(pts[0]), tuple(pts[1]), (0, 255, 0), 2)  # the ROI's top edge (fingers side)
+    else:
+        cv2.line(vis, (0, 0), (vis.shape[1] - 1, height - 1), (0, 0, 255), 3)
+        cv2.line(vis, (0, height - 1), (vis.shape[1] - 1, 0), (0, 0, 255), 3)
+    side = roi if roi is not None else np.zeros((height, height), np.uint8)
+    side = cv2.cvtColor(cv2.resize(side, (height, height)), cv2.COLOR_GRAY2BGR)
+    return np.hstack([vis, side])
+
+
+def contact_sheet(tiles: list[np.ndarray], columns: int = 6) -> np.ndarray:
+    """Tiles of equal height laid out row by row (each padded to the widest)."""
+    if not tiles:
+        return np.zeros((10, 10, 3), np.uint8)
+    width = max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((2, 2), (2, 2 + width - t.shape[1]), (0, 0))) for t in tiles]
+    tiles += [np.zeros_like(tiles[0])] * (-len(tiles) % columns)
+    return np.vstack([np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)])
+
+
+def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128, sheet_limit: int = 600,
+                   progress: bool = True) -> dict[str, int]:
+    """Cut the ROI of every image under `src` into `out`; returns counts {"images", "rois", "failures"}."""
+    from rich.progress import track
+
+    if method not in METHODS:
+        raise ValueError(f"unknown ROI method {method!r}; expected one of: {', '.join(METHODS)}")
+    src, out = Path(src), Path(out)
+    if not src.is_dir():
+        raise DatasetError(f"input folder not found: {src}")
+    files = sorted(p for p in src.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+                   and out not in p.parents)
+    if not files:
+        raise DatasetError(f"no images (.png, .jpg, .bmp, ...) under {src}")
+    out.mkdir(parents=True, exist_ok=True)
+    failures: dict[str, str] = {}
+    tiles = []
+    for path in track(files, description=f"ROI ({method})", disable=not progress):
+        rel, img = path.relative_to(src), None
+        try:
+            img = read_image(path)
+            square = find_square(img, method, str(path))
+            roi = cut(img, square, size, str(path))
+        except (RoiError, DatasetError) as err:
+            failures[str(rel)] = str(err).replace(f"{path}: ", "")
+            if len(tiles) < sheet_limit and img is not None:
+                tiles.append(_thumbnail(img, None, None))
+            continue
+        target = out / rel.with_suffix(".png")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(target), roi)
+        if len(tiles) < sheet_limit:
+            tiles.append(_thumbnail(img, square.corners(), roi))
+    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(tiles))
+    (out / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
+    counts = {"images": len(files), "rois": len(files) - len(failures), "failures": len(failures)}
+    (out / "roi.json").write_text(json.dumps({"method": method, "size": size, "input": str(src), **counts},
+                                             indent=2) + "\n")
+    return counts
