@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.losses import CentroidLoss, CentroidSoftmaxLoss, CrossModalityLoss, QuantizationLoss
+from biohash.losses import (
+    CentroidLoss,
+    CentroidSoftmaxLoss,
+    CrossModalityLoss,
+    QuantizationLoss,
+)
 from biohash.models.backbones import BACKBONES, create_backbone, load_weights
 from biohash.models.cohash import CoHashNet, hash_centroids
 from biohash.models.hashnet import HashNet

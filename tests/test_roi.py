@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import glob
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from biohash.data.roi import (RoiError, cut, extract_roi, find_valleys, hand_mask, keypoint_square,
-                              landmark_square, read_keypoints, valley_square)
+from biohash.data.roi import (
+    RoiError,
+    cut,
+    extract_roi,
+    find_valleys,
+    hand_mask,
+    keypoint_square,
+    landmark_square,
+    read_keypoints,
+    valley_square,
+)
 
 
 def _keypoints(angle_deg: float = 0.0, shift=(0.0, 0.0)) -> np.ndarray:
@@ -117,7 +127,7 @@ def test_every_casia_photo_gives_a_roi(shared_data):
 def test_landmark_square_on_annotated_hands(shared_data):
     checked = 0
     for json_path in glob.glob(str(shared_data / "hand-keypoints" / "*" / "test_*.json")):
-        data = json.loads(open(json_path).read())
+        data = json.loads(Path(json_path).read_text())
         if "annotations" not in data:
             continue
         for ann in data["annotations"]:

@@ -5,7 +5,6 @@ import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -70,31 +69,31 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
 @_friendly
 def train_cohash(
     dataset: str = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name"),
-    root: Optional[str] = typer.Option(None, help="dataset folder (real databases)"),
-    option: Optional[list[str]] = typer.Option(None, "--option", "-o",
+    root: str | None = typer.Option(None, help="dataset folder (real databases)"),
+    option: list[str] | None = typer.Option(None, "--option", "-o",
                                                help="dataset adapter option KEY=VALUE, e.g. bands=940"),
-    bits: Optional[int] = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
-    backbone: Optional[str] = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
-    weights: Optional[str] = typer.Option(None, help="local backbone weights file"),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", "-b"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", "--epoch"),
-    lr: Optional[float] = typer.Option(None),
-    optimizer: Optional[str] = typer.Option(None, help="adamw or sgd"),
-    schedule: Optional[str] = typer.Option(None, help="cosine, step or constant"),
-    lambda_quant: Optional[float] = typer.Option(None), lambda_cross: Optional[float] = typer.Option(None),
-    lambda_softmax: Optional[float] = typer.Option(None, help="centroid-softmax weight (ours; 0 = paper's loss)"),
-    share: Optional[str] = typer.Option(None, help="none (paper: two sub-networks), head (one hash layer, default) "
+    bits: int | None = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
+    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
+    weights: str | None = typer.Option(None, help="local backbone weights file"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    epochs: int | None = typer.Option(None, "--epochs", "--epoch"),
+    lr: float | None = typer.Option(None),
+    optimizer: str | None = typer.Option(None, help="adamw or sgd"),
+    schedule: str | None = typer.Option(None, help="cosine, step or constant"),
+    lambda_quant: float | None = typer.Option(None), lambda_cross: float | None = typer.Option(None),
+    lambda_softmax: float | None = typer.Option(None, help="centroid-softmax weight (ours; 0 = paper's loss)"),
+    share: str | None = typer.Option(None, help="none (paper: two sub-networks), head (one hash layer, default) "
                                         "or all (one network)"),
-    dropout: Optional[float] = typer.Option(None, help="dropout before the hash layer"),
-    protocol: Optional[str] = typer.Option(None, help="open (identity-disjoint, default) or closed"),
-    identities: Optional[int] = typer.Option(None, help="synthetic: number of palms"),
-    captures: Optional[int] = typer.Option(None, help="synthetic: captures per palm and modality"),
-    image_size: Optional[int] = typer.Option(None, "--image-size"),
-    seed: Optional[int] = typer.Option(None),
-    name: Optional[str] = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)"),
+    dropout: float | None = typer.Option(None, help="dropout before the hash layer"),
+    protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
+    identities: int | None = typer.Option(None, help="synthetic: number of palms"),
+    captures: int | None = typer.Option(None, help="synthetic: captures per palm and modality"),
+    image_size: int | None = typer.Option(None, "--image-size"),
+    seed: int | None = typer.Option(None),
+    name: str | None = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)"),
     runs: Path = typer.Option(Path("runs"), help="folder holding run folders"),
     resume: bool = typer.Option(False, help="continue an interrupted run of the same name"),
-    threads: Optional[int] = typer.Option(None, help="torch CPU threads"),
+    threads: int | None = typer.Option(None, help="torch CPU threads"),
 ) -> None:
     """Train PalmCohashNet: one hashing network per modality towards shared identity centroids."""
     from biohash.data.config import DataConfig
@@ -138,7 +137,7 @@ def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched re
 @app.command("eval")
 @_friendly
 def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),
-             protocol: Optional[str] = typer.Option(None, help="must match the run's protocol"),
+             protocol: str | None = typer.Option(None, help="must match the run's protocol"),
              split: str = typer.Option("test", help="test or val")) -> None:
     """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md."""
     from biohash.jobs import evaluate_run

@@ -87,4 +87,4 @@ def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int
 
 
 # Adapters for public databases and user folders register themselves on import (they need Dataset above).
-from biohash.data import databases  # noqa: E402,F401
+from biohash.data import databases  # noqa: F401

@@ -12,7 +12,12 @@ from dataclasses import dataclass
 
 import torch
 
-from biohash.losses import CentroidLoss, CentroidSoftmaxLoss, CrossModalityLoss, QuantizationLoss
+from biohash.losses import (
+    CentroidLoss,
+    CentroidSoftmaxLoss,
+    CrossModalityLoss,
+    QuantizationLoss,
+)
 from biohash.models.cohash import CoHashNet
 
 BITS = (16, 32, 64, 128, 256)
