@@ -161,4 +161,5 @@ def test_data_config_passes_adapter_options(shared_data):
     cfg = DataConfig(dataset="casiam", root=str(shared_data / "casia-ms"), protocol="closed",
                      options={"bands": 940})
     ds, split = open_split(cfg)
-    assert ds.name == "casia-ms" and len(split.train) == 67 * 3 and len(split.test_probe) == 67 * 3
+    assert ds.name == "casia-ms" and len(split.test_gallery) == 67 * 3 and len(split.test_probe) == 67 * 3
+    assert len(split.train) == 67 * 2 and len(split.val_probe) == 67

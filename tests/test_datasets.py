@@ -52,10 +52,11 @@ def test_closed_set_splits_samples_not_identities():
     split = closed_set(ds)
     assert {s.identity for s in split.train} == {s.identity for s in split.test_probe}
     assert not set(split.train) & set(split.test_probe)
-    assert split.test_gallery == split.train
+    assert set(split.test_gallery) == set(split.train) | set(split.val_probe)
     assert not set(split.val_probe) & set(split.val_gallery)
-    assert set(split.val_probe) <= set(split.train)
-    assert max(s.capture for s in split.train) < min(s.capture for s in split.test_probe)
+    assert not set(split.val_probe) & set(split.train)  # validation never probes with a trained-on image
+    assert len(split.val_probe) == 5 * 2  # one per identity and modality
+    assert max(s.capture for s in split.test_gallery) < min(s.capture for s in split.test_probe)
 
 
 def test_open_set_needs_enough_identities():

@@ -11,7 +11,7 @@ from biohash.recipes.cohash import CohashConfig
 from biohash.runs import RunError
 from biohash.train import FitConfig, fit, lr_factor
 
-TINY_DATA = DataConfig(identities=16, captures=6, image_size=64, protocol="closed", seed=0)
+TINY_DATA = DataConfig(identities=16, captures=8, image_size=64, protocol="closed", seed=0)
 TINY_MODEL = CohashConfig(backbone="tiny", bits=32)
 
 

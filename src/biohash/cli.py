@@ -74,7 +74,9 @@ def train_cohash(
                                                help="dataset adapter option KEY=VALUE, e.g. bands=940"),
     bits: int | None = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
     backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
-    weights: str | None = typer.Option(None, help="local backbone weights file"),
+    weights: str | None = typer.Option(None, help="backbone weights: a local file, or imagenet (packaged "
+                                       "with efficientnet_lite0)"),
+    init: str | None = typer.Option(None, help="warm start from a trained run folder (e.g. a synthetic one)"),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
     epochs: int | None = typer.Option(None, "--epochs", "--epoch"),
     lr: float | None = typer.Option(None),
@@ -107,7 +109,8 @@ def train_cohash(
     data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
                                    image_size=image_size, protocol=protocol, seed=seed),
                       options=_options(option))
-    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, lambda_quant=lambda_quant,
+    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, init=init,
+                                       lambda_quant=lambda_quant,
                                        lambda_cross=lambda_cross, lambda_softmax=lambda_softmax,
                                        share=share, dropout=dropout))
     fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,

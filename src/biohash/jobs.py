@@ -24,6 +24,7 @@ def _cohash_parts(config: dict[str, Any]):
 
     model_cfg = dict(config["model"])
     n_classes, modalities = model_cfg.pop("n_classes"), tuple(model_cfg.pop("modalities"))
+    model_cfg["init"] = None  # a trained run loads its own checkpoint; the warm-start source may be gone
     return CohashConfig(**model_cfg), n_classes, modalities
 
 

