@@ -118,3 +118,32 @@ def test_cohash_branches():
     assert model(x, "print").shape == (2, 16) and model(x, "vein").shape == (2, 16)
     with pytest.raises(KeyError, match="no 'iris' branch"):
         model.net("iris")
+
+
+def test_efficientnet_lite0_loads_the_packaged_imagenet_weights():
+    from biohash.models.backbones import packaged_efficientnet_lite0
+
+    state = torch.load(packaged_efficientnet_lite0(), map_location="cpu", weights_only=True)
+    net = create_backbone("efficientnet_lite0", weights="imagenet")
+    # grey stem = sum of the RGB filters; a deep layer equals the file's tensor at the same position
+    assert torch.allclose(net.net.conv_stem.weight, state["_conv_stem.weight"].sum(1, keepdim=True))
+    assert torch.equal(net.net.conv_head.weight, state["_conv_head.weight"])
+    assert torch.equal(net.net.bn2.running_var, state["_bn1.running_var"])
+    assert net(torch.randn(2, 1, 64, 64)).shape == (2, 1280, 2, 2)
+    with pytest.raises(ValueError, match="no packaged weights"):
+        create_backbone("tiny", weights="imagenet")
+
+
+def test_warm_start_copies_matching_tensors_but_not_centroids(tmp_path):
+    from biohash.recipes.cohash import CohashConfig, build
+
+    source, _ = build(CohashConfig(backbone="tiny", bits=32), n_classes=5)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"model": source.state_dict()}, tmp_path / "checkpoints" / "best.pt")
+    target, _ = build(CohashConfig(backbone="tiny", bits=64, init=str(tmp_path)), n_classes=7, modalities=("vein",))
+    src_w = source.nets["vein"].backbone.body[0][0].weight
+    assert torch.equal(target.nets["vein"].backbone.body[0][0].weight, src_w)
+    assert target.nets["vein"].hash.weight.shape == (64, 32 * 16)  # other bits: the hash layer stays fresh
+    assert target.centroids.shape == (7, 64)
+    with pytest.raises(FileNotFoundError, match="no checkpoint"):
+        build(CohashConfig(backbone="tiny", bits=32, init=str(tmp_path / "nothing")), n_classes=3)
