@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench clean landmarks-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,14 @@ bench: $(STAMP)
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/synthetic_realism.py
 
+# optional: MediaPipe hand landmarks (numpy < 2) in .venv-landmarks; use .venv-landmarks/bin/biohash roi ...
+landmarks-env: .venv-landmarks/.installed
+
+.venv-landmarks/.installed: requirements-landmarks.txt pyproject.toml
+	$(PYTHON) -m venv .venv-landmarks
+	.venv-landmarks/bin/pip install -q -r requirements-landmarks.txt
+	.venv-landmarks/bin/pip install -q --no-deps -e .
+	touch $@
+
 clean:
-	rm -rf $(VENV) runs bench/results
+	rm -rf $(VENV) .venv-landmarks runs bench/results

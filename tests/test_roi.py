@@ -170,3 +170,24 @@ def test_roi_command_writes_rois_sheet_and_failures(shared_data, tmp_path):
     failures = json.loads((tmp_path / "out" / "failures.json").read_text())
     assert list(failures) == ["broken.jpg"] and "cannot read image" in failures["broken.jpg"]
     assert cv2.imread(str(tmp_path / "out" / "contact_sheet.png")) is not None
+
+
+def test_landmarks_back_end_is_explicit_and_optional(shared_data):
+    """Without MediaPipe the landmarks method says how to get it; with it (make landmarks-env), palmar 11K
+    photos give ROIs whose square lies on the hand."""
+    from biohash.data.databases import read_image
+    from biohash.data.roi import mediapipe_landmarks
+
+    path = shared_data / "11k-hands" / "images" / "Hand_0000002.jpg"
+    if not path.exists():
+        path = sorted((shared_data / "11k-hands" / "images").glob("*.jpg"))[0]
+    img = read_image(path, colour=True)
+    try:
+        import mediapipe  # noqa: F401
+    except ImportError:
+        with pytest.raises(RoiError, match="make landmarks-env"):
+            mediapipe_landmarks(img)
+        return
+    sq = landmark_square(mediapipe_landmarks(img))
+    h, w = img.shape[:2]
+    assert 0 < sq.centre[0] < w and 0 < sq.centre[1] < h and sq.side > 0.1 * min(h, w)

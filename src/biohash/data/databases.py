@@ -118,7 +118,12 @@ def _roi_transform(method: str | None, size: int) -> Callable[[np.ndarray, Sampl
         return None
     from biohash.data.roi import extract_roi
 
-    return lambda img, sample: extract_roi(img, method=method, size=size, where=sample.path)
+    def transform(img: np.ndarray, sample: Sample) -> np.ndarray:
+        if method == "landmarks":  # MediaPipe needs the colour photo
+            img = read_image(sample.path, colour=True)
+        return extract_roi(img, method=method, size=size, where=sample.path)
+
+    return transform
 
 
 POLYU_BANDS = ("red", "green", "blue", "nir")

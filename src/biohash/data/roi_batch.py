@@ -63,9 +63,10 @@ def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128
     for path in track(files, description=f"ROI ({method})", disable=not progress):
         rel, img = path.relative_to(src), None
         try:
-            img = read_image(path)
+            img = read_image(path, colour=method == "landmarks")  # MediaPipe needs colour
             square = find_square(img, method, str(path))
             roi = cut(img, square, size, str(path))
+            roi = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
         except (RoiError, DatasetError) as err:
             failures[str(rel)] = str(err).replace(f"{path}: ", "")
             if len(tiles) < sheet_limit and img is not None:
