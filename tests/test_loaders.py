@@ -49,3 +49,19 @@ def test_image_batches_and_transforms():
     assert random_affine(img, np.random.default_rng(0)).shape == img.shape
     with pytest.raises(ValueError, match="grey image"):
         standardize(np.zeros((4, 4, 4), np.uint8), 32)
+
+
+def test_standardize_removes_an_illumination_gradient():
+    # the same line pattern lit 6x more strongly on the right: after normalisation both sides look alike
+    x = np.arange(128, dtype=np.float32)
+    pattern = 1 + 0.3 * np.sign(np.sin(x / 3))[None, :].repeat(128, 0)
+    light = np.linspace(20, 120, 128, dtype=np.float32)[None, :]
+    img = np.clip(pattern * light, 0, 255).astype(np.uint8)
+    out = standardize(img, 128)[0]
+    assert abs(out.mean()) < 1e-4 and abs(out.std() - 1) < 1e-3
+    def edge_ratio(a):  # strength of the lines (largest horizontal step), right side over left side
+        steps = np.abs(np.diff(a.astype(np.float32), axis=1))
+        return steps[:, 80:112].max() / steps[:, 16:48].max()
+
+    assert edge_ratio(img) > 1.5  # raw: line contrast grows with the light
+    assert 0.8 < edge_ratio(out) < 1.25
