@@ -127,7 +127,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     return per_mode
 
 
-def run_demo(run_dir: Path, epochs: int = 12, identities: int = 1000, bits: int = 64, seed: int = 0,
+def run_demo(run_dir: Path, epochs: int = 11, identities: int = 1000, bits: int = 64, seed: int = 0,
              fresh: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing, evaluate the open-set test split, print."""
     import shutil
