@@ -156,7 +156,7 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
 @_friendly
 def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run"),
          name: str = typer.Option("demo", help="run name"),
-         epochs: int = typer.Option(11), identities: int = typer.Option(1000, help="synthetic palms (70 % train)"),
+         epochs: int = typer.Option(10), identities: int = typer.Option(1000, help="synthetic palms (70 % train)"),
          bits: int = typer.Option(64), seed: int = typer.Option(0),
          fresh: bool = typer.Option(True, help="replace an earlier demo run of the same name")) -> None:
     """Train and evaluate co-hashing on synthetic palms (identity-disjoint open set); print all four modes."""

@@ -127,7 +127,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     return per_mode
 
 
-def run_demo(run_dir: Path, epochs: int = 11, identities: int = 1000, bits: int = 64, seed: int = 0,
+def run_demo(run_dir: Path, epochs: int = 10, identities: int = 1000, bits: int = 64, seed: int = 0,
              fresh: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing, evaluate the open-set test split, print."""
     import shutil
@@ -142,7 +142,7 @@ def run_demo(run_dir: Path, epochs: int = 11, identities: int = 1000, bits: int 
         shutil.rmtree(run_dir)
     t0 = time.time()
     data = DataConfig(dataset="synthetic", identities=identities, captures=4, protocol="open", seed=seed)
-    fit_cfg = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, val_every=3, seed=seed)
+    fit_cfg = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, val_every=2, seed=seed)
     train_cohash(run_dir, data, CohashConfig(backbone="small", bits=bits), fit_cfg, resume=not fresh)
     per_mode = evaluate_run(run_dir)
     table = Table(title=f"co-hashing, {bits} bits, synthetic open set (identity-disjoint test palms)")
