@@ -122,6 +122,96 @@ def train_cohash(
     typer.echo(f"run folder: {run_dir}")
 
 
+def _data_and_fit(dataset, root, option, protocol, identities, captures, image_size, seed, epochs, batch_size, lr):
+    from biohash.data.config import DataConfig
+    from biohash.train import FitConfig
+
+    data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
+                                   image_size=image_size, protocol=protocol, seed=seed), options=_options(option))
+    fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed))
+    return data, fit_cfg
+
+
+def _finish(run_dir: Path) -> None:
+    from biohash.jobs import evaluate_run
+    from biohash.report import markdown_table
+
+    typer.echo(markdown_table(evaluate_run(run_dir)))
+    typer.echo(f"run folder: {run_dir}")
+
+
+_DS = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name")
+_ROOT = typer.Option(None, help="dataset folder (real databases)")
+_OPT = typer.Option(None, "--option", "-o", help="dataset adapter option KEY=VALUE")
+_NAME = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)")
+
+
+@train_app.command("dhn")
+@_friendly
+def train_dhn(
+    dataset: str = _DS, root: str | None = _ROOT, option: list[str] | None = _OPT,
+    modality: str | None = typer.Option(None, help="which images to hash (default: the dataset's first)"),
+    bits: int | None = typer.Option(None, help="code length (paper: 128)"),
+    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (default vgg16)"),
+    weights: str | None = typer.Option(None, help="backbone weights file (e.g. torchvision vgg16) or imagenet"),
+    margin: float | None = typer.Option(None, help="pairwise margin t (default 180 * bits / 128)"),
+    w_quant: float | None = typer.Option(None, help="quantization weight w (paper 0.5)"),
+    freeze_blocks: int | None = typer.Option(None, help="VGG-16 conv blocks frozen when weights are given (4)"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    epochs: int | None = typer.Option(None, "--epochs", "--epoch"), lr: float | None = typer.Option(None),
+    protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
+    identities: int | None = typer.Option(None, help="synthetic: number of palms"),
+    captures: int | None = typer.Option(None, help="synthetic: captures per palm"),
+    image_size: int | None = typer.Option(None, "--image-size"), seed: int | None = typer.Option(None),
+    name: str | None = _NAME, runs: Path = typer.Option(Path("runs")), resume: bool = typer.Option(False),
+) -> None:
+    """Train the distilled-hashing teacher (DHN): VGG-16 + tanh hash layer, pairwise + quantization loss."""
+    from biohash.jobs import train_hashing
+    from biohash.recipes.dhn import DhnConfig
+    from biohash.runs import run_name
+
+    data, fit_cfg = _data_and_fit(dataset, root, option, protocol, identities, captures, image_size, seed, epochs,
+                                  batch_size, lr)
+    method = DhnConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, margin=margin, w_quant=w_quant,
+                                    freeze_blocks=freeze_blocks))
+    run_dir = runs / (name or run_name("dhn"))
+    train_hashing(run_dir, data, "dhn", method, fit_cfg, modality=modality, resume=resume)
+    _finish(run_dir)
+
+
+@train_app.command("distill")
+@_friendly
+def train_distill(
+    teacher: Path = typer.Option(..., help="the DHN teacher's run folder"),
+    dataset: str | None = typer.Option(None, "--dataset", "--ds", help="default: the teacher's dataset"),
+    root: str | None = _ROOT, option: list[str] | None = _OPT,
+    backbone: str | None = typer.Option(None, "--backbone", "--model", help="student backbone (default student)"),
+    alpha: float | None = typer.Option(None, help="code L2 weight (paper 5)"),
+    beta: float | None = typer.Option(None, help="soft-target weight in L_v (paper 10)"),
+    m: float | None = typer.Option(None, help="label cross-entropy weight in L_c (paper 0.2)"),
+    n: float | None = typer.Option(None, help="soft-target weight in L_c (paper 0.8)"),
+    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
+    epochs: int | None = typer.Option(None, "--epochs", "--epoch"), lr: float | None = typer.Option(None),
+    seed: int | None = typer.Option(None), name: str | None = _NAME, runs: Path = typer.Option(Path("runs")),
+    resume: bool = typer.Option(False),
+) -> None:
+    """Distil a DHN teacher into the light student (2 conv + FC-512 + FC-bits), teacher frozen."""
+    from biohash.data.config import DataConfig
+    from biohash.jobs import train_hashing
+    from biohash.recipes.distill import DistillConfig
+    from biohash.runs import read_config, run_name
+
+    t_data = dict(read_config(teacher)["data"])  # same data and protocol as the teacher unless told otherwise
+    if dataset is not None:
+        t_data.update(dataset=dataset, root=root, options=_options(option))
+    data = DataConfig(**t_data)
+    _, fit_cfg = _data_and_fit(data.dataset, None, None, None, None, None, None, seed, epochs, batch_size, lr)
+    method = DistillConfig(**_drop_none(teacher=str(teacher), backbone=backbone, alpha=alpha, beta=beta, m=m, n=n))
+    run_dir = runs / (name or run_name("distill"))
+    train_hashing(run_dir, data, "distill", method, fit_cfg, resume=resume)
+    _finish(run_dir)
+
+
 @app.command()
 @_friendly
 def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),

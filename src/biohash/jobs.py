@@ -54,12 +54,7 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
                         "modalities": list(modalities)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    if resume and (run_dir / "config.yaml").exists():
-        before = read_config(run_dir)
-        changed = [k for k in ("data", "model", "fit") if before.get(k) != config[k]]
-        if changed:
-            raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
-                           f"same flags (see its config.yaml) or choose another --name")
+    _check_resume(run_dir, config, resume)
     write_config(run_dir, config)
     write_json(run_dir / "environment.json", environment())
     loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
@@ -72,15 +67,95 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
     return run_dir
 
 
+def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit_cfg: FitConfig,
+                  modality: str | None = None, resume: bool = False, threads: int | None = None) -> Path:
+    """Train (or resume) a one-modality hashing run: recipe "dhn" (teacher) or "distill" (student of
+    method.teacher). Batches hold 4 captures of each of batch_size / 4 identities (pairs for the pairwise loss);
+    the checkpoint is chosen on the validation split."""
+    from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet
+    from biohash.evaluate import validation
+    from biohash.train import fit, seed_everything
+
+    if recipe not in ("dhn", "distill"):
+        raise ValueError(f"unknown recipe {recipe!r}; expected dhn or distill")
+    if (run_dir / "checkpoints" / "last.pt").exists() and not resume:
+        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --name")
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(fit_cfg.seed)
+    dataset, split = open_split(data)
+    teacher = None
+    if recipe == "distill":
+        teacher = load_model(Path(method.teacher))
+        modality = modality or teacher.modalities[0]
+        if modality != teacher.modalities[0]:
+            raise RunError(f"the teacher encodes {teacher.modalities[0]!r} images, not {modality!r}")
+    modality = modality or dataset.modalities()[0]
+    if modality not in dataset.modalities():
+        raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {dataset.modalities()})")
+    fresh = data.fresh_captures and dataset.fresh is not None
+    train_set = PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
+                               seed=fit_cfg.seed)
+    if recipe == "dhn":
+        from biohash.recipes.dhn import build
+
+        model, step = build(method, len(train_set.classes), modality, seed=fit_cfg.seed)
+        n_classes = len(train_set.classes)
+    else:
+        from biohash.recipes.distill import build
+
+        if teacher.classifier.out_features != len(train_set.classes):
+            raise RunError(f"the teacher knows {teacher.classifier.out_features} identities, this training split "
+                           f"has {len(train_set.classes)}: distil on the teacher's dataset and protocol")
+        model, step = build(method, teacher, seed=fit_cfg.seed)
+        n_classes = teacher.classifier.out_features
+    config = {"recipe": recipe, "data": dataclasses.asdict(data),
+              "model": {**dataclasses.asdict(method), "n_classes": n_classes, "modality": modality,
+                        "bits": model.bits},
+              "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
+    _check_resume(run_dir, config, resume)
+    write_config(run_dir, config)
+    write_json(run_dir / "environment.json", environment())
+    labels = [train_set.classes[a.identity] for a in train_set.anchors]
+    sampler = IdentityBatchSampler(labels, fit_cfg.batch_size, per_identity=4, seed=fit_cfg.seed)
+    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=0)
+    console.print(f"[bold]train {recipe}[/] {run_dir}: {split.summary()}")
+    t0 = time.time()
+    fit(model, step, loader, fit_cfg, run_dir,
+        validate=validation(dataset, split.val_gallery, split.val_probe, data.image_size), console=console)
+    write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
+    return run_dir
+
+
+def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
+    if resume and (run_dir / "config.yaml").exists():
+        before = read_config(run_dir)
+        changed = [k for k in ("data", "model", "fit") if before.get(k) != config[k]]
+        if changed:
+            raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
+                           f"same flags (see its config.yaml) or choose another --name")
+
+
+def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
+    """The untrained model of a run's recipe, shaped by its config."""
+    recipe, seed = config.get("recipe"), config["fit"]["seed"]
+    if recipe == "cohash":
+        from biohash.recipes.cohash import build
+
+        method, n_classes, modalities = _cohash_parts(config)
+        return build(method, n_classes, modalities, seed=seed)[0]
+    if recipe in ("dhn", "distill"):
+        from biohash.models.hashnet import HashClassifier
+
+        m = config["model"]
+        return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"])
+    raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn or distill)")
+
+
 def load_model(run_dir: Path, config: dict[str, Any] | None = None) -> torch.nn.Module:
     """Rebuild a run's model and load its best (validation-selected) checkpoint."""
-    from biohash.recipes.cohash import build
-
     config = config or read_config(run_dir)
-    if config.get("recipe") != "cohash":
-        raise RunError(f"{run_dir}: recipe {config.get('recipe')!r} cannot be evaluated here (expected cohash)")
-    method, n_classes, modalities = _cohash_parts(config)
-    model, _ = build(method, n_classes, modalities, seed=config["fit"]["seed"])
+    model = _build_for_eval(config)
     best = run_dir / "checkpoints" / "best.pt"
     if not best.is_file():
         raise RunError(f"{run_dir} has no checkpoints/best.pt: training did not finish an epoch")

@@ -59,3 +59,52 @@ class CentroidSoftmaxLoss(nn.Module):
     def forward(self, codes: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
         logits = self.scale * codes @ centroids.T / codes.shape[1]
         return F.cross_entropy(logits, labels)
+
+
+class PairwiseHashLoss(nn.Module):
+    """Contrastive hash loss of deep hashing networks (distilled-hashing paper, eq. 1-2), over all pairs i < j
+    of the batch: 1/2 S D + 1/2 (1 - S) max(t - D, 0), with D the squared Euclidean distance of the relaxed
+    codes and S = 1 for the same identity. The margin t is 180 at 128 bits in the paper; `margin=None` scales
+    that with the code length (t = 180 * bits / 128)."""
+
+    def __init__(self, margin: float | None = None) -> None:
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        t = self.margin if self.margin is not None else 180.0 * codes.shape[1] / 128
+        d = torch.cdist(codes, codes).pow(2)
+        same = (labels[:, None] == labels[None, :]).float()
+        pair = 0.5 * same * d + 0.5 * (1 - same) * F.relu(t - d)
+        upper = torch.triu(torch.ones_like(d, dtype=torch.bool), diagonal=1)
+        return pair[upper].mean() if upper.any() else d.new_zeros(())
+
+
+class L1QuantizationLoss(nn.Module):
+    """|| |h| - 1 ||_1 / bits, averaged over the batch (the paper's eq. 3 quantization term, per bit).
+
+    Per bit, not summed: summed over 128 bits at w = 0.5 it outweighs the pairwise term from the first step,
+    saturates tanh at one constant code for every image and training never leaves it (seen here)."""
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return (codes.abs() - 1).abs().mean()
+
+
+class CodeL2Loss(nn.Module):
+    """|| b_T - b_S ||^2 between teacher and student relaxed codes, averaged over the batch (eq. 7, L_b)."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return (student - teacher.detach()).pow(2).sum(dim=1).mean()
+
+
+class SoftTargetLoss(nn.Module):
+    """Soft cross-entropy between temperature-scaled teacher and student logits (eq. 7-8, L_T):
+    -sum softmax(z_T / T_teacher) log softmax(z_S / T_student), averaged over the batch."""
+
+    def __init__(self, teacher_temperature: float = 20.0, student_temperature: float = 5.0) -> None:
+        super().__init__()
+        self.t_teacher, self.t_student = teacher_temperature, student_temperature
+
+    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+        target = F.softmax(teacher_logits.detach() / self.t_teacher, dim=1)
+        return -(target * F.log_softmax(student_logits / self.t_student, dim=1)).sum(dim=1).mean()

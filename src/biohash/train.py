@@ -126,6 +126,8 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
             for epoch in range(start, cfg.epochs):
                 if hasattr(loader.dataset, "epoch"):
                     loader.dataset.epoch = epoch
+                if hasattr(loader.batch_sampler, "set_epoch"):
+                    loader.batch_sampler.set_epoch(epoch)
                 progress.reset(task, total=steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", info="")
                 row = _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task)
                 if validate is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):

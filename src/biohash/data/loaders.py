@@ -78,3 +78,44 @@ def image_batches(dataset: Dataset, samples: list[Sample], size: int, batch_size
     for start in range(0, len(samples), batch_size):
         chunk = samples[start : start + batch_size]
         yield torch.from_numpy(np.stack([standardize(dataset.load(s), size) for s in chunk]))
+
+
+class IdentityBatchSampler(torch.utils.data.Sampler):
+    """Batches of `per_identity` items from each of batch_size // per_identity identities (P x K sampling),
+    so pairwise losses see genuine pairs in every batch. One pass covers every item about once.
+
+    Args:
+        labels: class index of each item of the dataset.
+        batch_size: items per batch (a multiple of per_identity).
+        per_identity: K, items per identity in a batch (drawn with replacement when an identity has fewer).
+        seed: seeds the draws; set_epoch(e) varies them per epoch.
+    """
+
+    def __init__(self, labels: list[int], batch_size: int, per_identity: int = 4, seed: int = 0) -> None:
+        if per_identity < 2 or batch_size % per_identity or batch_size < 2 * per_identity:
+            raise ValueError(f"batch_size ({batch_size}) must be a multiple of per_identity ({per_identity} >= 2) "
+                             f"holding at least two identities")
+        groups: dict[int, list[int]] = defaultdict(list)
+        for i, label in enumerate(labels):
+            groups[int(label)].append(i)
+        if len(groups) < 2:
+            raise ValueError("identity-balanced batches need at least two identities")
+        self.groups, self.batch_size, self.k, self.seed, self.epoch = groups, batch_size, per_identity, seed, 0
+        self.n_batches = max(1, len(labels) // batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        ids = list(self.groups)
+        per_batch = min(self.batch_size // self.k, len(ids))
+        for _ in range(self.n_batches):
+            batch = []
+            for label in rng.choice(ids, per_batch, replace=False):
+                members = self.groups[int(label)]
+                batch += list(rng.choice(members, self.k, replace=len(members) < self.k))
+            yield [int(i) for i in batch]

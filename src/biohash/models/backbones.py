@@ -81,6 +81,52 @@ def resnet50(in_chans: int = 1) -> nn.Module:
     return _resnet(tv_resnet50, 2048, in_chans)
 
 
+class Student(nn.Module):
+    """The distilled-hashing paper's light student, Table 1, up to FC-512: conv 3x3x16 stride 4 + ReLU +
+    max-pool 2, conv 5x5x32 stride 2 + ReLU + max-pool 2, flatten (4x4x32 at 128x128 input), FC-512 + ReLU.
+    A HashNet with head "avg" adds the FC-`bits` tanh layer (FC-128 in the paper). Other input sizes are
+    pooled to the same 4x4 map first (a no-op at 128x128)."""
+
+    def __init__(self, in_chans: int = 1) -> None:
+        super().__init__()
+        self.convs = nn.Sequential(nn.Conv2d(in_chans, 16, 3, 4, 1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                   nn.Conv2d(16, 32, 5, 2, 2), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+                                   nn.AdaptiveAvgPool2d(4))
+        self.fc = nn.Sequential(nn.Flatten(), nn.Linear(4 * 4 * 32, 512), nn.ReLU(inplace=True))
+        self.num_features = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.convs(x))[:, :, None, None]
+
+
+@BACKBONES.register("student")
+def student(in_chans: int = 1) -> nn.Module:
+    """Table 1 of the distilled-hashing paper: 341,312 parameters with FC-128 at 128x128 grey input."""
+    return Student(in_chans)
+
+
+class _VggTrunk(nn.Module):
+    def __init__(self, features: nn.Module) -> None:
+        super().__init__()
+        self.features = features
+        self.num_features = 512
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@BACKBONES.register("vgg16")
+def vgg16(in_chans: int = 1) -> nn.Module:
+    """torchvision VGG-16 convolutional blocks (13 conv layers, /32, 512 features); the distilled-hashing
+    teacher. Load torchvision's ImageNet file with --weights PATH (keys features.N map by name)."""
+    from torchvision.models import vgg16 as tv_vgg16
+
+    features = tv_vgg16(weights=None).features
+    if in_chans != 3:
+        features[0] = nn.Conv2d(in_chans, 64, 3, 1, 1)
+    return _VggTrunk(features)
+
+
 class _TimmTrunk(nn.Module):
     """A timm model's feature extractor (no pooling, no classifier)."""
 

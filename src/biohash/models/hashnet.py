@@ -59,3 +59,27 @@ class HashNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_code(x)
+
+
+class HashClassifier(nn.Module):
+    """One modality's HashNet plus an identity classifier on its relaxed code: the distilled-hashing teacher
+    (DHN) and student. Exposes `modalities` and `net(modality)` like CoHashNet, so evaluation treats both alike.
+
+    forward(x) -> (relaxed codes (B, bits), identity logits (B, n_classes)).
+    """
+
+    def __init__(self, backbone: str, bits: int, n_classes: int, modality: str = "print",
+                 weights: str | None = None, head: str = "avg", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.hashnet = HashNet(backbone, bits, weights, head=head, dropout=dropout)
+        self.classifier = nn.Linear(bits, n_classes)
+        self.modalities, self.bits = (modality,), bits
+
+    def net(self, modality: str) -> HashNet:
+        if modality not in self.modalities:
+            raise KeyError(f"this model encodes {self.modalities[0]!r} images, not {modality!r}")
+        return self.hashnet
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        codes = self.hashnet(x)
+        return codes, self.classifier(codes)

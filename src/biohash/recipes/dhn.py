@@ -1,0 +1,80 @@
+"""Deep hashing network (DHN), the teacher of "Efficient Deep Palmprint Recognition via Distilled Hashing
+Coding": a VGG-16 whose classifier is replaced by a tanh hash layer (codes by sign), trained with the pairwise
+contrastive hash loss + w * L1 quantization loss (eq. 1-3), and an identity classifier beside it (cross-entropy)
+that gives the paper's identification accuracy. With pretrained weights the first four conv blocks may stay
+frozen (the paper trains block 5 and the fully connected layers).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from biohash.losses import L1QuantizationLoss, PairwiseHashLoss
+from biohash.models.hashnet import HashClassifier
+
+VGG_BLOCK_ENDS = (4, 9, 16, 23, 30)  # indices of the max-pools closing VGG-16's five conv blocks
+
+
+@dataclass
+class DhnConfig:
+    """Method settings of the DHN teacher (training settings live in train.FitConfig).
+
+    margin: pairwise margin t; None = 180 * bits / 128 (the paper's 180 at 128 bits).
+    w_quant: weight w of the quantization term (paper 0.5). w_class: weight of the identity cross-entropy.
+    freeze_blocks: VGG-16 conv blocks kept frozen when `weights` are given (paper: 4).
+    """
+
+    backbone: str = "vgg16"
+    bits: int = 128
+    weights: str | None = None
+    margin: float | None = None
+    w_quant: float = 0.5
+    w_class: float = 1.0
+    freeze_blocks: int = 4
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.bits <= 0 or self.bits % 8:
+            raise ValueError(f"bits must be a positive multiple of 8, got {self.bits}")
+        if not 0 <= self.freeze_blocks <= 5:
+            raise ValueError(f"freeze_blocks must be 0..5, got {self.freeze_blocks}")
+
+
+def freeze_vgg_blocks(model: HashClassifier, blocks: int) -> None:
+    """Stop gradients through the first `blocks` conv blocks of a VGG-16 backbone."""
+    if blocks <= 0:
+        return
+    features = model.hashnet.backbone.features
+    for layer in list(features)[: VGG_BLOCK_ENDS[blocks - 1] + 1]:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+
+
+def hash_and_class_losses(model: HashClassifier, images: torch.Tensor, labels: torch.Tensor,
+                          pairwise: PairwiseHashLoss, quant: L1QuantizationLoss, w_quant: float,
+                          ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """Codes, logits and the loss parts shared by teacher and student: L_h, L_q and the label cross-entropy."""
+    codes, logits = model(images)
+    parts = {"pairwise": pairwise(codes, labels), "quant": quant(codes), "class": F.cross_entropy(logits, labels)}
+    return codes, logits, parts
+
+
+def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int = 0):
+    """The teacher and its loss step; a batch holds `modality` images and `label`."""
+    from biohash.models.backbones import BACKBONES
+
+    BACKBONES.canonical(config.backbone)
+    torch.manual_seed(seed)
+    model = HashClassifier(config.backbone, config.bits, n_classes, modality, config.weights, dropout=config.dropout)
+    if config.weights is not None and BACKBONES.canonical(config.backbone) == "vgg16":
+        freeze_vgg_blocks(model, config.freeze_blocks)
+    pairwise, quant = PairwiseHashLoss(config.margin), L1QuantizationLoss()
+
+    def step(net: HashClassifier, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        _, _, parts = hash_and_class_losses(net, batch[modality], batch["label"], pairwise, quant, config.w_quant)
+        loss = parts["pairwise"] + config.w_quant * parts["quant"] + config.w_class * parts["class"]
+        return {"loss": loss, **parts}
+
+    return model, step
