@@ -7,21 +7,28 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install demo test bench clean landmarks-env
 
+TEST_STAMP := $(VENV)/.installed-test
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e .
 	touch $(STAMP)
+
+# tests and benchmarks also need pytest and the ONNX tools (the demo does not)
+$(TEST_STAMP): $(STAMP)
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
 
 install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/biohash demo
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q tests
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/synthetic_throughput.py
 	$(BIN)/python bench/train_throughput.py
 	$(BIN)/python bench/synthetic_realism.py
