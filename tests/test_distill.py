@@ -93,3 +93,27 @@ def test_identity_batches_hold_genuine_pairs():
         assert len(batch) == 8 and len(set(ids)) == 2 and all(ids.count(i) == 4 for i in set(ids))
     with pytest.raises(ValueError, match="multiple of per_identity"):
         IdentityBatchSampler(labels, batch_size=6, per_identity=4)
+
+
+def test_train_dhn_then_distill_then_eval_from_the_command_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    runner = CliRunner()
+    common = ["--epochs", "2", "-b", "16", "--runs", str(tmp_path)]
+    result = runner.invoke(app, ["train", "dhn", "--ds", "synthetic", "--identities", "12", "--captures", "6",
+                                 "--image-size", "64", "--model", "tiny", "--bits", "16", "--protocol", "closed",
+                                 "--name", "teacher", *common])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "distill", "--teacher", str(tmp_path / "teacher"), "--name", "student",
+                                 *common])
+    assert result.exit_code == 0, result.output
+    assert "| print |" in result.output
+    from biohash.runs import read_config
+
+    config = read_config(tmp_path / "student")
+    assert config["recipe"] == "distill" and config["model"]["backbone"] == "student"
+    assert config["data"]["image_size"] == 64 and config["model"]["bits"] == 16
+    result = runner.invoke(app, ["eval", str(tmp_path / "student")])
+    assert result.exit_code == 0 and "| print |" in result.output, result.output
