@@ -148,7 +148,7 @@ def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
         from biohash.models.hashnet import HashClassifier
 
         m = config["model"]
-        return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"])
+        return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"], head=m.get("head", "avg"))
     raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn or distill)")
 
 

@@ -24,6 +24,8 @@ class DhnConfig:
     margin: pairwise margin t; None = 180 * bits / 128 (the paper's 180 at 128 bits).
     w_quant: weight w of the quantization term (paper 0.5). w_class: weight of the identity cross-entropy.
     freeze_blocks: VGG-16 conv blocks kept frozen when `weights` are given (paper: 4).
+    head: "spatial" keeps where things are before the hash layer, as VGG-16's fully connected layers over its
+        7x7 map do; "avg" pools them away (on synthetic palms it learned far slower: 32 % EER after 8 epochs).
     """
 
     backbone: str = "vgg16"
@@ -34,6 +36,7 @@ class DhnConfig:
     w_class: float = 1.0
     freeze_blocks: int = 4
     dropout: float = 0.0
+    head: str = "spatial"
 
     def __post_init__(self) -> None:
         if self.bits <= 0 or self.bits % 8:
@@ -67,7 +70,8 @@ def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int 
 
     BACKBONES.canonical(config.backbone)
     torch.manual_seed(seed)
-    model = HashClassifier(config.backbone, config.bits, n_classes, modality, config.weights, dropout=config.dropout)
+    model = HashClassifier(config.backbone, config.bits, n_classes, modality, config.weights, head=config.head,
+                           dropout=config.dropout)
     if config.weights is not None and BACKBONES.canonical(config.backbone) == "vgg16":
         freeze_vgg_blocks(model, config.freeze_blocks)
     pairwise, quant = PairwiseHashLoss(config.margin), L1QuantizationLoss()

@@ -24,6 +24,7 @@ class DistillConfig:
 
     teacher: str = ""
     backbone: str = "student"
+    head: str = "avg"  # the student's FC-512 output goes straight into its FC-bits hash layer (Table 1)
     margin: float | None = None
     w_quant: float = 0.5
     alpha: float = 5.0
@@ -45,7 +46,8 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
     BACKBONES.canonical(config.backbone)
     torch.manual_seed(seed)
     modality = teacher.modalities[0]
-    student = HashClassifier(config.backbone, teacher.bits, teacher.classifier.out_features, modality)
+    student = HashClassifier(config.backbone, teacher.bits, teacher.classifier.out_features, modality,
+                             head=config.head)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
