@@ -26,8 +26,8 @@ from biohash.jobs import evaluate_run, train_cohash
 from biohash.recipes.cohash import CohashConfig
 from biohash.train import FitConfig
 
-INITS = {"scratch": dict(backbone="small"), "imagenet": dict(backbone="efficientnet_lite0", weights="imagenet"),
-         "synthetic": dict(backbone="small")}
+INITS = {"scratch": {"backbone": "small"}, "imagenet": {"backbone": "efficientnet_lite0", "weights": "imagenet"},
+         "synthetic": {"backbone": "small"}}
 SETS = {  # name -> (dataset, folder under --data, protocol, adapter options, DataConfig extras)
     "casia-closed": ("casia-ms", "casia-ms", "closed", {"bands": "940"}, {}),
     "casia-open": ("casia-ms", "casia-ms", "open", {"bands": "940"}, {"val_fraction": 0.1, "test_fraction": 0.33}),
