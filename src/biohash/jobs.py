@@ -33,16 +33,9 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
     """Train (or resume) a co-hashing run in `run_dir`; the checkpoint is selected on the validation split
     (evaluate_run then scores it on the test split)."""
     from biohash.data.loaders import PairedTrainSet
-    from biohash.evaluate import validation
     from biohash.recipes.cohash import build
-    from biohash.train import fit, seed_everything
 
-    if (run_dir / "checkpoints" / "last.pt").exists() and not resume:
-        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --name")
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(fit_cfg.seed)
-    dataset, split = open_split(data)
+    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
     modalities = tuple(m for m in ("print", "vein") if m in dataset.modalities())
     if not modalities:
         raise RunError(f"dataset {data.dataset!r} has no print or vein samples (found {dataset.modalities()})")
@@ -54,17 +47,9 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
                         "modalities": list(modalities)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    _check_resume(run_dir, config, resume)
-    write_config(run_dir, config)
-    write_json(run_dir / "environment.json", environment())
     loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
                                          num_workers=0)
-    console.print(f"[bold]train cohash[/] {run_dir}: {split.summary()}")
-    t0 = time.time()
-    fit(model, step, loader, fit_cfg, run_dir,
-        validate=validation(dataset, split.val_gallery, split.val_probe, data.image_size), console=console)
-    write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
-    return run_dir
+    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
 def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit_cfg: FitConfig,
@@ -73,17 +58,10 @@ def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit
     method.teacher). Batches hold 4 captures of each of batch_size / 4 identities (pairs for the pairwise loss);
     the checkpoint is chosen on the validation split."""
     from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet
-    from biohash.evaluate import validation
-    from biohash.train import fit, seed_everything
 
     if recipe not in ("dhn", "distill"):
         raise ValueError(f"unknown recipe {recipe!r}; expected dhn or distill")
-    if (run_dir / "checkpoints" / "last.pt").exists() and not resume:
-        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --name")
-    if threads:
-        torch.set_num_threads(threads)
-    seed_everything(fit_cfg.seed)
-    dataset, split = open_split(data)
+    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
     teacher = None
     if recipe == "distill":
         teacher = load_model(Path(method.teacher))
@@ -113,16 +91,39 @@ def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit
               "model": {**dataclasses.asdict(method), "n_classes": n_classes, "modality": modality,
                         "bits": model.bits},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    _check_resume(run_dir, config, resume)
-    write_config(run_dir, config)
-    write_json(run_dir / "environment.json", environment())
     labels = [train_set.classes[a.identity] for a in train_set.anchors]
     sampler = IdentityBatchSampler(labels, fit_cfg.batch_size, per_identity=4, seed=fit_cfg.seed)
     loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=0)
-    console.print(f"[bold]train {recipe}[/] {run_dir}: {split.summary()}")
+    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
+
+
+def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, threads: int | None):
+    """What every training job does first: refuse to overwrite a run, set threads and seeds, open the data."""
+    from biohash.train import seed_everything
+
+    if (run_dir / "checkpoints" / "last.pt").exists() and not resume:
+        raise RunError(f"{run_dir} already holds a run; pass --resume to continue it or choose another --name")
+    if threads:
+        torch.set_num_threads(threads)
+    seed_everything(fit_cfg.seed)
+    return open_split(data)
+
+
+def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any,
+                    loader: torch.utils.data.DataLoader, dataset: Any, split: Any, resume: bool) -> Path:
+    """What every training job does last: check a resume matches, write config and environment, fit with
+    validation on the split's validation captures, record the training time."""
+    from biohash.evaluate import validation
+    from biohash.train import fit
+
+    _check_resume(run_dir, config, resume)
+    write_config(run_dir, config)
+    write_json(run_dir / "environment.json", environment())
+    console.print(f"[bold]train {config['recipe']}[/] {run_dir}: {split.summary()}")
+    size = config["data"]["image_size"]
     t0 = time.time()
-    fit(model, step, loader, fit_cfg, run_dir,
-        validate=validation(dataset, split.val_gallery, split.val_probe, data.image_size), console=console)
+    fit(model, step, loader, FitConfig(**config["fit"]), run_dir,
+        validate=validation(dataset, split.val_gallery, split.val_probe, size), console=console)
     write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
     return run_dir
 
