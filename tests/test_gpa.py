@@ -1,0 +1,49 @@
+"""GPA-Net building blocks: part pooling, last-stride removal, branch outputs and the loss."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from biohash.models.gpa import GPALoss, GPANet, part_pool
+
+
+@pytest.mark.parametrize("hp,vp", [(0, 0), (1, 0), (2, 2), (3, 1), (4, 3)])
+def test_part_pooling_shapes_and_values(hp, vp):
+    fmap = torch.arange(2 * 3 * 8 * 6, dtype=torch.float32).reshape(2, 3, 8, 6)
+    parts = part_pool(fmap, hp, vp)
+    assert len(parts) == hp + vp and all(p.shape == (2, 3) for p in parts)
+    if hp == 2:  # top half of the rows, averaged over all columns
+        assert torch.allclose(parts[0], fmap[:, :, :4, :].mean(dim=(2, 3)))
+    if vp == 3:  # last third of the columns
+        assert torch.allclose(parts[-1], fmap[:, :, :, 4:].mean(dim=(2, 3)))
+
+
+def test_too_many_parts_is_a_clear_error():
+    with pytest.raises(ValueError, match="cannot cut a 4x4 feature map"):
+        part_pool(torch.zeros(1, 2, 4, 4), 5, 1)
+
+
+def test_last_stride_removed_doubles_the_map():
+    x = torch.zeros(1, 3, 128, 128)
+    with_stride = GPANet(5, "resnet18", last_stride_one=False).eval()
+    without = GPANet(5, "resnet18").eval()
+    assert without.last_stride_one and not with_stride.last_stride_one
+    assert with_stride.backbone(x).shape[-1] == 4 and without.backbone(x).shape[-1] == 8
+
+
+def test_branches_in_training_and_features_at_test_time():
+    net = GPANet(7, "resnet18", horizontal=2, vertical=3)
+    x = torch.randn(4, 3, 96, 96)
+    logits = net.train()(x)
+    assert len(logits) == 1 + 2 + 3 and all(z.shape == (4, 7) for z in logits)
+    feats = net.eval()(x)
+    assert feats.shape == (4, 512 * 6) and torch.allclose(feats.norm(dim=1), torch.ones(4))
+
+
+def test_loss_is_global_plus_weighted_parts():
+    torch.manual_seed(0)
+    logits = [torch.randn(5, 4) for _ in range(3)]
+    labels = torch.tensor([0, 1, 2, 3, 0])
+    ce = [F.cross_entropy(z, labels, label_smoothing=0.1) for z in logits]
+    assert GPALoss(part_weight=0.5)(logits, labels).item() == pytest.approx((ce[0] + 0.5 * (ce[1] + ce[2])).item())
