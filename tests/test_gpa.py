@@ -47,3 +47,23 @@ def test_loss_is_global_plus_weighted_parts():
     labels = torch.tensor([0, 1, 2, 3, 0])
     ce = [F.cross_entropy(z, labels, label_smoothing=0.1) for z in logits]
     assert GPALoss(part_weight=0.5)(logits, labels).item() == pytest.approx((ce[0] + 0.5 * (ce[1] + ce[2])).item())
+
+
+def test_11k_protocol_is_identity_disjoint_with_one_gallery_image_per_identity(shared_data):
+    from biohash.data.datasets import open_dataset
+    from biohash.data.protocols import make_split
+
+    ds = open_dataset("11k-hands", root=str(shared_data / "11k-hands"), aspects="palmar-right",
+                      accessories="exclude")
+    split = make_split(ds, "11k", seed=0)
+    train_ids = {s.identity for s in split.train}
+    test_ids = {s.identity for s in split.test_gallery}
+    assert train_ids and test_ids and not train_ids & test_ids
+    ordered = ds.identities()
+    assert max(ordered.index(i) for i in train_ids) < min(ordered.index(i) for i in test_ids)  # id order halves
+    assert len(split.test_gallery) == len(test_ids)  # one enrolled image per test identity
+    assert {s.identity for s in split.test_probe} <= test_ids
+    assert not set(split.test_gallery) & set(split.test_probe)
+    assert not set(split.val_probe) & set(split.train) and {s.identity for s in split.val_probe} <= train_ids
+    other = make_split(ds, "11k", seed=1)
+    assert other.test_gallery != split.test_gallery  # each draw enrolls different images
