@@ -67,3 +67,22 @@ def test_11k_protocol_is_identity_disjoint_with_one_gallery_image_per_identity(s
     assert not set(split.val_probe) & set(split.train) and {s.identity for s in split.val_probe} <= train_ids
     other = make_split(ds, "11k", seed=1)
     assert other.test_gallery != split.test_gallery  # each draw enrolls different images
+
+
+def test_gpa_recipe_trains_with_a_slower_backbone(tmp_path):
+    from biohash.recipes.gpa import GpaConfig, build
+    from biohash.train import FitConfig, fit
+
+    torch.manual_seed(0)
+    model, step = build(GpaConfig(backbone="tiny", horizontal=2, vertical=1), n_classes=3)
+    images = torch.randn(12, 3, 64, 64)
+    labels = torch.arange(12) % 3
+    images += labels[:, None, None, None].float()  # separable classes
+    batches = [{"image": images[i : i + 6], "label": labels[i : i + 6]} for i in (0, 6)]
+    loader = torch.utils.data.DataLoader(batches, batch_size=None)
+    cfg = FitConfig(epochs=8, batch_size=6, lr=0.02, optimizer="sgd", schedule="constant", warmup_epochs=0)
+    history = fit(model, step, loader, cfg, tmp_path)
+    assert history[-1]["loss"] < history[0]["loss"]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
+    lrs = sorted(g["lr"] for g in ckpt["optimizer"]["param_groups"])
+    assert lrs == pytest.approx([0.002, 0.02])  # backbone at a tenth of the new layers' rate

@@ -59,7 +59,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: FitConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[torch.nn.Parameter] | list[dict], cfg: FitConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -101,7 +101,9 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     console = console or Console()
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    optimizer = make_optimizer(model.parameters(), cfg)
+    # a model may ask for parameter groups with their own lr multiplier ("lr_scale"), e.g. a pretrained
+    # backbone at a tenth of the new layers' rate
+    optimizer = make_optimizer(model.param_groups() if hasattr(model, "param_groups") else model.parameters(), cfg)
     start, best, history = 0, None, []
     last = ckpt_dir / "last.pt"
     if last.exists():
@@ -158,7 +160,7 @@ def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> 
     n = 0
     for i, batch in enumerate(loader):
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(cfg, epoch + i / max(len(loader), 1))
+            group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(cfg, epoch + i / max(len(loader), 1))
         out = step(model, batch)
         optimizer.zero_grad(set_to_none=True)
         out["loss"].backward()

@@ -70,14 +70,22 @@ class GPANet(nn.Module):
     """
 
     def __init__(self, n_classes: int, backbone: str = "resnet50", horizontal: int = 2, vertical: int = 2,
-                 in_chans: int = 3, weights: str | None = None, last_stride_one: bool = True) -> None:
+                 in_chans: int = 3, weights: str | None = None, last_stride_one: bool = True,
+                 backbone_lr_scale: float = 0.1) -> None:
         super().__init__()
+        self.backbone_lr_scale = backbone_lr_scale
         self.backbone = create_backbone(backbone, in_chans=in_chans, weights=weights)
         self.last_stride_one = last_stride_one and remove_last_stride(self.backbone)
         self.horizontal, self.vertical = horizontal, vertical
         c = self.backbone.num_features
         self.heads = nn.ModuleList(_Embedding(c, n_classes) for _ in range(1 + horizontal + vertical))
         self.embed_dim = c * (1 + horizontal + vertical)
+
+    def param_groups(self) -> list[dict]:
+        """Backbone at backbone_lr_scale of the learning rate (the paper: lr / 10), new layers at the full rate;
+        the fit loop uses these groups."""
+        return [{"params": list(self.backbone.parameters()), "lr_scale": self.backbone_lr_scale},
+                {"params": list(self.heads.parameters()), "lr_scale": 1.0}]
 
     def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
         fmap = self.backbone(x)
