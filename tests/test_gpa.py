@@ -86,3 +86,21 @@ def test_gpa_recipe_trains_with_a_slower_backbone(tmp_path):
     ckpt = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=False)
     lrs = sorted(g["lr"] for g in ckpt["optimizer"]["param_groups"])
     assert lrs == pytest.approx([0.002, 0.02])  # backbone at a tenth of the new layers' rate
+
+
+def test_train_gpa_on_11k_palmar_right_and_evaluate(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+    from biohash.runs import read_config
+
+    result = CliRunner().invoke(app, ["train", "gpa", "--root", str(shared_data / "11k-hands"), "--aspect",
+                                      "palmar-right", "--model", "tiny", "--epochs", "2", "-b", "16", "--image-size",
+                                      "64", "--name", "g", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| palmar |" in result.output
+    config = read_config(tmp_path / "g")
+    assert config["data"]["protocol"] == "11k" and config["data"]["options"]["accessories"] == "exclude"
+    metrics = (tmp_path / "g" / "metrics.json").read_text()
+    assert '"rank1"' in metrics and '"map"' in metrics
+    assert (tmp_path / "g" / "eval" / "11k-test" / "cmc.png").is_file()

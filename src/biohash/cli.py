@@ -212,6 +212,45 @@ def train_distill(
     _finish(run_dir)
 
 
+@train_app.command("gpa")
+@_friendly
+def train_gpa(
+    dataset: str = typer.Option("11k-hands", "--dataset", "--ds", help="whole-hand dataset (11k-hands, hd, folder)"),
+    root: str | None = _ROOT, option: list[str] | None = _OPT,
+    aspect: str | None = typer.Option(None, help="11K aspect: dorsal-right, dorsal-left, palmar-right, palmar-left"),
+    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (default resnet50)"),
+    weights: str | None = typer.Option(None, help="backbone weights file (e.g. torchvision resnet50)"),
+    horizontal: int | None = typer.Option(None, help="horizontal parts Hp (2)"),
+    vertical: int | None = typer.Option(None, help="vertical parts Vp (2)"),
+    part_weight: float | None = typer.Option(None, help="lambda, weight of the part losses (1)"),
+    batch_size: int = typer.Option(20, "--batch-size", "-b"),
+    epochs: int = typer.Option(60, "--epochs", "--epoch"), lr: float = typer.Option(0.02),
+    image_size: int | None = typer.Option(None, "--image-size", help="input side (paper 384; default 128)"),
+    protocol: str = typer.Option("11k", help="11k (the paper's), open or closed"),
+    seed: int = typer.Option(0, help="also picks the protocol's random draw (the paper repeats 10)"),
+    name: str | None = _NAME, runs: Path = typer.Option(Path("runs")), resume: bool = typer.Option(False),
+) -> None:
+    """Train GPA-Net (global + horizontal/vertical part branches) for whole-hand identification."""
+    from biohash.data.config import DataConfig
+    from biohash.jobs import train_gpa as run_training
+    from biohash.recipes.gpa import GpaConfig
+    from biohash.runs import run_name
+    from biohash.train import FitConfig
+
+    options = {"colour": True, **_options(option)}
+    if aspect is not None:
+        options.update(aspects=aspect, accessories="exclude")  # the paper leaves out images with accessories
+    data = DataConfig(**_drop_none(dataset=dataset, root=root, image_size=image_size, protocol=protocol, seed=seed),
+                      options=options)
+    method = GpaConfig(**_drop_none(backbone=backbone, weights=weights, horizontal=horizontal, vertical=vertical,
+                                    part_weight=part_weight))
+    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="sgd", schedule="step",
+                        warmup_epochs=0, seed=seed)
+    run_dir = runs / (name or run_name("gpa"))
+    run_training(run_dir, data, method, fit_cfg, resume=resume)
+    _finish(run_dir)
+
+
 @app.command()
 @_friendly
 def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),

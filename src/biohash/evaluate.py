@@ -59,9 +59,28 @@ def score_metrics(scores: Scores) -> dict[str, float]:
     return out
 
 
+def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
+                      size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
+    """Scores and metrics of a float-feature model (GPA-Net): cosine similarity of its L2-normalised colour
+    features, one mode named after the probes' modality (e.g. "palmar")."""
+    from biohash.data.loaders import colour_batches
+
+    model.eval()
+    with torch.no_grad():
+        feats = {name: torch.cat([model(x) for x in colour_batches(dataset, samples, size)]).numpy()
+                 for name, samples in (("gallery", gallery), ("probe", probe))}
+    mode = probe[0].modality if probe else "features"
+    s = Scores(mode, feats["probe"] @ feats["gallery"].T, np.array([p.identity for p in probe]),
+               np.array([g.identity for g in gallery]))
+    return {mode: s}, {mode: score_metrics(s)}
+
+
 def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
              size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
-    """Scores and metrics for every mode the model's modalities support."""
+    """Scores and metrics for every mode the model's modalities support (codes), or of its float features
+    when the model has no per-modality hashing branches (GPA-Net)."""
+    if not hasattr(model, "modalities"):
+        return evaluate_features(model, dataset, gallery, probe, size)
     g_codes = encode_by_modality(model, dataset, gallery, size)
     p_codes = encode_by_modality(model, dataset, probe, size)
     all_scores, all_metrics = {}, {}

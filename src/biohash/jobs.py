@@ -97,6 +97,24 @@ def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
+def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resume: bool = False,
+              threads: int | None = None) -> Path:
+    """Train (or resume) a GPA-Net whole-hand identification run on colour images (give the dataset
+    colour=True); the checkpoint is chosen on the validation split, scored by cosine on float features."""
+    from biohash.data.loaders import HandTrainSet
+    from biohash.recipes.gpa import build
+
+    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
+    train_set = HandTrainSet(dataset, split.train, data.image_size, augment=True, seed=fit_cfg.seed)
+    model, step = build(method, len(train_set.classes), seed=fit_cfg.seed)
+    config = {"recipe": "gpa", "data": dataclasses.asdict(data),
+              "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes)},
+              "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
+    loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=0)
+    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
+
+
 def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, threads: int | None):
     """What every training job does first: refuse to overwrite a run, set threads and seeds, open the data."""
     from biohash.train import seed_everything
@@ -150,7 +168,12 @@ def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
 
         m = config["model"]
         return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"], head=m.get("head", "avg"))
-    raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn or distill)")
+    if recipe == "gpa":
+        from biohash.models.gpa import GPANet
+
+        m = config["model"]
+        return GPANet(m["n_classes"], m["backbone"], m["horizontal"], m["vertical"])
+    raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn, distill or gpa)")
 
 
 def load_model(run_dir: Path, config: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -187,14 +210,14 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     out.mkdir(parents=True, exist_ok=True)
     for mode, s in scores.items():
         write_score_file(s, out / f"scores-{mode}.txt")
-    summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"]["bits"],
+    summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),
                "identities": len({s.identity for s in probe}), "modes": per_mode}
     write_json(out / "metrics.json", summary)
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else None
     kind = "identity-disjoint" if data.protocol == "open" else "per-identity sample split"
     context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
-               "bits": config["model"]["bits"], "probe identities": summary["identities"]}
+               "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
     report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
     # the latest evaluation also sits at the top of the run folder, its plots linked from there
     rel = out.relative_to(run_dir).as_posix()

@@ -119,3 +119,61 @@ class IdentityBatchSampler(torch.utils.data.Sampler):
                 members = self.groups[int(label)]
                 batch += list(rng.choice(members, self.k, replace=len(members) < self.k))
             yield [int(i) for i in batch]
+
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def colour_tensor(img: np.ndarray, size: int) -> np.ndarray:
+    """RGB uint8 (H, W, 3), or grey (repeated), -> float32 (3, size, size) with ImageNet mean and std."""
+    import cv2
+
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    if img.ndim != 3 or img.shape[2] != 3:
+        raise ValueError(f"expected an RGB image (H, W, 3), got shape {img.shape}")
+    if img.shape[:2] != (size, size):
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR)
+    x = (img.astype(np.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))
+
+
+class HandTrainSet(TorchDataset):
+    """Colour images with identity labels for whole-hand models; augmentation: random horizontal flip and
+    colour jitter (brightness, contrast, saturation each up to +-20 %), seeded per item and epoch."""
+
+    def __init__(self, dataset: Dataset, samples: list[Sample], size: int, augment: bool = True,
+                 seed: int = 0) -> None:
+        if not samples:
+            raise DatasetError("no training samples")
+        ids = sorted({s.identity for s in samples})
+        self.classes = {identity: k for k, identity in enumerate(ids)}
+        self.samples, self.dataset, self.size = samples, dataset, size
+        self.augment, self.seed, self.epoch = augment, seed, 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.samples[index]
+        img = self.dataset.load(sample)
+        img = np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if rng.random() < 0.5:
+                img = img[:, ::-1]
+            x = img.astype(np.float32)
+            grey = x.mean(axis=2, keepdims=True)
+            x = grey + (x - grey) * rng.uniform(0.8, 1.2)  # saturation
+            x = x.mean() + (x - x.mean()) * rng.uniform(0.8, 1.2)  # contrast
+            img = np.clip(x * rng.uniform(0.8, 1.2), 0, 255).astype(np.uint8)  # brightness
+        return {"image": torch.from_numpy(colour_tensor(img, self.size)),
+                "label": torch.tensor(self.classes[sample.identity])}
+
+
+def colour_batches(dataset: Dataset, samples: list[Sample], size: int, batch_size: int = 64):
+    """Yield colour tensors (B, 3, size, size) in sample order, for feature extraction."""
+    for start in range(0, len(samples), batch_size):
+        chunk = samples[start : start + batch_size]
+        yield torch.from_numpy(np.stack([colour_tensor(dataset.load(s), size) for s in chunk]))
