@@ -7,7 +7,12 @@ import math
 import pytest
 import torch
 
-from biohash.losses import CodeL2Loss, L1QuantizationLoss, PairwiseHashLoss, SoftTargetLoss
+from biohash.losses import (
+    CodeL2Loss,
+    L1QuantizationLoss,
+    PairwiseHashLoss,
+    SoftTargetLoss,
+)
 from biohash.models.hashnet import HashClassifier, HashNet
 
 

@@ -180,7 +180,7 @@ def test_landmarks_back_end_is_explicit_and_optional(shared_data):
 
     path = shared_data / "11k-hands" / "images" / "Hand_0000002.jpg"
     if not path.exists():
-        path = sorted((shared_data / "11k-hands" / "images").glob("*.jpg"))[0]
+        path = min((shared_data / "11k-hands" / "images").glob("*.jpg"))
     img = read_image(path, colour=True)
     try:
         import mediapipe  # noqa: F401

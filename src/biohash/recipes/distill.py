@@ -13,7 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from biohash.losses import CodeL2Loss, L1QuantizationLoss, PairwiseHashLoss, SoftTargetLoss
+from biohash.losses import (
+    CodeL2Loss,
+    L1QuantizationLoss,
+    PairwiseHashLoss,
+    SoftTargetLoss,
+)
 from biohash.models.hashnet import HashClassifier
 from biohash.recipes.dhn import hash_and_class_losses
 
