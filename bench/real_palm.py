@@ -18,7 +18,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
 from _common import RESULTS, report
 
 from biohash.data.config import DataConfig
@@ -81,7 +80,6 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=list(SETS), default=list(SETS))
     ap.add_argument("--inits", nargs="*", choices=list(INITS), default=list(INITS))
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     if not args.data.is_dir():
         raise SystemExit(f"real sample data not found at {args.data} (pass --data)")
     synth = synthetic_run(args.synthetic_run, args.bits, args.seed) if "synthetic" in args.inits else None

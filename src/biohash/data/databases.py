@@ -109,21 +109,23 @@ def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi
         band = band.lower()
         modality = "vein" if band in VEIN_BANDS else "print"
         samples.append(Sample(f"{int(palm):03d}{hand.lower()}", modality, int(k), str(path), 1, hand.lower(), band))
-    return _dataset("casia-ms", samples, base, f"bands {','.join(chosen)}", transform=_roi_transform(roi, size),
+    return _dataset("casia-ms", samples, base, f"bands {','.join(chosen)}", colour=_roi_colour(roi),
+                    transform=_roi_transform(roi, size),
                     cache=4096 if roi not in (None, "none") else 0)
 
 
+def _roi_colour(method: str | None) -> bool:
+    """MediaPipe finds hands only in colour: read photos in colour for the landmarks method."""
+    return method == "landmarks"
+
+
 def _roi_transform(method: str | None, size: int) -> Callable[[np.ndarray, Sample], np.ndarray] | None:
+    """Photo -> grey palm ROI on load; the landmarks method gets colour photos (see `_roi_colour`)."""
     if method in (None, "none"):
         return None
     from biohash.data.roi import extract_roi
 
-    def transform(img: np.ndarray, sample: Sample) -> np.ndarray:
-        if method == "landmarks":  # MediaPipe needs the colour photo
-            img = read_image(sample.path, colour=True)
-        return extract_roi(img, method=method, size=size, where=sample.path)
-
-    return transform
+    return lambda img, sample: extract_roi(img, method=method, size=size, where=sample.path)
 
 
 POLYU_BANDS = ("red", "green", "blue", "nir")
@@ -220,8 +222,8 @@ def xjtu_up(root: str | None = None, subsets: Iterable[str] | str | None = None,
                 samples.append(Sample(identity, "print", counts[identity], str(path), 1, hand, sub.name.lower()))
                 counts[identity] += 1
     transform = _roi_transform(roi, size)
-    return _dataset("xjtu-up", samples, base, f"sub-databases {','.join(chosen)}", transform=transform,
-                    cache=4096 if transform else 0)
+    return _dataset("xjtu-up", samples, base, f"sub-databases {','.join(chosen)}", colour=_roi_colour(roi),
+                    transform=transform, cache=4096 if transform else 0)
 
 
 ASPECTS = ("dorsal-right", "dorsal-left", "palmar-right", "palmar-left")

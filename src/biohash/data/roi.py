@@ -354,7 +354,12 @@ def find_square(img: np.ndarray, method: str = "valley", where: str | None = Non
     raise ValueError(f"unknown ROI method {method!r}; expected one of: {', '.join(METHODS)}")
 
 
+def grey_roi(img: np.ndarray, square: Square, size: int = 128, where: str | None = None) -> np.ndarray:
+    """`cut`, then grey: palm ROIs are grey whatever photo they came from."""
+    roi = cut(img, square, size, where)
+    return cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
+
+
 def extract_roi(img: np.ndarray, method: str = "valley", size: int = 128, where: str | None = None) -> np.ndarray:
     """Cut the palm ROI (uint8 grey, size x size, fingers up) from a hand photo (grey, or RGB for landmarks)."""
-    roi = cut(img, find_square(img, method, where), size, where)
-    return cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
+    return grey_roi(img, find_square(img, method, where), size, where)

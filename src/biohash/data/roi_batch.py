@@ -14,7 +14,7 @@ import numpy as np
 
 from biohash.data.databases import IMAGE_SUFFIXES, read_image
 from biohash.data.datasets import DatasetError
-from biohash.data.roi import METHODS, RoiError, cut, find_square
+from biohash.data.roi import METHODS, RoiError, find_square, grey_roi
 
 
 def _thumbnail(img: np.ndarray, corners: np.ndarray | None, roi: np.ndarray | None, height: int = 120) -> np.ndarray:
@@ -65,8 +65,7 @@ def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128
         try:
             img = read_image(path, colour=method == "landmarks")  # MediaPipe needs colour
             square = find_square(img, method, str(path))
-            roi = cut(img, square, size, str(path))
-            roi = cv2.cvtColor(roi, cv2.COLOR_RGB2GRAY) if roi.ndim == 3 else roi
+            roi = grey_roi(img, square, size, str(path))
         except (RoiError, DatasetError) as err:
             failures[str(rel)] = str(err).replace(f"{path}: ", "")
             if len(tiles) < sheet_limit and img is not None:
