@@ -223,10 +223,12 @@ def train_gpa(
     horizontal: int | None = typer.Option(None, help="horizontal parts Hp (2)"),
     vertical: int | None = typer.Option(None, help="vertical parts Vp (2)"),
     part_weight: float | None = typer.Option(None, help="lambda, weight of the part losses (1)"),
+    global_branch: bool = typer.Option(True, "--global/--no-global", help="--no-global: local-only ablation"),
+    bits: int | None = typer.Option(None, help="add a hash head with this many bits (binary codes for matching)"),
     batch_size: int = typer.Option(20, "--batch-size", "-b"),
     epochs: int = typer.Option(60, "--epochs", "--epoch"), lr: float = typer.Option(0.02),
     image_size: int | None = typer.Option(None, "--image-size", help="input side (paper 384; default 128)"),
-    protocol: str = typer.Option("11k", help="11k (the paper's), open or closed"),
+    protocol: str = typer.Option("11k", help="11k or hd (the paper's), open or closed"),
     seed: int = typer.Option(0, help="also picks the protocol's random draw (the paper repeats 10)"),
     name: str | None = _NAME, runs: Path = typer.Option(Path("runs")), resume: bool = typer.Option(False),
 ) -> None:
@@ -243,7 +245,7 @@ def train_gpa(
     data = DataConfig(**_drop_none(dataset=dataset, root=root, image_size=image_size, protocol=protocol, seed=seed),
                       options=options)
     method = GpaConfig(**_drop_none(backbone=backbone, weights=weights, horizontal=horizontal, vertical=vertical,
-                                    part_weight=part_weight))
+                                    part_weight=part_weight, bits=bits), global_branch=global_branch)
     fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="sgd", schedule="step",
                         warmup_epochs=0, seed=seed)
     run_dir = runs / (name or run_name("gpa"))
@@ -270,14 +272,32 @@ def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched re
 @_friendly
 def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),
              protocol: str | None = typer.Option(None, help="must match the run's protocol"),
-             split: str = typer.Option("test", help="test or val")) -> None:
-    """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md."""
+             split: str = typer.Option("test", help="test or val"),
+             dataset: str | None = typer.Option(None, "--dataset", "--ds",
+                                                help="cross-domain: evaluate on this dataset's test split instead"),
+             root: str | None = _ROOT, option: list[str] | None = _OPT,
+             aspect: str | None = typer.Option(None, help="cross-domain on 11K: the aspect to test on")) -> None:
+    """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md. With --dataset
+    (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
+    from biohash.data.config import DataConfig
     from biohash.jobs import evaluate_run
     from biohash.report import markdown_table
+    from biohash.runs import read_config
 
     if split not in ("test", "val"):
         raise ValueError(f"unknown split {split!r}; expected test or val")
-    per_mode = evaluate_run(run, protocol, split)
+    target = None
+    if dataset is not None or aspect is not None:
+        source = read_config(run)["data"]
+        options = {**(source["options"] if dataset is None else {}), **_options(option)}
+        if "colour" in source["options"]:
+            options.setdefault("colour", source["options"]["colour"])
+        if aspect is not None:
+            options.update(aspects=aspect, accessories="exclude")
+        target = DataConfig(**_drop_none(dataset=dataset or source["dataset"], root=root if dataset else
+                                         (root or source["root"]), protocol=protocol or source["protocol"],
+                                         seed=source["seed"]), options=options)
+    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target)
     typer.echo(markdown_table(per_mode))
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import torch
 
 from biohash import metrics
-from biohash.codes import from_real
+from biohash.codes import from_real, similarity
 from biohash.data.datasets import Dataset
 from biohash.data.loaders import image_batches
 from biohash.scores import MODE_NAMES, CodeSet, mode_scores
@@ -62,17 +62,25 @@ def score_metrics(scores: Scores) -> dict[str, float]:
 def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
                       size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics of a float-feature model (GPA-Net): cosine similarity of its L2-normalised colour
-    features, one mode named after the probes' modality (e.g. "palmar")."""
+    features, one mode named after the probes' modality (e.g. "palmar"); a model with a hash head adds the
+    Hamming similarity of its binary codes as mode "<modality>-hash"."""
     from biohash.data.loaders import colour_batches
 
     model.eval()
+    hashing = bool(getattr(model, "bits", None))
+    feats, codes = {}, {}
     with torch.no_grad():
-        feats = {name: torch.cat([model(x) for x in colour_batches(dataset, samples, size)]).numpy()
-                 for name, samples in (("gallery", gallery), ("probe", probe))}
+        for name, samples in (("gallery", gallery), ("probe", probe)):
+            batches = list(colour_batches(dataset, samples, size))
+            feats[name] = torch.cat([model(x) for x in batches]).numpy()
+            if hashing:
+                codes[name] = from_real(torch.cat([model.encode(x) for x in batches]).numpy())
     mode = probe[0].modality if probe else "features"
-    s = Scores(mode, feats["probe"] @ feats["gallery"].T, np.array([p.identity for p in probe]),
-               np.array([g.identity for g in gallery]))
-    return {mode: s}, {mode: score_metrics(s)}
+    p_ids, g_ids = np.array([p.identity for p in probe]), np.array([g.identity for g in gallery])
+    scores = {mode: Scores(mode, feats["probe"] @ feats["gallery"].T, p_ids, g_ids)}
+    if hashing:
+        scores[f"{mode}-hash"] = Scores(f"{mode}-hash", similarity(codes["probe"], codes["gallery"]), p_ids, g_ids)
+    return scores, {m: score_metrics(s) for m, s in scores.items()}
 
 
 def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],

@@ -169,10 +169,12 @@ def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
         m = config["model"]
         return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"], head=m.get("head", "avg"))
     if recipe == "gpa":
-        from biohash.models.gpa import GPANet
+        from biohash.recipes.gpa import GpaConfig
 
-        m = config["model"]
-        return GPANet(m["n_classes"], m["backbone"], m["horizontal"], m["vertical"])
+        m = dict(config["model"])
+        n_classes = m.pop("n_classes")
+        m["weights"] = None  # the checkpoint holds the trained weights
+        return GpaConfig(**m).network(n_classes)
     raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn, distill or gpa)")
 
 
@@ -187,9 +189,26 @@ def load_model(run_dir: Path, config: dict[str, Any] | None = None) -> torch.nn.
     return model.eval()
 
 
-def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test") -> dict[str, dict[str, float]]:
+def _cross_domain_check(source: DataConfig, target: DataConfig) -> None:
+    """Refuse a cross-domain evaluation whose test identities were trained on (same dataset, other options)."""
+    if target.dataset != source.dataset:
+        return
+    if (target.root, target.options, target.protocol, target.seed) == (source.root, source.options,
+                                                                       source.protocol, source.seed):
+        raise RunError("the target is the run's own data; drop --dataset to evaluate in-domain")
+    trained = {s.identity for s in open_split(source)[1].train}
+    tested = {s.identity for s in open_split(target)[1].test_probe}
+    if trained & tested:
+        raise RunError(f"{len(trained & tested)} test identities of the target were trained on; choose a target "
+                       f"split whose test identities are unseen (e.g. the same --protocol and --seed)")
+
+
+def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
+                 target: DataConfig | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
-    metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/."""
+    metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/. With `target`, evaluate across
+    domains instead: the model as trained, on another dataset's (or aspect's) split, under
+    run_dir/eval/DATASET-PROTOCOL-SPLIT/; test identities the run trained on are refused."""
     import json
 
     from biohash.evaluate import evaluate
@@ -198,7 +217,10 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
 
     config = read_config(run_dir)
     data = DataConfig(**config["data"])
-    if protocol is not None and protocol != data.protocol:
+    if target is not None:
+        _cross_domain_check(data, target)
+        data = dataclasses.replace(target, image_size=data.image_size)
+    elif protocol is not None and protocol != data.protocol:
         raise RunError(f"{run_dir} was trained under the {data.protocol!r} protocol; evaluating it under "
                        f"{protocol!r} would mix training and test samples. Train a run with --protocol {protocol}")
     dataset, split = open_split(data)
@@ -206,16 +228,19 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
                                                                                            split.val_probe)
     model = load_model(run_dir, config)
     scores, per_mode = evaluate(model, dataset, gallery, probe, data.image_size)
-    out = run_dir / "eval" / f"{data.protocol}-{split_name}"
+    prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
+    out = run_dir / "eval" / f"{prefix.replace('--', '-')}{data.protocol}-{split_name}"
     out.mkdir(parents=True, exist_ok=True)
     for mode, s in scores.items():
         write_score_file(s, out / f"scores-{mode}.txt")
     summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),
+               "dataset": data.dataset, "options": data.options, "cross_domain": target is not None,
                "identities": len({s.identity for s in probe}), "modes": per_mode}
     write_json(out / "metrics.json", summary)
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else None
-    kind = "identity-disjoint" if data.protocol == "open" else "per-identity sample split"
+    kind = {"open": "identity-disjoint", "closed": "per-identity sample split"}.get(
+        data.protocol, "id-order halves, one enrolled image per test identity")
     context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
                "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
     report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)

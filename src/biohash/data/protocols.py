@@ -2,6 +2,8 @@
 
 - open set (default, the honest one): identity-disjoint train, validation and test identities; within the
   validation and test identities, the first half of each identity's captures enroll (gallery), the rest probe.
+- 11k / hd (the GPA-Net paper's whole-hand protocols): identities in id order, first half train, second half
+  test with one random enrolled image each; hd also enrolls the extra gallery-only identities (distractors).
 - closed set (the co-hashing paper's): per identity, the first half of the captures enroll and the rest test;
   test probes are matched against a gallery of the enrolled captures. Training uses the enrolled captures but
   the last of each identity, which is the validation probe against the trained ones.
@@ -15,7 +17,7 @@ import numpy as np
 from biohash.data.datasets import Dataset, DatasetError
 from biohash.types import Sample
 
-PROTOCOLS = ("open", "closed", "11k")
+PROTOCOLS = ("open", "closed", "11k", "hd")
 
 
 @dataclass(frozen=True)
@@ -92,31 +94,49 @@ def closed_set(dataset: Dataset) -> Split:
     return Split("closed", train, train, val_probe, enrolled, test)
 
 
-def hands_11k(dataset: Dataset, seed: int = 0) -> Split:
+def hands_11k(dataset: Dataset, seed: int = 0, name: str = "11k") -> Split:
     """The GPA-Net paper's 11K Hands protocol, for the aspects the dataset holds (open it with one aspect and
     accessories="exclude" to follow the paper): identities in id order, the first half train and the second
     half test. Per test identity one random image enrolls (gallery), the rest are queries; per training
     identity one random image is held out as the validation probe against the other training images.
-    Repeat with seeds 0..9 and report the mean and spread (the paper's ten draws).
+    Samples tagged "extra-gallery" (HD's identities 503-715) never train or query: one random image of each
+    joins the test gallery as a distractor. Repeat with seeds 0..9 and report the mean and spread (the
+    paper's ten draws).
     """
-    ids = dataset.identities()
+    groups = dataset.by_identity()
+    is_extra = {i: all("extra-gallery" in s.tags for s in g) for i, g in groups.items()}
+    ids = [i for i in dataset.identities() if not is_extra[i]]
+    extra = [i for i in dataset.identities() if is_extra[i]]
     if len(ids) < 4:
-        raise DatasetError(f"the 11k protocol needs at least 4 identities, dataset has {len(ids)}")
+        raise DatasetError(f"the {name} protocol needs at least 4 identities, dataset has {len(ids)}")
     train_ids = set(ids[: len(ids) // 2])
     rng = np.random.default_rng(seed)
     train, val_probe, test_gallery, test_probe = [], [], [], []
-    for identity, group in sorted(dataset.by_identity().items(), key=lambda kv: kv[0]):
+    for identity in ids + extra:
+        group = groups[identity]
         pick = int(rng.integers(len(group)))
         if identity in train_ids:
             if len(group) >= 2:
                 val_probe.append(group[pick])
             train += [s for k, s in enumerate(group) if k != pick or len(group) < 2]
+        elif is_extra[identity]:
+            test_gallery.append(group[pick])
         elif len(group) >= 2:  # an identity with one image cannot be both enrolled and queried
             test_gallery.append(group[pick])
             test_probe += [s for k, s in enumerate(group) if k != pick]
     if not test_probe:
-        raise DatasetError("the 11k protocol found no test identity with two or more images")
-    return Split("11k", train, train, val_probe, test_gallery, test_probe)
+        raise DatasetError(f"the {name} protocol found no test identity with two or more images")
+    return Split(name, train, train, val_probe, test_gallery, test_probe)
+
+
+def hands_hd(dataset: Dataset, seed: int = 0) -> Split:
+    """The HD protocol: identities 1-251 train, 252-502 test (one random enrolled image each, the rest
+    queries), the 213 gallery-only identities (503-715, tagged "extra-gallery" by the hd adapter) added to
+    the gallery. Requires the extra identities, so a plain dataset is not mistaken for HD."""
+    if not any("extra-gallery" in s.tags for s in dataset.samples):
+        raise DatasetError("the hd protocol needs the HD gallery-only identities (tag extra-gallery); open the "
+                           "dataset with the hd adapter, or use --protocol 11k")
+    return hands_11k(dataset, seed=seed, name="hd")
 
 
 def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs: float) -> Split:
@@ -126,4 +146,6 @@ def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs
         return closed_set(dataset)
     if protocol == "11k":
         return hands_11k(dataset, seed=seed)
+    if protocol == "hd":
+        return hands_hd(dataset, seed=seed)
     raise ValueError(f"unknown protocol {protocol!r}; expected one of: {', '.join(PROTOCOLS)}")

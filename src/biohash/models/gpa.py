@@ -4,7 +4,8 @@ A backbone (ResNet-50 by default) with its last spatial down-sampling removed fe
 pooling over the whole map) and a local branch that average-pools the map into Hp horizontal stripes and Vp
 vertical stripes. Each pooled vector goes through FC-512 + BN + dropout 0.5 to its own identity classifier
 for training; at test time the pooled C-dimensional vectors of the global branch and every part are
-concatenated and compared by cosine.
+concatenated and compared by cosine. An optional hash head (beyond the paper) maps the concatenation to a
+relaxed binary code with its own classifier, so the same network also feeds the Hamming matching engine.
 """
 from __future__ import annotations
 
@@ -35,18 +36,23 @@ def part_pool(fmap: torch.Tensor, horizontal: int, vertical: int) -> list[torch.
 
 
 def remove_last_stride(backbone: nn.Module) -> bool:
-    """Set the first block of a torchvision ResNet's last stage to stride 1 (feature map twice as fine);
-    returns whether the backbone had such a stage."""
+    """Give the backbone's last down-sampling stride 1 (feature map twice as fine): the first block of a
+    torchvision ResNet's last stage, or the last strided convolution of a timm trunk's blocks (EfficientNet).
+    Returns whether the backbone had such a stage."""
     body = getattr(backbone, "body", None)
-    layer4 = body[7] if isinstance(body, nn.Sequential) and len(body) == 8 else None
-    if layer4 is None:
+    if isinstance(body, nn.Sequential) and len(body) == 8:  # torchvision ResNet trunk
+        block = body[7][0]
+        for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
+            if conv is not None and conv.stride == (2, 2):
+                conv.stride = (1, 1)
+        if block.downsample is not None:
+            block.downsample[0].stride = (1, 1)
+        return True
+    blocks = getattr(getattr(backbone, "net", None), "blocks", None)
+    strided = [m for m in blocks.modules() if isinstance(m, nn.Conv2d) and m.stride == (2, 2)] if blocks else []
+    if not strided:
         return False
-    block = layer4[0]
-    for conv in (getattr(block, "conv1", None), getattr(block, "conv2", None)):
-        if conv is not None and conv.stride == (2, 2):
-            conv.stride = (1, 1)
-    if block.downsample is not None:
-        block.downsample[0].stride = (1, 1)
+    strided[-1].stride = (1, 1)  # EfficientNet: a depthwise conv whose padding keeps the size at stride 1
     return True
 
 
@@ -65,47 +71,76 @@ class _Embedding(nn.Module):
 class GPANet(nn.Module):
     """Global branch + Hp horizontal and Vp vertical part branches over one backbone.
 
-    forward(x) in training mode -> list of logits (global first, then the parts); in eval mode -> the
-    L2-normalised concatenation of the pooled global and part vectors, (B, C * (1 + Hp + Vp)).
+    forward(x) in training mode -> {"logits": [global, parts...], and with a hash head "hash_logits", "code"};
+    in eval mode -> the L2-normalised concatenation of the pooled vectors, (B, C * branches). encode(x) -> the
+    relaxed code in (-1, 1) of the hash head. global_branch=False gives the local-only ablation, Hp = Vp = 0
+    the global-only baseline.
     """
 
     def __init__(self, n_classes: int, backbone: str = "resnet50", horizontal: int = 2, vertical: int = 2,
                  in_chans: int = 3, weights: str | None = None, last_stride_one: bool = True,
-                 backbone_lr_scale: float = 0.1) -> None:
+                 backbone_lr_scale: float = 0.1, global_branch: bool = True, bits: int | None = None) -> None:
         super().__init__()
+        if not global_branch and horizontal + vertical == 0:
+            raise ValueError("GPA-Net needs the global branch or at least one part")
         self.backbone_lr_scale = backbone_lr_scale
         self.backbone = create_backbone(backbone, in_chans=in_chans, weights=weights)
         self.last_stride_one = last_stride_one and remove_last_stride(self.backbone)
-        self.horizontal, self.vertical = horizontal, vertical
+        self.horizontal, self.vertical, self.global_branch = horizontal, vertical, global_branch
         c = self.backbone.num_features
-        self.heads = nn.ModuleList(_Embedding(c, n_classes) for _ in range(1 + horizontal + vertical))
-        self.embed_dim = c * (1 + horizontal + vertical)
+        branches = int(global_branch) + horizontal + vertical
+        self.heads = nn.ModuleList(_Embedding(c, n_classes) for _ in range(branches))
+        self.embed_dim = c * branches
+        self.bits = bits
+        if bits:
+            self.hash = nn.Sequential(nn.Linear(self.embed_dim, bits), nn.BatchNorm1d(bits))
+            self.hash_classifier = nn.Linear(bits, n_classes)
 
     def param_groups(self) -> list[dict]:
         """Backbone at backbone_lr_scale of the learning rate (the paper: lr / 10), new layers at the full rate;
         the fit loop uses these groups."""
+        backbone = {id(p) for p in self.backbone.parameters()}
         return [{"params": list(self.backbone.parameters()), "lr_scale": self.backbone_lr_scale},
-                {"params": list(self.heads.parameters()), "lr_scale": 1.0}]
+                {"params": [p for p in self.parameters() if id(p) not in backbone], "lr_scale": 1.0}]
 
     def pooled(self, x: torch.Tensor) -> list[torch.Tensor]:
         fmap = self.backbone(x)
-        return [fmap.mean(dim=(2, 3))] + part_pool(fmap, self.horizontal, self.vertical)
+        return ([fmap.mean(dim=(2, 3))] if self.global_branch else []) + part_pool(fmap, self.horizontal,
+                                                                                     self.vertical)
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+    def _code(self, vectors: list[torch.Tensor]) -> torch.Tensor:
+        return torch.tanh(self.hash(F.normalize(torch.cat(vectors, dim=1), dim=1)))
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.bits:
+            raise ValueError("this GPA-Net has no hash head; train it with bits set")
+        return self._code(self.pooled(x))
+
+    def forward(self, x: torch.Tensor) -> dict[str, object] | torch.Tensor:
         vectors = self.pooled(x)
-        if self.training:
-            return [head(v) for head, v in zip(self.heads, vectors)]
-        return F.normalize(torch.cat(vectors, dim=1), dim=1)
+        if not self.training:
+            return F.normalize(torch.cat(vectors, dim=1), dim=1)
+        out: dict[str, object] = {"logits": [head(v) for head, v in zip(self.heads, vectors)]}
+        if self.bits:
+            code = self._code(vectors)
+            out.update(code=code, hash_logits=self.hash_classifier(code))
+        return out
 
 
 class GPALoss(nn.Module):
-    """Label-smoothed cross-entropy (epsilon 0.1) of the global classifier plus lambda times that of every
-    part classifier."""
+    """Label-smoothed cross-entropy (epsilon 0.1) of the first classifier (the global one) plus lambda times
+    that of every other (part) classifier; with a hash head, plus the cross-entropy of the code's classifier
+    and a per-bit quantization term pulling the relaxed code to +-1."""
 
-    def __init__(self, smoothing: float = 0.1, part_weight: float = 1.0) -> None:
+    def __init__(self, smoothing: float = 0.1, part_weight: float = 1.0, quantization_weight: float = 0.1) -> None:
         super().__init__()
-        self.smoothing, self.part_weight = smoothing, part_weight
+        self.smoothing, self.part_weight, self.quantization_weight = smoothing, part_weight, quantization_weight
 
-    def forward(self, logits: list[torch.Tensor], labels: torch.Tensor) -> torch.Tensor:
-        ce = [F.cross_entropy(z, labels, label_smoothing=self.smoothing) for z in logits]
-        return ce[0] + self.part_weight * sum(ce[1:], torch.zeros(()))
+    def forward(self, out: dict[str, object], labels: torch.Tensor) -> torch.Tensor:
+        ce = [F.cross_entropy(z, labels, label_smoothing=self.smoothing) for z in out["logits"]]
+        total = ce[0] + self.part_weight * sum(ce[1:], torch.zeros(()))
+        if "code" in out:
+            code = out["code"]
+            total = total + F.cross_entropy(out["hash_logits"], labels, label_smoothing=self.smoothing)
+            total = total + self.quantization_weight * (code.abs() - 1).abs().mean()
+        return total

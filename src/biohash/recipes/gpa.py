@@ -4,6 +4,7 @@ Paper settings: ResNet-50 with the last stride removed, Hp = Vp = 2 parts, label
 lambda = 1, SGD with Nesterov momentum 0.9, weight decay 5e-4, lr 0.02 for new layers and lr / 10 for the
 backbone, x0.1 every 30 epochs, 60 epochs, batch 20, 384x384 input with horizontal flips and colour jitter
 (training settings live in train.FitConfig; smaller inputs and fewer epochs are fine on a CPU).
+Ablations: global_branch=False (local only), horizontal = vertical = 0 (global only). bits adds a hash head.
 """
 from __future__ import annotations
 
@@ -23,24 +24,35 @@ class GpaConfig:
     part_weight: float = 1.0
     smoothing: float = 0.1
     backbone_lr_scale: float = 0.1
+    global_branch: bool = True
+    bits: int | None = None
+    quantization_weight: float = 0.1
 
     def __post_init__(self) -> None:
         if self.horizontal < 0 or self.vertical < 0:
             raise ValueError(f"part counts must be >= 0, got {self.horizontal} x {self.vertical}")
+        if not self.global_branch and self.horizontal + self.vertical == 0:
+            raise ValueError("a local-only GPA-Net needs at least one part (horizontal or vertical > 0)")
+        if self.bits is not None and self.bits < 8:
+            raise ValueError(f"a hash head needs at least 8 bits, got {self.bits}")
+
+    def network(self, n_classes: int, weights: str | None = None) -> GPANet:
+        """The GPA-Net these settings describe (weights: None, a file or "imagenet")."""
+        return GPANet(n_classes, self.backbone, self.horizontal, self.vertical, weights=weights,
+                      backbone_lr_scale=self.backbone_lr_scale, global_branch=self.global_branch, bits=self.bits)
 
 
 def build(config: GpaConfig, n_classes: int, seed: int = 0):
     """The model and its loss step; a batch holds colour `image` tensors (B, 3, H, W) and `label`."""
     torch.manual_seed(seed)
-    model = GPANet(n_classes, config.backbone, config.horizontal, config.vertical, weights=config.weights,
-                   backbone_lr_scale=config.backbone_lr_scale)
-    loss = GPALoss(config.smoothing, config.part_weight)
+    model = config.network(n_classes, weights=config.weights)
+    loss = GPALoss(config.smoothing, config.part_weight, config.quantization_weight)
 
     def step(net: GPANet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        logits = net(batch["image"])
+        out = net(batch["image"])
         labels = batch["label"]
-        total = loss(logits, labels)
-        acc = (logits[0].argmax(dim=1) == labels).float().mean().detach()
-        return {"loss": total, "global_acc": acc}
+        total = loss(out, labels)
+        acc = (out["logits"][0].argmax(dim=1) == labels).float().mean().detach()
+        return {"loss": total, "branch0_acc": acc}
 
     return model, step
