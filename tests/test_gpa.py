@@ -157,9 +157,10 @@ def test_gpa_hash_head_codes_are_evaluated_next_to_the_floats(shared_data, tmp_p
 
 
 def test_hd_protocol_puts_the_extra_identities_in_the_gallery_only(tmp_path):
+    from PIL import Image
+
     from biohash.data.datasets import DatasetError, open_dataset
     from biohash.data.protocols import make_split
-    from PIL import Image
 
     for ident in list(range(1, 9)) + [503, 504]:
         for k in (1, 2, 3):
