@@ -255,6 +255,53 @@ def train_gpa(
 
 @app.command()
 @_friendly
+def quantize(
+    run: Path = typer.Argument(..., help="trained hashing run (cohash, dhn or distill) to quantize"),
+    bits: int = typer.Option(8, help="weight and activation bits (8, 6, 4 ...)"),
+    data: str = typer.Option("synthetic", "--data", help="unlabeled images: synthetic, folder or real"),
+    look: str | None = typer.Option(None, help="synthetic look, print or vein (default: each branch's own)"),
+    root: str | None = typer.Option(None, help="folder of unlabeled images for --data folder"),
+    images: int = typer.Option(2000, help="unlabeled images per modality branch"),
+    ptq: bool = typer.Option(False, "--ptq", help="post-training calibration only (the baseline), no distillation"),
+    epochs: int = typer.Option(10), batch_size: int = typer.Option(64, "--batch-size", "-b"),
+    lr: float = typer.Option(2e-3, help="SGD (Nesterov) learning rate at batch 64; scaled with the batch"),
+    seed: int = typer.Option(0), name: str | None = _NAME,
+) -> None:
+    """Quantize a trained run by embedding-level distillation on unlabeled (by default synthetic) images."""
+    from biohash.jobs import quantize_run
+    from biohash.recipes.quantize import QuantizeConfig
+    from biohash.train import FitConfig
+
+    method = QuantizeConfig(bits=bits, source=data, look=look, root=root, images=images)
+    fit_cfg = None if ptq else FitConfig(epochs=epochs, batch_size=batch_size, lr=lr * batch_size / 64,
+                                         optimizer="sgd", schedule="cosine", warmup_epochs=0, seed=seed)
+    out = run.parent / (name or f"{run.name}-{'ptq' if ptq else 'qat'}-w{bits}-{data}")
+    quantize_run(run, out, method, fit_cfg)
+    _finish(out)
+
+
+@app.command()
+@_friendly
+def export(
+    run: Path = typer.Argument(..., help="trained hashing run"),
+    format: str = typer.Option("onnx", "--format", help="onnx or onnx-int8 (static INT8, onnxruntime)"),
+    calibration: str = typer.Option("synthetic", help="INT8 calibration images: synthetic or real (the run's "
+                                    "training images)"),
+) -> None:
+    """Write the run's artifact bundle (weights, config, metadata, preprocessing) and ONNX models under
+    RUN/export/, and check them against torch."""
+    from biohash.encoder import check_bundle
+    from biohash.export import export_run
+
+    bundle = export_run(run, fmt=format, calibration=calibration)
+    typer.echo(f"bundle: {run / 'export'}  fingerprint {bundle['fingerprint']}")
+    for key, check in check_bundle(run, source=calibration).items():
+        typer.echo(f"{key}: max |embedding diff| {check['max_abs_embedding_diff']:.2e}, "
+                   f"bit agreement with torch {100 * check['bit_agreement']:.2f} %")
+
+
+@app.command()
+@_friendly
 def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),
         out: Path = typer.Argument(..., help="output folder: ROIs as PNG, contact_sheet.png, failures.json"),
         method: str = typer.Option("valley", help="valley (plain dark background), keypoints (14 points in "

@@ -115,6 +115,71 @@ def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, 
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
+def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
+    """Per modality branch of the teacher: (dataset, samples) of unlabeled images from the method's source."""
+    from biohash.data.datasets import open_dataset
+
+    out = {}
+    for m in teacher.modalities:
+        if method.source == "synthetic":
+            look = method.look_for(m)
+            ds = open_dataset("synthetic", identities=-(-method.images // 4), captures=4, seed=seed + 7919,
+                              size=source_data.image_size, modalities=(look,))
+            out[m] = (ds, ds.samples[: method.images])
+        elif method.source == "folder":
+            ds = open_dataset("images", root=method.root, modality=m)
+            out[m] = (ds, ds.samples[: method.images])
+        else:  # the source run's own training images, labels unused
+            ds, split = open_split(source_data)
+            out[m] = (ds, [s for s in split.train if s.modality == m][: method.images])
+    return out
+
+
+def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfig | None,
+                 threads: int | None = None) -> Path:
+    """Quantize a trained hashing run to method.bits: distillation of its embeddings on unlabeled images
+    (fit_cfg given) or plain post-training calibration (fit_cfg None). The new run evaluates like its source
+    (same data and protocol); no checkpoint is chosen on labelled data: the final weights are the result."""
+    from biohash.data.loaders import UnlabeledSet
+    from biohash.recipes.quantize import build, calibrate
+    from biohash.train import fit, save_checkpoint, seed_everything
+
+    if (run_dir / "checkpoints" / "best.pt").exists():
+        raise RunError(f"{run_dir} already holds a run; choose another --name")
+    if threads:
+        torch.set_num_threads(threads)
+    source_config = read_config(source_run)
+    if source_config.get("recipe") not in ("cohash", "dhn", "distill"):
+        raise RunError(f"{source_run} is a {source_config.get('recipe')!r} run; quantization distils hashing "
+                       f"runs (cohash, dhn, distill)")
+    teacher = load_model(source_run, source_config)
+    source_data = DataConfig(**source_config["data"])
+    seed = fit_cfg.seed if fit_cfg else 0
+    seed_everything(seed)
+    train_set = UnlabeledSet(_unlabeled_sources(method, teacher, source_data, seed), source_data.image_size)
+    batch_size = fit_cfg.batch_size if fit_cfg else 64
+    loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True)
+    total_steps = len(loader) * (fit_cfg.epochs if fit_cfg else 0)
+    student, step = build(method, teacher, total_steps=max(total_steps, 1))
+    config = {"recipe": "quantize", "source": str(source_run), "source_config": source_config,
+              "data": source_config["data"], "model": {**source_config["model"], "quant": dataclasses.asdict(method),
+                                                       "ptq": fit_cfg is None},
+              "fit": dataclasses.asdict(fit_cfg) if fit_cfg else None, "seed": seed}
+    write_config(run_dir, config)
+    write_json(run_dir / "environment.json", environment())
+    console.print(f"[bold]quantize[/] {source_run} -> {run_dir}: W{method.bits}A{method.bits}, "
+                  f"{'distillation' if fit_cfg else 'post-training calibration'} on {len(train_set)} "
+                  f"{method.source} images per branch")
+    t0 = time.time()
+    calibrate(student, loader)  # start the activation ranges from the data (the whole of PTQ)
+    if fit_cfg is not None:
+        fit(student, step, loader, fit_cfg, run_dir, validate=None, console=console)
+    else:
+        save_checkpoint(run_dir / "checkpoints" / "best.pt", {"model": student.state_dict(), "epoch": 0})
+    write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
+    return run_dir
+
+
 def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, threads: int | None):
     """What every training job does first: refuse to overwrite a run, set threads and seeds, open the data."""
     from biohash.train import seed_everything
@@ -155,9 +220,10 @@ def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
                            f"same flags (see its config.yaml) or choose another --name")
 
 
-def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
+def build_untrained(config: dict[str, Any]) -> torch.nn.Module:
     """The untrained model of a run's recipe, shaped by its config."""
-    recipe, seed = config.get("recipe"), config["fit"]["seed"]
+    recipe = config.get("recipe")
+    seed = (config.get("fit") or {}).get("seed", 0)
     if recipe == "cohash":
         from biohash.recipes.cohash import build
 
@@ -175,13 +241,17 @@ def _build_for_eval(config: dict[str, Any]) -> torch.nn.Module:
         n_classes = m.pop("n_classes")
         m["weights"] = None  # the checkpoint holds the trained weights
         return GpaConfig(**m).network(n_classes)
-    raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn, distill or gpa)")
+    if recipe == "quantize":
+        from biohash.models.quant import quantize_model
+
+        return quantize_model(build_untrained(config["source_config"]), config["model"]["quant"]["bits"])
+    raise RunError(f"recipe {recipe!r} cannot be evaluated (expected cohash, dhn, distill, gpa or quantize)")
 
 
 def load_model(run_dir: Path, config: dict[str, Any] | None = None) -> torch.nn.Module:
     """Rebuild a run's model and load its best (validation-selected) checkpoint."""
     config = config or read_config(run_dir)
-    model = _build_for_eval(config)
+    model = build_untrained(config)
     best = run_dir / "checkpoints" / "best.pt"
     if not best.is_file():
         raise RunError(f"{run_dir} has no checkpoints/best.pt: training did not finish an epoch")

@@ -77,6 +77,12 @@ def lr_factor(cfg: FitConfig, epoch: float) -> float:
     return 1.0
 
 
+def save_checkpoint(path: Path, state: dict) -> None:
+    """Write a checkpoint atomically (a crash never leaves a torn file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _save(path, state)
+
+
 def _save(path: Path, state: dict) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)

@@ -332,6 +332,15 @@ def iitd_iris(root: str | None = None, per_eye: bool = True) -> Dataset:
     return _dataset("iitd-iris", samples, base, "NNN/KK_{L,R}.png")
 
 
+@DATASETS.register("images", aliases=("unlabeled",))
+def unlabeled_images(root: str | None = None, modality: str = "print", colour: bool = False) -> Dataset:
+    """Every image under root, without identities (identity "unlabeled"): data for label-free work such as
+    quantization by embedding distillation."""
+    base = _root(root, "images")
+    samples = [Sample("unlabeled", modality, k, str(path)) for k, path in enumerate(_images(base))]
+    return _dataset("images", samples, base, colour=colour)
+
+
 @DATASETS.register("folder")
 def folder(root: str | None = None, manifest: str | None = None, modality: str = "print",
            colour: bool = False) -> Dataset:

@@ -80,6 +80,24 @@ def image_batches(dataset: Dataset, samples: list[Sample], size: int, batch_size
         yield torch.from_numpy(np.stack([standardize(dataset.load(s), size) for s in chunk]))
 
 
+class UnlabeledSet(TorchDataset):
+    """Unlabeled grey images per modality branch, standardised: item i -> {modality: (1, size, size)}, the
+    i-th image of each source (shorter sources wrap around). No identity is read."""
+
+    def __init__(self, sources: dict[str, tuple[Dataset, list[Sample]]], size: int) -> None:
+        empty = [m for m, (_, samples) in sources.items() if not samples]
+        if not sources or empty:
+            raise ValueError(f"no unlabeled images for {', '.join(empty) or 'any modality'}")
+        self.sources, self.size = sources, size
+
+    def __len__(self) -> int:
+        return max(len(samples) for _, samples in self.sources.values())
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {m: torch.from_numpy(standardize(ds.load(samples[i % len(samples)]), self.size))
+                for m, (ds, samples) in self.sources.items()}
+
+
 class IdentityBatchSampler(torch.utils.data.Sampler):
     """Batches of `per_identity` items from each of batch_size // per_identity identities (P x K sampling),
     so pairwise losses see genuine pairs in every batch. One pass covers every item about once.

@@ -1,0 +1,122 @@
+"""Encoder: loads an exported bundle (torch or onnxruntime back-end) and turns images into Codes.
+
+    enc = Encoder("runs/demo/export", backend="onnx-int8")
+    codes = enc.encode([grey_image, ...], modality="print")   # Codes, packed bits
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from biohash.codes import from_real
+from biohash.types import Codes
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+class Encoder:
+    """Images -> binary codes with one exported model; the back-end is chosen, never fallen back from."""
+
+    def __init__(self, bundle: str | Path, backend: str = "torch", threads: int | None = None) -> None:
+        self.path = Path(bundle)
+        meta_path = self.path / "bundle.json"
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"no bundle.json in {self.path}: export the run first (biohash export RUN)")
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; expected one of: {', '.join(BACKENDS)}")
+        self.meta = json.loads(meta_path.read_text())
+        self.backend = backend
+        self.modalities: tuple[str, ...] = tuple(self.meta["modalities"])
+        self.bits, self.image_size = int(self.meta["bits"]), int(self.meta["image_size"])
+        self.fingerprint: str = self.meta["fingerprint"]
+        self._run = self._torch_runner(threads) if backend == "torch" else self._onnx_runner(threads)
+
+    def _torch_runner(self, threads: int | None):
+        import torch
+
+        from biohash.jobs import build_untrained
+
+        if threads:
+            torch.set_num_threads(threads)
+        model = build_untrained(self.meta["build_config"])
+        model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
+        model.eval()
+
+        def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
+            net = model.net(modality)
+            with torch.no_grad():
+                e = net.forward_embed(torch.from_numpy(x))
+                return e.numpy(), torch.tanh(net.hash(e)).numpy()
+
+        return run
+
+    def _onnx_runner(self, threads: int | None):
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if threads:
+            opts.intra_op_num_threads = threads
+        sessions = {}
+        for m, files in self.meta["onnx"].items():
+            if self.backend not in files:
+                raise FileNotFoundError(f"the bundle has no {self.backend} model for {m!r}; export it with "
+                                        f"biohash export RUN --format {self.backend}")
+            sessions[m] = ort.InferenceSession(str(self.path / files[self.backend]), opts,
+                                               providers=["CPUExecutionProvider"])
+
+        def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
+            e, c = sessions[modality].run(["embedding", "code"], {"image": x})
+            return e, c
+
+        return run
+
+    def _check_modality(self, modality: str) -> None:
+        if modality not in self.modalities:
+            raise ValueError(f"this model encodes {', '.join(self.modalities)} images, not {modality!r}")
+
+    def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
+        """Grey (or RGB, converted) uint8 images of any size -> (B, 1, S, S) float32, as in training."""
+        from biohash.data.transforms import standardize
+
+        if not len(images):
+            raise ValueError("no images to encode")
+        return np.stack([standardize(img, self.image_size) for img in images]).astype(np.float32)
+
+    def embed_batch(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        """Preprocessed (B, 1, S, S) -> (embeddings, relaxed codes)."""
+        self._check_modality(modality)
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4 or x.shape[1:] != (1, self.image_size, self.image_size):
+            raise ValueError(f"expected preprocessed images (B, 1, {self.image_size}, {self.image_size}), "
+                             f"got {x.shape}")
+        return self._run(x, modality)
+
+    def encode(self, images: list[np.ndarray], modality: str) -> Codes:
+        """Images -> packed binary codes (sign of the relaxed code)."""
+        return from_real(self.embed_batch(self.preprocess(images), modality)[1])
+
+
+def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64) -> dict[str, dict[str, float]]:
+    """Compare every ONNX model of RUN/export with the torch back-end on `n` calibration images: max
+    |embedding difference| and the fraction of code bits that agree; recorded in bundle.json under checks."""
+    from biohash.export import calibration_images
+    from biohash.runs import read_config
+
+    run_dir = Path(run_dir)
+    bundle_dir = run_dir / "export"
+    reference = Encoder(bundle_dir, backend="torch")
+    config = read_config(run_dir)
+    checks = {}
+    for m in reference.modalities:
+        images = calibration_images(config, m, source, n=n)
+        e_ref, c_ref = reference.embed_batch(images, m)
+        for backend in reference.meta["onnx"][m]:
+            e, c = Encoder(bundle_dir, backend=backend).embed_batch(images, m)
+            checks[f"{m}/{backend}"] = {"max_abs_embedding_diff": float(np.abs(e - e_ref).max()),
+                                        "bit_agreement": float(((c > 0) == (c_ref > 0)).mean()),
+                                        "images": len(images)}
+    meta = {**reference.meta, "checks": checks}
+    (bundle_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
+    return checks

@@ -1,0 +1,160 @@
+"""Artifact bundle of a trained hashing run: weights, config, metadata, preprocessing, ONNX and INT8 ONNX.
+
+RUN/export/ holds bundle.json (what the model is, how to feed it, its fingerprint and the export checks),
+weights.pt (float weights; a quantized run's weights are written at their quantized values) and one ONNX file
+per modality branch with outputs `embedding` and `code` (relaxed code; its sign is the binary code).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from biohash.runs import RunError, read_config
+
+FORMATS = ("onnx", "onnx-int8")
+PREPROCESSING = ("grey image -> resize to image_size (area) -> local contrast normalisation (Gaussian sigma = "
+                 "side / 16) -> zero mean, unit variance; input (B, 1, image_size, image_size) float32")
+
+
+class _Branch(nn.Module):
+    """One modality's hashing network with both outputs, for export."""
+
+    def __init__(self, hashnet: nn.Module) -> None:
+        super().__init__()
+        self.hashnet = hashnet
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.hashnet.forward_embed(x)
+        return e, torch.tanh(self.hashnet.hash(e))
+
+
+def float_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The run's selected model as a plain float network, the run config, and the config that rebuilds it
+    (a quantized run: its source's, with the quantized weight values baked in)."""
+    from biohash.jobs import load_model
+
+    config = read_config(run_dir)
+    if config.get("recipe") not in ("cohash", "dhn", "distill", "quantize"):
+        raise RunError(f"{run_dir} is a {config.get('recipe')!r} run; export handles hashing runs "
+                       f"(cohash, dhn, distill, quantize)")
+    model = load_model(run_dir, config)
+    if config["recipe"] == "quantize":
+        from biohash.models.quant import bake
+
+        return bake(model).eval(), config, config["source_config"]
+    return model, config, config
+
+
+def fingerprint(state: dict[str, torch.Tensor], bits: int) -> str:
+    """sha256 over the weights (name, shape, bytes) and the code length: templates from another model or
+    code length are refused by the store."""
+    h = hashlib.sha256(f"bits={bits}".encode())
+    for name in sorted(state):
+        t = state[name].detach().cpu().contiguous()
+        h.update(name.encode() + str(tuple(t.shape)).encode() + t.numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def calibration_images(config: dict[str, Any], modality: str, source: str, n: int = 128) -> np.ndarray:
+    """(n, 1, S, S) standardised images for INT8 calibration and export checks: synthetic captures of the
+    branch's look (vein for non-palm modalities), or the run's own training images."""
+    from biohash.data.config import DataConfig, open_split
+    from biohash.data.datasets import open_dataset
+    from biohash.data.transforms import standardize
+
+    data = DataConfig(**config["data"])
+    if source == "synthetic":
+        look = modality if modality in ("print", "vein") else "vein"
+        ds = open_dataset("synthetic", identities=-(-n // 4), captures=4, seed=data.seed + 104729,
+                          size=data.image_size, modalities=(look,))
+        samples = ds.samples[:n]
+    elif source == "real":
+        ds, split = open_split(data)
+        samples = [s for s in split.train if s.modality == modality][:n]
+    else:
+        raise ValueError(f"unknown calibration source {source!r}; expected synthetic or real")
+    if not samples:
+        raise RunError(f"no {source} calibration images for modality {modality!r}")
+    return np.stack([standardize(ds.load(s), data.image_size) for s in samples])
+
+
+def _onnx(branch: nn.Module, size: int, path: Path) -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # the input-shape checks are constant for a fixed input shape
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter handles these models
+        try:
+            _trace(branch, size, path)
+        except Exception as err:
+            if "adaptive_avg_pool2d" in str(err):
+                raise RunError(f"ONNX cannot export the spatial head's pooling at image size {size}: the "
+                               f"backbone's feature map must be a multiple of the pooling grid; train at an "
+                               f"image size such as 64 or 128") from None
+            raise
+
+
+def _trace(branch: nn.Module, size: int, path: Path) -> None:
+    torch.onnx.export(branch, (torch.zeros(1, 1, size, size),), str(path), input_names=["image"],
+                      output_names=["embedding", "code"],
+                      dynamic_axes={"image": {0: "batch"}, "embedding": {0: "batch"}, "code": {0: "batch"}},
+                      dynamo=False)
+
+
+def _int8(fp32: Path, out: Path, images: np.ndarray) -> None:
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter([{"image": images[i : i + 16]} for i in range(0, len(images), 16)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = out.with_suffix(".prep.onnx")
+    quant_pre_process(str(fp32), str(prepared))
+    quantize_static(str(prepared), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    prepared.unlink()
+
+
+def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic") -> dict[str, Any]:
+    """Write RUN/export/ (bundle.json, weights.pt, MODALITY.onnx, with fmt onnx-int8 also MODALITY.int8.onnx,
+    calibrated on `calibration` images). Returns the bundle's metadata; encoder.check_bundle compares the
+    ONNX models with torch."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    run_dir = Path(run_dir)
+    model, config, build_config = float_model(run_dir)
+    out = run_dir / "export"
+    out.mkdir(parents=True, exist_ok=True)
+    state = model.state_dict()
+    torch.save(state, out / "weights.pt")
+    size = config["data"]["image_size"]
+    bundle: dict[str, Any] = {
+        "format_version": 1, "run": run_dir.name, "recipe": config["recipe"], "build_config": build_config,
+        "modalities": list(model.modalities), "bits": int(model.bits), "image_size": size,
+        "preprocessing": PREPROCESSING, "fingerprint": fingerprint(state, int(model.bits)),
+        "centroids": hasattr(model, "centroids"), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "onnx": {}, "checks": {},
+    }
+    if config["recipe"] == "quantize":
+        bundle["quantized"] = {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}
+    for m in model.modalities:
+        files = {"onnx": f"{m}.onnx"}
+        _onnx(_Branch(model.net(m)).eval(), size, out / files["onnx"])
+        images = calibration_images(config, m, calibration)
+        if fmt == "onnx-int8":
+            files["onnx-int8"] = f"{m}.int8.onnx"
+            _int8(out / files["onnx"], out / files["onnx-int8"], images)
+        bundle["onnx"][m] = files
+    (out / "bundle.json").write_text(json.dumps(bundle, indent=2))
+    return bundle

@@ -1,0 +1,113 @@
+"""Quantization by embedding-level distillation (SyPer): a low-bit copy of a trained hashing model learns to
+reproduce the full-precision model's embeddings, and its relaxed codes, on unlabeled images.
+
+The student starts as the teacher with every Conv2d/Linear fake-quantized (weights per channel, activations
+per tensor, `bits` each). Loss per modality branch: ||n(e_S) - n(e_T)||^2 on L2-normalised embeddings plus
+`code_weight` times the mean squared difference of the relaxed codes. No label is read. BatchNorm keeps the
+teacher's statistics (the unlabeled images may come from another domain); activation ranges follow the data
+for the first half of the steps and are then frozen. `calibrate` is the plain post-training baseline.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from biohash.models.quant import quantize_model, set_observing
+
+SOURCES = ("synthetic", "folder", "real")
+
+
+@dataclass
+class QuantizeConfig:
+    bits: int = 8
+    source: str = "synthetic"  # where the unlabeled images come from
+    look: str | None = None  # synthetic look (print or vein); default: the branch's own modality, vein for others
+    root: str | None = None  # folder of images for source="folder"
+    images: int = 2000  # unlabeled images per modality branch
+    code_weight: float = 1.0
+    freeze_ranges_at: float = 0.5  # fraction of the steps after which activation ranges are frozen
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"unknown data source {self.source!r}; expected one of: {', '.join(SOURCES)}")
+        if self.source == "folder" and not self.root:
+            raise ValueError("source 'folder' needs the folder of unlabeled images (--root)")
+        if self.look not in (None, "print", "vein"):
+            raise ValueError(f"look must be print or vein, got {self.look!r}")
+        if not 2 <= self.bits <= 16:
+            raise ValueError(f"bits must be between 2 and 16, got {self.bits}")
+
+    def look_for(self, modality: str) -> str:
+        return self.look or (modality if modality in ("print", "vein") else "vein")
+
+
+def _freeze_batchnorm(net: nn.Module) -> None:
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.eval()
+
+
+def _embed_and_code(hashnet: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    e = hashnet.forward_embed(x)
+    return e, torch.tanh(hashnet.hash(e))
+
+
+def embedding_distance(student: nn.Module, teacher: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
+    """Mean ||n(e_S) - n(e_T)||^2 over a batch: the quantity the recipe lowers (0 = identical directions)."""
+    with torch.no_grad():
+        e_t, _ = _embed_and_code(teacher.net(modality), x)
+    e_s, _ = _embed_and_code(student.net(modality), x)
+    return (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
+
+
+def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
+    """The fake-quantized student (a copy of `teacher`) and its distillation step. A batch maps each of the
+    teacher's modalities to a tensor of unlabeled images (B, 1, H, W)."""
+    teacher = teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    student = quantize_model(teacher, config.bits)
+    for p in student.parameters():
+        p.requires_grad_(True)
+    freeze_at = int(total_steps * config.freeze_ranges_at)
+    calls = {"n": 0}
+
+    def step(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        _freeze_batchnorm(net)
+        set_observing(net, calls["n"] < freeze_at)
+        calls["n"] += 1
+        out: dict[str, torch.Tensor] = {}
+        total = torch.zeros(())
+        for m in teacher.modalities:
+            if m not in batch:
+                continue
+            x = batch[m]
+            with torch.no_grad():
+                e_t, c_t = _embed_and_code(teacher.net(m), x)
+            e_s, c_s = _embed_and_code(net.net(m), x)
+            l_e = (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
+            l_c = (c_s - c_t).pow(2).mean()
+            total = total + l_e + config.code_weight * l_c
+            out[f"embed_{m}"], out[f"code_{m}"] = l_e.detach(), l_c.detach()
+        out["loss"] = total
+        return out
+
+    return student, step
+
+
+@torch.no_grad()
+def calibrate(student: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> nn.Module:
+    """Post-training quantization: set activation ranges from unlabeled batches (running min/max), no
+    training; the ranges are then frozen."""
+    student.eval()
+    set_observing(student, True)
+    for batch in batches:
+        for m in student.modalities:
+            if m in batch:
+                student.net(m)(batch[m])
+    set_observing(student, False)
+    return student

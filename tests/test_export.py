@@ -1,0 +1,77 @@
+"""The quantize and export commands end to end on a tiny run: bundle, ONNX vs torch, INT8, the Encoder."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from biohash.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    args = ["train", "cohash", "-b", "16", "--bits", "32", "--model", "tiny", "--name", "base", "--epochs", "2",
+            "--identities", "24", "--captures", "4", "--image-size", "64", "--runs", str(runs)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    return runs / "base"
+
+
+def test_quantize_command_reads_no_labels_and_evaluates(tiny_run):
+    result = runner.invoke(app, ["quantize", str(tiny_run), "--bits", "6", "--images", "64", "--epochs", "1",
+                                 "-b", "16", "--name", "q6"])
+    assert result.exit_code == 0, result.output
+    assert "| fused |" in result.output
+    config = (tiny_run.parent / "q6" / "config.yaml").read_text()
+    assert "recipe: quantize" in config and "source: synthetic" in config
+    result = runner.invoke(app, ["quantize", str(tiny_run), "--bits", "8", "--ptq", "--data", "real", "--name", "p8"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["quantize", str(tiny_run), "--data", "folder"])
+    assert result.exit_code != 0 and "--root" in result.output
+
+
+def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
+    from biohash.encoder import Encoder
+
+    result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
+    assert result.exit_code == 0, result.output
+    bundle = json.loads((tiny_run / "export" / "bundle.json").read_text())
+    assert bundle["modalities"] == ["print", "vein"] and bundle["bits"] == 32 and len(bundle["fingerprint"]) == 32
+    for m in ("print", "vein"):
+        fp32 = bundle["checks"][f"{m}/onnx"]
+        assert fp32["max_abs_embedding_diff"] < 1e-3 and fp32["bit_agreement"] >= 0.99
+        assert bundle["checks"][f"{m}/onnx-int8"]["bit_agreement"] > 0.8  # INT8 ran and roughly agrees
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, (60, 70), dtype=np.uint8) for _ in range(3)]
+    torch_codes = Encoder(tiny_run / "export", "torch").encode(images, "vein")
+    int8_codes = Encoder(tiny_run / "export", "onnx-int8", threads=1).encode(images, "vein")
+    assert torch_codes.bits.shape == int8_codes.bits.shape == (3, 4) and torch_codes.n_bits == 32
+
+
+def test_encoder_errors(tiny_run, tmp_path):
+    from biohash.encoder import Encoder
+
+    with pytest.raises(FileNotFoundError, match="biohash export"):
+        Encoder(tmp_path)
+    runner.invoke(app, ["export", str(tiny_run)])
+    enc = Encoder(tiny_run / "export")
+    with pytest.raises(ValueError, match="not 'dorsal'"):
+        enc.encode([np.zeros((64, 64), np.uint8)], "dorsal")
+    with pytest.raises(ValueError, match="no images"):
+        enc.encode([], "print")
+    with pytest.raises(ValueError, match=r"expected preprocessed images \(B, 1, 64, 64\)"):
+        enc.embed_batch(np.zeros((1, 1, 48, 48), np.float32), "print")
+    with pytest.raises(ValueError, match="unknown backend"):
+        Encoder(tiny_run / "export", backend="tensorrt")
+
+
+def test_gpa_runs_are_refused_by_quantize_and_export(tmp_path):
+    (tmp_path / "g").mkdir()
+    (tmp_path / "g" / "config.yaml").write_text("recipe: gpa\ndata: {}\nmodel: {}\n")
+    result = runner.invoke(app, ["export", str(tmp_path / "g")])
+    assert result.exit_code != 0 and "hashing runs" in result.output
