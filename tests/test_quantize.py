@@ -114,3 +114,21 @@ def test_quantize_config_errors():
     with pytest.raises(ValueError, match="--root"):
         QuantizeConfig(source="folder")
     assert QuantizeConfig().look_for("ocular") == "vein" and QuantizeConfig(look="print").look_for("vein") == "print"
+
+
+def test_ocular_model_trains_and_quantizes_with_synthetic_palms_only(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", "cohash", "--ds", "iitd-iris", "--root", str(shared_data / "iitd-iris"),
+                                 "--model", "tiny", "--bits", "32", "--epochs", "1", "--image-size", "64",
+                                 "--name", "ocular", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "| ocular |" in result.output  # one branch, same-modality matching
+    result = runner.invoke(app, ["quantize", str(tmp_path / "ocular"), "--bits", "8", "--images", "32",
+                                 "--epochs", "1", "-b", "16", "--name", "ocular-w8"])
+    assert result.exit_code == 0, result.output
+    assert "| ocular |" in result.output
+    assert "look: null" in (tmp_path / "ocular-w8" / "config.yaml").read_text()  # vein look for NIR by default

@@ -36,10 +36,11 @@ def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[S
 
 
 def modes_for(modalities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Deployment modes a set of modalities supports."""
+    """Deployment modes a set of modalities supports: all four (and cross-rev) for print + vein, otherwise
+    same-modality matching of each (e.g. "ocular")."""
     if {"print", "vein"} <= set(modalities):
         return MODE_NAMES
-    return tuple(m for m in modalities if m in ("print", "vein"))
+    return tuple(modalities)
 
 
 def score_metrics(scores: Scores) -> dict[str, float]:

@@ -37,8 +37,11 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
 
     dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
     modalities = tuple(m for m in ("print", "vein") if m in dataset.modalities())
+    if not modalities and len(dataset.modalities()) == 1:  # one other modality (ocular, dorsal): one branch
+        modalities = tuple(dataset.modalities())
     if not modalities:
-        raise RunError(f"dataset {data.dataset!r} has no print or vein samples (found {dataset.modalities()})")
+        raise RunError(f"dataset {data.dataset!r} has no print or vein samples and more than one other modality "
+                       f"(found {dataset.modalities()}); select one with --option")
     fresh = data.fresh_captures and dataset.fresh is not None
     train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=not fresh, fresh=fresh,
                                seed=fit_cfg.seed)

@@ -59,10 +59,10 @@ def mode_scores(mode: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet
     """Similarity matrix of one mode.
 
     Args:
-        mode: one of MODE_NAMES.
-        probe, gallery: CodeSets keyed by modality ("print", "vein").
+        mode: one of MODE_NAMES, or any modality both sides hold (e.g. "ocular": same-modality matching).
+        probe, gallery: CodeSets keyed by modality ("print", "vein", ...).
     """
-    if mode in ("print", "vein"):
+    if mode in ("print", "vein") or (mode in probe and mode in gallery and mode not in MODE_NAMES):
         return _scores(mode, probe[mode], gallery[mode], similarity(probe[mode].codes, gallery[mode].codes))
     if mode == "cross":
         return _scores(mode, probe["print"], gallery["vein"], similarity(probe["print"].codes, gallery["vein"].codes))
