@@ -126,6 +126,30 @@ def _int8(fp32: Path, out: Path, images: np.ndarray) -> None:
     prepared.unlink()
 
 
+THRESHOLD_FARS = (1e-4, 1e-3, 1e-2)
+
+
+def validation_thresholds(model: nn.Module, config: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Per mode, the largest Hamming distance accepted at each target FAR, chosen on the run's validation split
+    (never on test data): a deployment stores these with the model."""
+    from biohash import metrics
+    from biohash.data.config import DataConfig, open_split
+    from biohash.evaluate import evaluate
+
+    data = DataConfig(**config["data"])
+    dataset, split = open_split(data)
+    if not split.val_probe:
+        return {}
+    scores, _ = evaluate(model, dataset, split.val_gallery, split.val_probe, data.image_size)
+    out = {}
+    for mode, s in scores.items():
+        if s.genuine.size and s.impostor.size:
+            # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits
+            out[mode] = {f"{far:g}": int(np.floor((1 - metrics.threshold_at_far(s.genuine, s.impostor, far))
+                                                   * model.bits + 1e-6)) for far in THRESHOLD_FARS}
+    return out
+
+
 def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic") -> dict[str, Any]:
     """Write RUN/export/ (bundle.json, weights.pt, MODALITY.onnx, with fmt onnx-int8 also MODALITY.int8.onnx,
     calibrated on `calibration` images). Returns the bundle's metadata; encoder.check_bundle compares the
@@ -144,7 +168,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
         "modalities": list(model.modalities), "bits": int(model.bits), "image_size": size,
         "preprocessing": PREPROCESSING, "fingerprint": fingerprint(state, int(model.bits)),
         "centroids": hasattr(model, "centroids"), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "onnx": {}, "checks": {},
+        "onnx": {}, "checks": {}, "thresholds": validation_thresholds(model, config),
+        "thresholds_from": "validation split of the run's protocol: max Hamming distance accepted per target FAR",
     }
     if config["recipe"] == "quantize":
         bundle["quantized"] = {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}

@@ -1,0 +1,196 @@
+"""Deployment: an exported model + a template store + per-modality matchers, behind enroll / verify / identify /
+delete in the four modes (print, vein, fused, cross: enroll with vein, verify with print) and any single
+modality. The store is the truth; matchers are caches that catch up from its change counter before each
+search. With a protection key, codes are transformed before they are stored or matched (cancellable).
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from biohash.errors import BiohashError
+from biohash.matching import make_matcher
+from biohash.protect import Protector
+from biohash.store import StoreError, open_store
+from biohash.types import Codes
+
+
+class RequestError(BiohashError):
+    """A request a caller can fix: wrong modality, wrong code length, missing input (HTTP 400)."""
+
+
+class NotFound(BiohashError):
+    """An unknown subject (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    mode: str
+    distance: float  # Hamming distance in bits (fused: mean normalised distance x bits)
+    threshold: float | None
+    match: bool | None
+
+
+def mode_of(probe_modalities: list[str], against: str | None) -> str:
+    """Deployment mode of a request: fused (print + vein probes), cross / cross-rev, or the modality itself."""
+    probe = sorted(set(probe_modalities))
+    if probe == ["print", "vein"]:
+        if against not in (None, "fused"):
+            raise RequestError("a print + vein probe is matched in fused mode; leave 'against' out")
+        return "fused"
+    if len(probe) != 1:
+        raise RequestError(f"give one probe modality, or print and vein together; got {probe or 'none'}")
+    m = probe[0]
+    if against in (None, m):
+        return m
+    if (m, against) == ("print", "vein"):
+        return "cross"
+    if (m, against) == ("vein", "print"):
+        return "cross-rev"
+    raise RequestError(f"cannot match {m!r} probes against {against!r} templates")
+
+
+class Deployment:
+    """Thread-safe (one lock) facade used by the CLI and the REST service."""
+
+    def __init__(self, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
+                 key: bytes | None = None, far: float = 1e-3, threads: int | None = None) -> None:
+        from biohash.encoder import Encoder
+
+        self.encoder = Encoder(bundle, backend=backend, threads=threads)
+        self.bits, self.fingerprint = self.encoder.bits, self.encoder.fingerprint
+        self.store = open_store(store, n_bits=self.bits, fingerprint=self.fingerprint)
+        self.protector = Protector(key, self.bits) if key else None
+        self.thresholds = self.encoder.meta.get("thresholds", {})
+        self.far = f"{far:g}"
+        self.matcher_factory = matcher
+        self.matchers = {m: make_matcher(self.bits, matcher) for m in self.encoder.modalities}
+        self._seq = 0
+        self._lock = threading.Lock()
+        self.sync()
+
+    # --- inputs ------------------------------------------------------------------------------------------
+    def codes_from_images(self, images: dict[str, np.ndarray]) -> dict[str, Codes]:
+        out = {}
+        for m, img in images.items():
+            self._check_modality(m)
+            out[m] = self.encoder.encode([img], m)
+        return out
+
+    def codes_from_hex(self, codes: dict[str, str]) -> dict[str, Codes]:
+        out = {}
+        for m, text in codes.items():
+            self._check_modality(m)
+            try:
+                raw = bytes.fromhex(text)
+            except (ValueError, TypeError):
+                raise RequestError(f"codes for {m!r} must be a hex string") from None
+            if len(raw) * 8 != self.bits:
+                raise RequestError(f"codes for {m!r} have {len(raw) * 8} bits; this model makes {self.bits}-bit "
+                                   f"codes")
+            out[m] = Codes(np.frombuffer(raw, np.uint8).reshape(1, -1).copy(), self.bits)
+        return out
+
+    def _check_modality(self, m: str) -> None:
+        if m not in self.encoder.modalities:
+            raise RequestError(f"unknown modality {m!r}; this model takes {', '.join(self.encoder.modalities)}")
+
+    def _protect(self, codes: dict[str, Codes]) -> dict[str, Codes]:
+        return {m: self.protector.protect(c) for m, c in codes.items()} if self.protector else codes
+
+    # --- matcher cache -----------------------------------------------------------------------------------
+    def sync(self) -> int:
+        """Catch the matchers up with the store; returns the change counter reached."""
+        changes = self.store.changes_since(self._seq)
+        if changes.removed:
+            for matcher in self.matchers.values():
+                matcher.remove(np.array(changes.removed))
+        by_modality: dict[str, list[tuple[int, bytes]]] = {}
+        for tid, _, modality, raw in changes.added:
+            if tid not in changes.removed:
+                by_modality.setdefault(modality, []).append((tid, raw))
+        for m, rows in by_modality.items():
+            if m in self.matchers:
+                codes = Codes(np.frombuffer(b"".join(r for _, r in rows), np.uint8).reshape(len(rows), -1).copy(),
+                              self.bits)
+                self.matchers[m].add(np.array([t for t, _ in rows]), codes)
+        self._seq = changes.seq
+        return self._seq
+
+    # --- operations --------------------------------------------------------------------------------------
+    def _threshold(self, mode: str) -> float | None:
+        value = self.thresholds.get(mode, {}).get(self.far)
+        return None if value is None else float(value)
+
+    def enroll(self, subject: str, codes: dict[str, Codes]) -> list[int]:
+        if not codes:
+            raise RequestError("nothing to enroll: give at least one image or code")
+        with self._lock:
+            key_id = self.protector.key_id if self.protector else None
+            try:
+                return self.store.enroll(subject, self._protect(codes), self.fingerprint, key_id=key_id)
+            except StoreError as err:
+                raise RequestError(str(err)) from None
+
+    def delete(self, subject: str) -> int:
+        with self._lock:
+            n = self.store.delete(subject)
+        if not n:
+            raise NotFound(f"no templates for subject {subject!r}")
+        return n
+
+    def _distances_to_subject(self, subject: str, probe: dict[str, Codes], mode: str) -> float:
+        from biohash.codes import hamming
+
+        parts = []
+        for m, c in probe.items():
+            gallery_modality = {"cross": "vein", "cross-rev": "print"}.get(mode, m)
+            _, _, templates = self.store.templates(subject=subject, modality=gallery_modality)
+            if templates is None:
+                raise NotFound(f"subject {subject!r} has no {gallery_modality} template")
+            parts.append(hamming(c, templates).min())
+        return float(np.mean(parts))
+
+    def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
+        mode = mode_of(list(probe), against)
+        with self._lock:
+            d = self._distances_to_subject(subject, self._protect(probe), mode)
+        t = self._threshold(mode)
+        return Decision(mode, d, t, None if t is None else d <= t)
+
+    def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
+        if not 1 <= k <= 100:
+            raise RequestError(f"k must be between 1 and 100, got {k}")
+        mode = mode_of(list(probe), against)
+        probe = self._protect(probe)
+        with self._lock:
+            self.sync()
+            if mode == "fused":
+                candidates = set()
+                for m, c in probe.items():
+                    _, ids = self.matchers[m].search(c, 10 * k)
+                    candidates |= set(self.store.subjects_of(ids[0]).values())
+                scored = sorted((self._distances_to_subject(s, probe, mode), s) for s in candidates)
+            else:
+                (m, c), = probe.items()
+                gallery = {"cross": "vein", "cross-rev": "print"}.get(mode, m)
+                dist, ids = self.matchers[gallery].search(c, 4 * k)
+                subjects = self.store.subjects_of(ids[0])
+                best: dict[str, float] = {}
+                for d, i in zip(dist[0], ids[0]):
+                    s = subjects.get(int(i))
+                    if s is not None and s not in best:
+                        best[s] = float(d)
+                scored = sorted((d, s) for s, d in best.items())
+        t = self._threshold(mode)
+        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode}
+                for d, s in scored[:k]]
+
+    def health(self) -> dict:
+        with self._lock:
+            return {"status": "ok", "templates": self.store.count(), "model": self.fingerprint, "bits": self.bits,
+                    "modalities": list(self.encoder.modalities), "matcher": self.matcher_factory,
+                    "store": self.store.dialect, "protected": self.protector is not None}

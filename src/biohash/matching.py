@@ -1,0 +1,207 @@
+"""Matching: 1:N search over packed binary templates (numpy only, faiss optional).
+
+A Matcher holds (template id, code) pairs of one modality and answers top-k nearest codes by Hamming distance.
+Back-ends from factory strings: "exact" (numpy, packed uint64 + popcount: the reference), and faiss binary
+indexes "BFlat", "BIVF{nlist}", "BHNSW{M}", with search parameters after a colon ("BIVF1024:nprobe=16",
+"BHNSW32:efSearch=64"). Removal is by tombstone in faiss indexes that cannot delete, filtered at search time.
+"""
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+import numpy as np
+
+from biohash.types import Codes
+
+
+class Matcher(Protocol):
+    n_bits: int
+
+    def add(self, ids: np.ndarray, codes: Codes) -> None: ...
+
+    def remove(self, ids: np.ndarray) -> int: ...
+
+    def search(self, codes: Codes, k: int) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def distances(self, codes: Codes, ids: np.ndarray) -> np.ndarray: ...
+
+    def __len__(self) -> int: ...
+
+
+def _words(codes: Codes) -> np.ndarray:
+    """Packed bytes -> uint64 words (zero-padded to a multiple of 64 bits; zeros never change a distance)."""
+    b = codes.bits
+    pad = (-b.shape[1]) % 8
+    if pad:
+        b = np.concatenate([b, np.zeros((len(b), pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(b).view(np.uint64)
+
+
+def _check(codes: Codes, n_bits: int) -> None:
+    if not isinstance(codes, Codes):
+        raise TypeError(f"expected Codes, got {type(codes).__name__}")
+    if codes.n_bits != n_bits:
+        raise ValueError(f"this matcher holds {n_bits}-bit codes, got {codes.n_bits}-bit codes")
+
+
+def _ids(ids, n: int) -> np.ndarray:
+    ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} ids for {n} codes")
+    return ids
+
+
+class ExactMatcher:
+    """Brute-force Hamming search in numpy: XOR of uint64 words and a hardware popcount (np.bitwise_count)."""
+
+    def __init__(self, n_bits: int, block: int = 262_144) -> None:
+        self.n_bits, self.block = n_bits, block
+        self._words = np.zeros((0, (n_bits + 63) // 64), np.uint64)
+        self._ids = np.zeros(0, np.int64)
+        self._row: dict[int, int] = {}
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, ids, codes: Codes) -> None:
+        _check(codes, self.n_bits)
+        ids = _ids(ids, len(codes))
+        dup = [int(i) for i in ids if int(i) in self._row]
+        if dup or len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"template ids already present or repeated: {dup[:5]}")
+        start = len(self._ids)
+        self._words = np.concatenate([self._words, _words(codes)])
+        self._ids = np.concatenate([self._ids, ids])
+        self._row.update({int(i): start + k for k, i in enumerate(ids)})
+
+    def remove(self, ids) -> int:
+        rows = [self._row.pop(int(i)) for i in np.asarray(ids).reshape(-1) if int(i) in self._row]
+        if rows:
+            keep = np.ones(len(self._ids), bool)
+            keep[rows] = False
+            self._words, self._ids = self._words[keep], self._ids[keep]
+            self._row = {int(i): k for k, i in enumerate(self._ids)}
+        return len(rows)
+
+    def _all_distances(self, q: np.ndarray) -> np.ndarray:
+        out = np.empty((len(q), len(self._ids)), np.int32)
+        for s in range(0, len(self._ids), self.block):
+            g = self._words[s : s + self.block]
+            out[:, s : s + len(g)] = np.bitwise_count(q[:, None, :] ^ g[None, :, :]).sum(axis=2, dtype=np.int32)
+        return out
+
+    def search(self, codes: Codes, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(distances int32 (n, k), template ids int64 (n, k)), nearest first; -1 / bits+1 pad when fewer."""
+        _check(codes, self.n_bits)
+        q = _words(codes)
+        n, kk = len(q), min(k, len(self._ids))
+        dist = np.full((n, k), self.n_bits + 1, np.int32)
+        ids = np.full((n, k), -1, np.int64)
+        if kk == 0:
+            return dist, ids
+        for s in range(0, n, 16):  # a few queries at a time keep the (queries x gallery) block in cache
+            d = self._all_distances(q[s : s + 16])
+            top = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
+            td = np.take_along_axis(d, top, axis=1)
+            order = np.lexsort((top, td), axis=1)  # by distance, ties by insertion order
+            top, td = np.take_along_axis(top, order, axis=1), np.take_along_axis(td, order, axis=1)
+            dist[s : s + len(d), :kk], ids[s : s + len(d), :kk] = td, self._ids[top]
+        return dist, ids
+
+    def distances(self, codes: Codes, ids) -> np.ndarray:
+        """Hamming distance of each query row to each listed template, (n, len(ids)); unknown ids are an error."""
+        _check(codes, self.n_bits)
+        missing = [int(i) for i in np.asarray(ids).reshape(-1) if int(i) not in self._row]
+        if missing:
+            raise KeyError(f"unknown template ids: {missing[:5]}")
+        rows = np.array([self._row[int(i)] for i in np.asarray(ids).reshape(-1)], np.int64)
+        g = self._words[rows]
+        return np.bitwise_count(_words(codes)[:, None, :] ^ g[None, :, :]).sum(axis=2, dtype=np.int32)
+
+
+_FACTORY = re.compile(r"^(BFlat|BIVF(\d+)|BHNSW(\d+))(?::(.*))?$")
+
+
+class FaissMatcher:
+    """A faiss binary index (BFlat, BIVF{nlist}, BHNSW{M}) with template ids; codes also kept packed for
+    1:1 distances. IVF trains on the first batch added (at least 39 x nlist codes are needed)."""
+
+    def __init__(self, n_bits: int, factory: str = "BFlat") -> None:
+        import faiss
+
+        m = _FACTORY.match(factory)
+        if not m:
+            raise ValueError(f"unknown matcher {factory!r}; expected exact, BFlat, BIVF<nlist> or BHNSW<M>, "
+                             f"optionally with :nprobe=N or :efSearch=N")
+        if n_bits % 8:
+            raise ValueError(f"n_bits must be a multiple of 8, got {n_bits}")
+        self.n_bits, self.factory = n_bits, factory
+        self.params = {k: int(v) for k, v in (p.split("=") for p in m.group(4).split(","))} if m.group(4) else {}
+        self._faiss = faiss
+        inner = faiss.index_binary_factory(n_bits, m.group(1))
+        # IVF keeps ids itself (and removes correctly); Flat and HNSW need an id map
+        self.index = inner if m.group(2) else faiss.IndexBinaryIDMap2(inner)
+        self._exact = ExactMatcher(n_bits)
+        self._tombstones: set[int] = set()
+        self._apply_params()
+
+    def _inner(self):
+        index = self.index.index if isinstance(self.index, self._faiss.IndexBinaryIDMap2) else self.index
+        return self._faiss.downcast_IndexBinary(index)
+
+    def _apply_params(self) -> None:
+        inner = self._inner()
+        if "nprobe" in self.params:
+            inner.nprobe = self.params["nprobe"]
+        if "efSearch" in self.params:
+            inner.hnsw.efSearch = self.params["efSearch"]
+
+    def __len__(self) -> int:
+        return len(self._exact)
+
+    def add(self, ids, codes: Codes) -> None:
+        _check(codes, self.n_bits)
+        ids = _ids(ids, len(codes))
+        self._exact.add(ids, codes)  # validates duplicates first
+        if not self.index.is_trained:
+            self.index.train(codes.bits)
+        self.index.add_with_ids(np.ascontiguousarray(codes.bits), ids)
+
+    def remove(self, ids) -> int:
+        ids = np.asarray(ids, np.int64).reshape(-1)
+        n = self._exact.remove(ids)
+        try:
+            self.index.remove_ids(ids)
+        except RuntimeError:  # HNSW cannot delete: filter at search time
+            self._tombstones.update(int(i) for i in ids)
+        return n
+
+    def search(self, codes: Codes, k: int) -> tuple[np.ndarray, np.ndarray]:
+        _check(codes, self.n_bits)
+        extra = len(self._tombstones)
+        d, i = self.index.search(np.ascontiguousarray(codes.bits), k + extra)
+        d, i = d.astype(np.int32), i.astype(np.int64)
+        if extra:
+            dead = np.isin(i, np.fromiter(self._tombstones, np.int64))
+            i = np.where(dead, -1, i)
+            order = np.argsort(dead, axis=1, kind="stable")
+            d, i = np.take_along_axis(d, order, axis=1), np.take_along_axis(i, order, axis=1)
+        d, i = d[:, :k], i[:, :k]
+        d[i < 0] = self.n_bits + 1
+        return d, i
+
+    def distances(self, codes: Codes, ids) -> np.ndarray:
+        return self._exact.distances(codes, ids)
+
+
+def make_matcher(n_bits: int, factory: str = "exact") -> ExactMatcher | FaissMatcher:
+    """A matcher from a factory string: "exact" or a faiss binary index ("BFlat", "BIVF1024:nprobe=16", ...)."""
+    return ExactMatcher(n_bits) if factory == "exact" else FaissMatcher(n_bits, factory)
+
+
+def fused_distances(parts: list[np.ndarray], n_bits: list[int]) -> np.ndarray:
+    """Score-level fusion of per-modality Hamming distances: the mean of the normalised distances (0..1)."""
+    if not parts or len(parts) != len(n_bits):
+        raise ValueError("fusion needs one distance array and one code length per modality")
+    return np.mean([p.astype(np.float64) / b for p, b in zip(parts, n_bits)], axis=0)
