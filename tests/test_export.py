@@ -42,6 +42,8 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
     assert result.exit_code == 0, result.output
     bundle = json.loads((tiny_run / "export" / "bundle.json").read_text())
     assert bundle["modalities"] == ["print", "vein"] and bundle["bits"] == 32 and len(bundle["fingerprint"]) == 32
+    assert set(bundle["thresholds"]) == {"print", "vein", "fused", "cross", "cross-rev"}
+    assert "validation" in bundle["thresholds_from"]
     for m in ("print", "vein"):
         fp32 = bundle["checks"][f"{m}/onnx"]
         assert fp32["max_abs_embedding_diff"] < 1e-3 and fp32["bit_agreement"] >= 0.99

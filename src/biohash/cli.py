@@ -348,18 +348,19 @@ def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: st
            image: list[str] | None = _IMAGE, against: str | None = typer.Option(None, help="gallery modality "
            "(cross mode: --image print=... --against vein)"), backend: str = _BACKEND,
            key_file: Path | None = _KEY, far: float = _FAR) -> None:
-    """1:1: does the probe match the subject's templates? Exit code 0 on a match, 1 on a non-match."""
+    """1:1: does the probe match the subject's templates? Exit code 0 on a match, 1 on a non-match, 3 when the
+    model carries no threshold for this mode at this FAR."""
     dep = _deployment(bundle, store, backend, key_file, far)
     d = dep.verify(subject, dep.codes_from_images(_images(image)), against)
     verdict = "unknown (no threshold for this mode)" if d.match is None else ("match" if d.match else "no match")
     typer.echo(f"{d.mode}: distance {d.distance:.1f} bits, threshold {d.threshold} at FAR {far:g}: {verdict}")
-    raise typer.Exit(0 if d.match else 1)
+    raise typer.Exit(3 if d.match is None else 0 if d.match else 1)
 
 
 @app.command()
 @_friendly
 def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | None = _IMAGE,
-             against: str | None = typer.Option(None), k: int = typer.Option(5), backend: str = _BACKEND,
+             against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
              key_file: Path | None = _KEY, far: float = _FAR,
              matcher: str = typer.Option("exact", help="exact, BFlat, BIVF1024:nprobe=16, BHNSW32 ...")) -> None:
     """1:N: the k nearest enrolled subjects."""

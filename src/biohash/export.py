@@ -145,8 +145,11 @@ def validation_thresholds(model: nn.Module, config: dict[str, Any]) -> dict[str,
     for mode, s in scores.items():
         if s.genuine.size and s.impostor.size:
             # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits
-            out[mode] = {f"{far:g}": int(np.floor((1 - metrics.threshold_at_far(s.genuine, s.impostor, far))
-                                                   * model.bits + 1e-6)) for far in THRESHOLD_FARS}
+            # None where no threshold reaches the FAR on validation (too few impostor pairs to tell)
+            out[mode] = {}
+            for far in THRESHOLD_FARS:
+                t = metrics.threshold_at_far(s.genuine, s.impostor, far)
+                out[mode][f"{far:g}"] = int(np.floor((1 - t) * model.bits + 1e-6)) if np.isfinite(t) else None
     return out
 
 

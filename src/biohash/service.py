@@ -13,6 +13,8 @@ import hmac
 import logging
 
 import numpy as np
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
@@ -71,9 +73,6 @@ def _decision(d: Decision) -> dict:
 
 def create_app(deployment: Deployment, api_keys: list[str], max_body_bytes: int = 4 * 2**20):
     """The FastAPI app; refuses to start without at least one API key."""
-    from fastapi import Depends, FastAPI, Header, HTTPException, Request
-    from fastapi.responses import JSONResponse
-
     keys = [k.encode() for k in api_keys if k]
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")

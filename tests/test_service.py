@@ -1,0 +1,237 @@
+"""Deployment, REST service and the enroll/verify/identify/delete commands on a tiny exported model: the four
+modes, API keys, bad inputs (always a 4xx), cancellable templates, and a bounded load test on 127.0.0.1."""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import os
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from biohash.cli import app as cli
+
+KEY = "test-key-0123456789"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "cohash", "-b", "16", "--bits", "32", "--model", "tiny", "--name", "m",
+                                 "--epochs", "2", "--identities", "24", "--captures", "4", "--image-size", "64",
+                                 "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["export", str(runs / "m")])
+    assert result.exit_code == 0, result.output
+    return runs / "m" / "export"
+
+
+def _png(img: np.ndarray) -> bytes:
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def _palm(identity: int, capture: int, modality: str) -> np.ndarray:
+    from biohash.data.datasets import open_dataset
+
+    ds = open_dataset("synthetic", identities=identity + 1, captures=capture + 1, size=64, seed=11)
+    return ds.load(next(s for s in ds.samples if s.identity == ds.identities()[identity]
+                        and s.capture == capture and s.modality == modality))
+
+
+def _hex(bits: np.ndarray) -> str:
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
+@pytest.fixture
+def client(bundle, tmp_path):
+    import json
+    import shutil
+
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    # the tiny model's validation split is too small to reach FAR 1e-3; give every mode a known threshold
+    fixed = tmp_path / "bundle"
+    shutil.copytree(bundle, fixed)
+    meta = json.loads((fixed / "bundle.json").read_text())
+    meta["thresholds"] = {m: {"0.001": 8} for m in ("print", "vein", "fused", "cross", "cross-rev")}
+    (fixed / "bundle.json").write_text(json.dumps(meta))
+    dep = Deployment(fixed, tmp_path / "t.db")
+    return TestClient(create_app(dep, [KEY, "second-key"], max_body_bytes=200_000), raise_server_exceptions=False)
+
+
+H = {"X-API-Key": KEY}
+
+
+def test_api_keys(client):
+    assert client.get("/health").status_code == 200
+    assert client.post("/v1/identify", json={"codes": {"print": "00" * 4}}).status_code == 401
+    assert client.post("/v1/identify", json={"codes": {"print": "00" * 4}},
+                       headers={"X-API-Key": "wrong"}).status_code == 401
+    assert client.post("/v1/identify", json={"codes": {"print": "00" * 4}},
+                       headers={"X-API-Key": "second-key"}).status_code == 200
+    assert client.get("/openapi.json").json()["info"]["title"] == "biohash"
+
+
+def test_four_modes_with_codes(client):
+    rng = np.random.default_rng(0)
+    people = {f"p{k}": (rng.integers(0, 2, 32), rng.integers(0, 2, 32)) for k in range(20)}
+    for name, (pr, vn) in people.items():
+        r = client.post("/v1/enroll", json={"subject": name, "codes": {"print": _hex(pr), "vein": _hex(vn)}}, headers=H)
+        assert r.status_code == 200 and len(r.json()["template_ids"]) == 2
+    pr, vn = people["p7"]
+    near_print = pr.copy()
+    near_print[:2] ^= 1  # two bits off
+    r = client.post("/v1/verify", json={"subject": "p7", "codes": {"print": _hex(near_print)}}, headers=H).json()
+    assert r["mode"] == "print" and r["distance"] == 2.0 and r["threshold"] == 8 and r["match"] is True
+    far = client.post("/v1/verify", json={"subject": "p7", "codes": {"print": _hex(1 - pr)}}, headers=H).json()
+    assert far["distance"] == 32.0 and far["match"] is False
+    # cross: a print probe against the enrolled vein template
+    r = client.post("/v1/verify", json={"subject": "p7", "codes": {"print": _hex(vn)}, "against": "vein"},
+                    headers=H).json()
+    assert r["mode"] == "cross" and r["distance"] == 0.0 and r["match"] is True
+    r = client.post("/v1/verify", json={"subject": "p7", "codes": {"print": _hex(pr), "vein": _hex(vn)}},
+                    headers=H).json()
+    assert r["mode"] == "fused" and r["distance"] == 0.0
+    for probe, against, mode in (({"print": _hex(near_print)}, None, "print"), ({"vein": _hex(vn)}, None, "vein"),
+                                 ({"print": _hex(pr), "vein": _hex(vn)}, None, "fused"),
+                                 ({"vein": _hex(pr)}, "print", "cross-rev")):
+        r = client.post("/v1/identify", json={"codes": probe, "against": against, "k": 3}, headers=H).json()
+        assert r["candidates"][0]["subject"] == "p7" and r["candidates"][0]["mode"] == mode
+        assert len(r["candidates"]) == 3
+    assert client.delete("/v1/subjects/p7", headers=H).json()["deleted"] == 2
+    r = client.post("/v1/identify", json={"codes": {"print": _hex(pr)}}, headers=H).json()
+    assert all(c["subject"] != "p7" for c in r["candidates"])  # the matcher caught up with the delete
+
+
+def test_images_json_and_multipart(client):
+    img0, img1 = _palm(0, 0, "print"), _palm(0, 1, "print")
+    r = client.post("/v1/enroll", json={"subject": "alice", "images": {"print": base64.b64encode(_png(img0)).decode(),
+                                                                       "vein": base64.b64encode(_png(_palm(0, 0, "vein"))).decode()}},
+                    headers=H)
+    assert r.status_code == 200, r.text
+    r = client.post("/v1/upload/verify", data={"subject": "alice"}, files={"print": ("p.png", _png(img0))}, headers=H)
+    assert r.status_code == 200 and r.json()["distance"] == 0.0  # the enrolled image itself
+    r = client.post("/v1/upload/enroll", data={"subject": "bob"}, files={"print": ("p.png", _png(_palm(1, 0, "print")))},
+                    headers=H)
+    assert r.status_code == 200
+    r = client.post("/v1/upload/identify", data={"k": "2"}, files={"print": ("p.png", _png(img1))}, headers=H)
+    assert r.status_code == 200 and {c["subject"] for c in r.json()["candidates"]} == {"alice", "bob"}
+
+
+def test_bad_inputs_are_4xx_never_500(client):
+    good = {"print": "00" * 4}
+    cases = [
+        ("/v1/enroll", {"subject": "x", "images": {"print": base64.b64encode(b"not an image").decode()}}, 400, "readable"),
+        ("/v1/enroll", {"subject": "x", "images": {"print": "***"}}, 400, "base64"),
+        ("/v1/enroll", {"subject": "x", "codes": {"iris": "00" * 4}}, 400, "unknown modality"),
+        ("/v1/enroll", {"subject": "x", "codes": {"print": "00" * 8}}, 400, "64 bits"),
+        ("/v1/enroll", {"subject": "x", "codes": {"print": "zz"}}, 400, "hex"),
+        ("/v1/enroll", {"subject": "x"}, 400, "either"),
+        ("/v1/enroll", {"codes": good}, 422, ""),
+        ("/v1/verify", {"subject": "nobody", "codes": good}, 404, "nobody"),
+        ("/v1/verify", {"subject": "x", "codes": good, "against": "iris"}, 400, "cannot match"),
+        ("/v1/identify", {"codes": good, "k": 0}, 422, ""),
+    ]
+    for path, body, status, text in cases:
+        r = client.post(path, json=body, headers=H)
+        assert r.status_code == status, (path, body, r.text)
+        assert text in r.text and "Traceback" not in r.text
+    r = client.post("/v1/upload/enroll", data={"subject": "x"}, files={"print": ("p.png", b"")}, headers=H)
+    assert r.status_code == 400 and "empty image" in r.text
+    r = client.post("/v1/upload/enroll", data={"subject": "x"}, headers=H)
+    assert r.status_code == 400
+    r = client.post("/v1/enroll", content=b"{" + b" " * 300_000 + b"}", headers={**H, "Content-Type": "application/json"})
+    assert r.status_code == 413
+    r = client.post("/v1/enroll", content=b"{not json", headers={**H, "Content-Type": "application/json"})
+    assert r.status_code == 422
+    assert client.delete("/v1/subjects/ghost", headers=H).status_code == 404
+
+
+def test_protected_templates_are_cancellable(bundle, tmp_path):
+    from biohash.deployment import Deployment
+
+    rng = np.random.default_rng(3)
+    code = {"print": _hex(rng.integers(0, 2, 32))}
+    old = Deployment(bundle, tmp_path / "p.db", key=b"deployment key #1 (revoked)")
+    old.enroll("carol", old.codes_from_hex(code))
+    assert old.verify("carol", old.codes_from_hex(code)).distance == 0.0
+    new = Deployment(bundle, tmp_path / "p.db", key=b"deployment key #2 (current)")
+    assert new.verify("carol", new.codes_from_hex(code)).distance > 4  # the old template no longer matches
+    new.store.delete("carol")
+    new.enroll("carol", new.codes_from_hex(code))  # re-enrolled under the new key
+    assert new.verify("carol", new.codes_from_hex(code)).distance == 0.0
+    assert new.store.templates(subject="carol")[2].bits.tobytes() != bytes.fromhex(code["print"])  # stored protected
+
+
+def test_cli_enroll_verify_identify_delete(bundle, tmp_path):
+    runner = CliRunner()
+    store = str(tmp_path / "cli.db")
+    paths = {}
+    for k in range(2):
+        paths[k] = tmp_path / f"palm{k}.png"
+        cv2.imwrite(str(paths[k]), _palm(k, 0, "print"))
+    for k in range(2):
+        r = runner.invoke(cli, ["enroll", f"s{k}", "--bundle", str(bundle.parent), "--store", store, "-i",
+                                f"print={paths[k]}"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["verify", "s0", "--bundle", str(bundle), "--store", store, "-i", f"print={paths[0]}"])
+    # the tiny model's validation split reaches no threshold at FAR 1e-3: the decision is "unknown", exit 3
+    assert r.exit_code == 3 and "distance 0.0 bits" in r.output and "no threshold" in r.output
+    r = runner.invoke(cli, ["identify", "--bundle", str(bundle), "--store", store, "-i", f"print={paths[1]}", "-k", "2"])
+    rows = {line.split("\t")[0]: line.split("\t")[1:3] for line in r.output.splitlines()}
+    assert r.exit_code == 0 and rows["s1"] == ["0.0", "print"] and "s0" in rows  # the enrolled image itself
+    r = runner.invoke(cli, ["enroll", "s2", "--bundle", str(bundle), "--store", store, "-i", "print"])
+    assert r.exit_code == 2 and "MODALITY=PATH" in r.output
+    assert runner.invoke(cli, ["delete", "s0", "--store", store]).exit_code == 0
+    r = runner.invoke(cli, ["delete", "s0", "--store", store])
+    assert r.exit_code == 2 and "no templates" in r.output
+
+
+def test_load_against_the_real_server(bundle, tmp_path):
+    import httpx
+
+    from conftest import _free_port
+
+    port = _free_port()
+    (tmp_path / "keys").write_text(KEY + "\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(bundle), "--store",
+                               str(tmp_path / "load.db"), "--port", str(port), "--api-key-file",
+                               str(tmp_path / "keys")], env=env, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.time() < deadline, "server did not start"
+            time.sleep(0.2)
+        rng = np.random.default_rng(4)
+        codes = [_hex(rng.integers(0, 2, 32)) for _ in range(50)]
+        with httpx.Client(base_url=base, headers=H, timeout=10) as c:
+            for k, code in enumerate(codes):
+                assert c.post("/v1/enroll", json={"subject": f"u{k}", "codes": {"print": code}}).status_code == 200
+
+        def identify(k: int) -> tuple[int, str]:
+            with httpx.Client(base_url=base, headers=H, timeout=10) as c:
+                r = c.post("/v1/identify", json={"codes": {"print": codes[k % 50]}, "k": 1})
+                return r.status_code, r.json()["candidates"][0]["subject"]
+
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(identify, range(200)))
+        assert all(status == 200 for status, _ in results)
+        assert all(subject == f"u{k % 50}" for k, (_, subject) in enumerate(results))
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
