@@ -24,7 +24,7 @@ def test_exact_matches_brute_force_reference(bits):
     rng = np.random.default_rng(bits)
     g = pack(rng.integers(0, 2, (500, bits)).astype(np.uint8))
     q = pack(rng.integers(0, 2, (7, bits)).astype(np.uint8))
-    m = ExactMatcher(bits, block=128)  # several blocks
+    m = ExactMatcher(bits, block=128)  # several chunks
     m.add(np.arange(500) * 3, g)
     d, ids = m.search(q, 10)
     ref = hamming(q, g)

@@ -38,6 +38,16 @@ def test_enroll_delete_and_the_change_log(store_url):
     store.close()
 
 
+def test_bulk_import_is_one_transaction(store_url):
+    rng = np.random.default_rng(4)
+    store = open_store(store_url)
+    rows = [(f"s{k}", "print", _code(rng).bits[0].tobytes()) for k in range(50)]
+    assert store.enroll_batch(rows, 64, "fp") == 50 and store.count() == 50
+    with pytest.raises(StoreError, match="64 bits"):
+        store.enroll_batch(rows[:3] + [("x", "print", b"\x00" * 16)], 64, "fp")
+    assert store.count() == 50 and len(store.changes_since(0).added) == 50  # the bad batch left nothing
+
+
 def test_a_store_is_bound_to_one_model(store_url):
     rng = np.random.default_rng(1)
     store = open_store(store_url)

@@ -53,13 +53,19 @@ def _ids(ids, n: int) -> np.ndarray:
 
 
 class ExactMatcher:
-    """Brute-force Hamming search in numpy: XOR of uint64 words and a hardware popcount (np.bitwise_count)."""
+    """Brute-force Hamming search in numpy: XOR of uint64 words and a hardware popcount (np.bitwise_count),
+    over cache-sized chunks of the gallery, keeping only rows within the current k-th best distance.
 
-    def __init__(self, n_bits: int, block: int = 262_144) -> None:
-        self.n_bits, self.block = n_bits, block
+    threads > 1 answers several queries at once on a thread pool (numpy releases the GIL in these loops).
+    """
+
+    def __init__(self, n_bits: int, block: int = 32_768, threads: int = 1) -> None:
+        self.n_bits, self.block, self.threads = n_bits, block, threads
         self._words = np.zeros((0, (n_bits + 63) // 64), np.uint64)
         self._ids = np.zeros(0, np.int64)
         self._row: dict[int, int] = {}
+        self._cols: list[np.ndarray] | None = None
+        self._dtype = np.uint8 if n_bits < 256 else np.uint16
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -74,6 +80,7 @@ class ExactMatcher:
         self._words = np.concatenate([self._words, _words(codes)])
         self._ids = np.concatenate([self._ids, ids])
         self._row.update({int(i): start + k for k, i in enumerate(ids)})
+        self._cols = None
 
     def remove(self, ids) -> int:
         rows = [self._row.pop(int(i)) for i in np.asarray(ids).reshape(-1) if int(i) in self._row]
@@ -82,31 +89,66 @@ class ExactMatcher:
             keep[rows] = False
             self._words, self._ids = self._words[keep], self._ids[keep]
             self._row = {int(i): k for k, i in enumerate(self._ids)}
+            self._cols = None
         return len(rows)
 
-    def _all_distances(self, q: np.ndarray) -> np.ndarray:
-        out = np.empty((len(q), len(self._ids)), np.int32)
-        for s in range(0, len(self._ids), self.block):
-            g = self._words[s : s + self.block]
-            out[:, s : s + len(g)] = np.bitwise_count(q[:, None, :] ^ g[None, :, :]).sum(axis=2, dtype=np.int32)
-        return out
+    def _columns(self) -> list[np.ndarray]:
+        if self._cols is None:  # one contiguous array per 64-bit word: each pass streams one of them
+            self._cols = [np.ascontiguousarray(self._words[:, w]) for w in range(self._words.shape[1])]
+        return self._cols
+
+    def _search_one(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        cols, n = self._columns(), len(self._ids)
+        buf = np.empty(self.block, np.uint64)
+        acc, tmp = np.empty(self.block, self._dtype), np.empty(self.block, self._dtype)
+        bound = self.n_bits
+        rows = np.zeros(0, np.int64)
+        dists = np.zeros(0, self._dtype)
+        for s in range(0, n, self.block):
+            m = min(self.block, n - s)
+            np.bitwise_xor(cols[0][s : s + m], q[0], out=buf[:m])
+            np.bitwise_count(buf[:m], out=acc[:m])
+            for w in range(1, len(cols)):
+                np.bitwise_xor(cols[w][s : s + m], q[w], out=buf[:m])
+                np.bitwise_count(buf[:m], out=tmp[:m])
+                np.add(acc[:m], tmp[:m], out=acc[:m])
+            if acc[:m].min() > bound:  # the common case once the bound is tight: nothing here can enter
+                continue
+            hit = np.flatnonzero(acc[:m] <= bound)
+            if len(hit):
+                rows = np.concatenate([rows, hit + s])
+                dists = np.concatenate([dists, acc[hit]])
+                if len(rows) >= k:  # only rows within the k-th best distance so far can still make the top k
+                    bound = np.partition(dists, k - 1)[k - 1]
+                    keep = dists <= bound
+                    rows, dists = rows[keep], dists[keep]
+        order = np.lexsort((rows, dists))[:k]  # by distance, ties by insertion order
+        return dists[order].astype(np.int32), rows[order]
 
     def search(self, codes: Codes, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(distances int32 (n, k), template ids int64 (n, k)), nearest first; -1 / bits+1 pad when fewer."""
         _check(codes, self.n_bits)
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
         q = _words(codes)
-        n, kk = len(q), min(k, len(self._ids))
-        dist = np.full((n, k), self.n_bits + 1, np.int32)
-        ids = np.full((n, k), -1, np.int64)
-        if kk == 0:
+        dist = np.full((len(q), k), self.n_bits + 1, np.int32)
+        ids = np.full((len(q), k), -1, np.int64)
+        if not len(self._ids):
             return dist, ids
-        for s in range(0, n, 16):  # a few queries at a time keep the (queries x gallery) block in cache
-            d = self._all_distances(q[s : s + 16])
-            top = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.tile(np.arange(d.shape[1]), (len(d), 1))
-            td = np.take_along_axis(d, top, axis=1)
-            order = np.lexsort((top, td), axis=1)  # by distance, ties by insertion order
-            top, td = np.take_along_axis(top, order, axis=1), np.take_along_axis(td, order, axis=1)
-            dist[s : s + len(d), :kk], ids[s : s + len(d), :kk] = td, self._ids[top]
+        self._columns()
+
+        def one(i: int) -> None:
+            d, r = self._search_one(q[i], k)
+            dist[i, : len(d)], ids[i, : len(d)] = d, self._ids[r]
+
+        if self.threads > 1 and len(q) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(self.threads) as pool:
+                list(pool.map(one, range(len(q))))
+        else:
+            for i in range(len(q)):
+                one(i)
         return dist, ids
 
     def distances(self, codes: Codes, ids) -> np.ndarray:
@@ -149,6 +191,11 @@ class FaissMatcher:
     def _inner(self):
         index = self.index.index if isinstance(self.index, self._faiss.IndexBinaryIDMap2) else self.index
         return self._faiss.downcast_IndexBinary(index)
+
+    def set_search_params(self, **params: int) -> None:
+        """Change nprobe (IVF) or efSearch (HNSW) without rebuilding."""
+        self.params.update(params)
+        self._apply_params()
 
     def _apply_params(self) -> None:
         inner = self._inner()
@@ -195,9 +242,10 @@ class FaissMatcher:
         return self._exact.distances(codes, ids)
 
 
-def make_matcher(n_bits: int, factory: str = "exact") -> ExactMatcher | FaissMatcher:
-    """A matcher from a factory string: "exact" or a faiss binary index ("BFlat", "BIVF1024:nprobe=16", ...)."""
-    return ExactMatcher(n_bits) if factory == "exact" else FaissMatcher(n_bits, factory)
+def make_matcher(n_bits: int, factory: str = "exact", threads: int = 1) -> ExactMatcher | FaissMatcher:
+    """A matcher from a factory string: "exact" or a faiss binary index ("BFlat", "BIVF1024:nprobe=16", ...);
+    threads applies to the exact back-end (faiss follows its own OpenMP setting)."""
+    return ExactMatcher(n_bits, threads=threads) if factory == "exact" else FaissMatcher(n_bits, factory)
 
 
 def fused_distances(parts: list[np.ndarray], n_bits: list[int]) -> np.ndarray:

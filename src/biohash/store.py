@@ -170,6 +170,27 @@ class TemplateStore:
             raise
         return ids
 
+    def enroll_batch(self, rows: list[tuple[str, str, bytes]], n_bits: int, fingerprint: str,
+                     key_id: str | None = None) -> int:
+        """Bulk import of (subject, modality, packed code bytes) rows in one transaction (migrations, benchmarks);
+        returns how many were stored."""
+        if any(len(code) * 8 != n_bits for _, _, code in rows):
+            raise StoreError(f"every code of a batch must have {n_bits} bits")
+        self._bind(n_bits, fingerprint)
+        now = time.time()
+        self._begin()
+        try:
+            for subject, modality, code in rows:
+                tid = self._insert_id(self._q(
+                    "INSERT INTO templates (subject, modality, codes, n_bits, fingerprint, key_id, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)"), (subject, modality, code, n_bits, fingerprint, key_id, now))
+                self._exec("INSERT INTO changes (op, template_id, at) VALUES ('add', ?, ?)", (tid, now))
+            self.conn.commit()
+        except Exception:
+            self.conn.rollback()
+            raise
+        return len(rows)
+
     def delete(self, subject: str) -> int:
         """Remove every template of `subject` (one transaction); returns how many."""
         self._begin()

@@ -1,0 +1,191 @@
+"""1:N search over 1M enrolled 128-bit templates, and the REST service under load.
+
+Part 1 (matchers): identity-clustered codes: every enrolled template is its person's random centre with 10 % of
+the bits flipped; each query is another capture of an enrolled person (another 10 % flipped), so the right
+answer is far from the rest (about 23 bits vs 64). Per back-end: build time (train + add), memory, ms per query
+one query at a time on one thread, ms per query for a batch on all cores, and recall@1 against the exact
+search (the same top-1 distance; ties count as found).
+Part 2 (service): `biohash serve` on 127.0.0.1 with --service-templates enrolled (bulk import), identify
+requests with codes from several client threads: requests/s, p50/p99 latency, errors.
+
+    python bench/matching.py [--n 1000000] [--queries 500] [--service-templates 100000]
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from _common import report
+
+from biohash.codes import pack
+from biohash.matching import make_matcher
+from biohash.types import Codes
+
+
+def clustered(n: int, queries: int, bits: int, flip: float, seed: int = 0) -> tuple[Codes, Codes, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(0, 2, (n, bits), dtype=np.uint8)
+    gallery = pack(centres ^ (rng.random((n, bits)) < flip).astype(np.uint8))
+    who = rng.choice(n, queries, replace=False)
+    probes = pack(centres[who] ^ (rng.random((queries, bits)) < flip).astype(np.uint8))
+    return gallery, probes, who
+
+
+def memory_mb(matcher) -> float:
+    if hasattr(matcher, "index"):
+        import faiss
+
+        return len(faiss.serialize_index_binary(matcher.index)) / 2**20
+    return (matcher._words.nbytes + matcher._ids.nbytes) / 2**20
+
+
+def measure(factory: str, gallery: Codes, probes: Codes, cores: int, cache: dict) -> dict:
+    """Figures of one back-end; an index already built for another search parameter is reused."""
+    import faiss
+
+    faiss.omp_set_num_threads(cores)  # building uses every core
+    base, _, params = factory.partition(":")
+    if base in cache:
+        m, build = cache[base]
+        m.set_search_params(**{k: int(v) for k, v in (p.split("=") for p in params.split(",") if p)})
+    else:
+        t0 = time.perf_counter()
+        m = make_matcher(gallery.n_bits, factory, threads=1)
+        m.add(np.arange(len(gallery)), gallery)
+        build = time.perf_counter() - t0
+        cache[base] = (m, build)
+    m.search(Codes(probes.bits[:1], probes.n_bits), 1)  # warm caches (column copies, first-touch)
+    faiss.omp_set_num_threads(1)
+    one = min(len(probes), 200)
+    t0 = time.perf_counter()
+    dists = []
+    for i in range(one):
+        d, _ = m.search(Codes(probes.bits[i : i + 1], probes.n_bits), 5)
+        dists.append(d[0, 0])
+    single = (time.perf_counter() - t0) / one * 1000
+    faiss.omp_set_num_threads(cores)
+    if hasattr(m, "threads"):
+        m.threads = cores
+    t0 = time.perf_counter()
+    d_all, _ = m.search(probes, 5)
+    batch = (time.perf_counter() - t0) / len(probes) * 1000
+    if hasattr(m, "threads"):
+        m.threads = 1
+    return {"build_s": build, "memory_mb": memory_mb(m), "ms_single": single, "ms_batch": batch,
+            "top1": d_all[:, 0]}
+
+
+def service_load(n_templates: int, requests: int, clients: int) -> dict:
+    """Start `biohash serve` with a tiny exported model and n_templates bulk-imported codes; identify load."""
+    import httpx
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+    from biohash.store import open_store
+
+    work = Path(tempfile.mkdtemp(prefix="biohash-load-"))
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", "cohash", "-b", "16", "--model", "tiny", "--bits", "128", "--epochs", "1", "--identities",
+                            "24", "--captures", "4", "--image-size", "64", "--name", "m", "--runs", str(work)])
+    assert r.exit_code == 0, r.output
+    assert runner.invoke(app, ["export", str(work / "m")]).exit_code == 0
+    import json
+
+    fingerprint = json.loads((work / "m" / "export" / "bundle.json").read_text())["fingerprint"]
+    rng = np.random.default_rng(1)
+    codes = rng.integers(0, 256, (n_templates, 16), dtype=np.uint8)
+    store = open_store(work / "t.db")
+    t0 = time.perf_counter()
+    store.enroll_batch([(f"u{k}", "print", codes[k].tobytes()) for k in range(n_templates)], 128, fingerprint)
+    import_s = time.perf_counter() - t0
+    store.close()
+    (work / "keys").write_text("bench-key\n")
+    port = 18765
+    server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(work / "m"), "--store",
+                               str(work / "t.db"), "--port", str(port), "--api-key-file", str(work / "keys")],
+                              env={**os.environ, "OMP_NUM_THREADS": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t_start = time.perf_counter()
+        while True:
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if server.poll() is not None or time.perf_counter() - t_start > 300:
+                raise RuntimeError("server did not start")
+            time.sleep(0.5)
+        startup = time.perf_counter() - t_start
+        probe = [codes[k].tobytes().hex() for k in rng.choice(n_templates, requests)]
+        headers = {"X-API-Key": "bench-key"}
+
+        import threading
+
+        local = threading.local()  # one keep-alive connection per client thread
+
+        def one(k: int) -> tuple[float, int, bool]:
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=base, headers=headers, timeout=30)
+            t = time.perf_counter()
+            resp = local.client.post("/v1/identify", json={"codes": {"print": probe[k]}, "k": 1})
+            ok = resp.status_code == 200 and resp.json()["candidates"][0]["distance"] == 0.0
+            return time.perf_counter() - t, resp.status_code, ok
+
+        one(0)  # first request builds the matcher columns
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            results = list(pool.map(one, range(requests)))
+        wall = time.perf_counter() - t0
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    lat = np.array([r[0] for r in results]) * 1000
+    return {"templates": n_templates, "import_s": import_s, "startup_s": startup, "requests": requests,
+            "clients": clients, "rps": requests / wall, "p50_ms": float(np.percentile(lat, 50)),
+            "p99_ms": float(np.percentile(lat, 99)), "errors": int(sum(r[1] != 200 for r in results)),
+            "wrong_top1": int(sum(not r[2] for r in results))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--bits", type=int, default=128)
+    ap.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--backends", nargs="+", default=["exact", "BFlat", "BIVF4096:nprobe=8", "BIVF4096:nprobe=32",
+                                                       "BHNSW32:efSearch=32", "BHNSW32:efSearch=128"])
+    ap.add_argument("--service-templates", type=int, default=100_000)
+    ap.add_argument("--service-requests", type=int, default=2000)
+    ap.add_argument("--clients", type=int, default=4)
+    args = ap.parse_args()
+    gallery, probes, _ = clustered(args.n, args.queries, args.bits, 0.1)
+    rows, results, reference, cache = [], {}, None, {}
+    for factory in args.backends:
+        r = measure(factory, gallery, probes, args.cores, cache)
+        if reference is None:
+            reference = r["top1"]
+        r["recall@1"] = float((r.pop("top1") == reference).mean())
+        results[factory] = r
+        rows.append([factory, round(r["ms_single"], 3), round(r["ms_batch"], 3), r["recall@1"], round(r["build_s"], 1),
+                     round(r["memory_mb"], 1)])
+        print(rows[-1], flush=True)
+    service = service_load(args.service_templates, args.service_requests, args.clients) if args.service_templates else None
+    if service:
+        print(service)
+    report("matching", f"1:N search, {args.n:,} enrolled {args.bits}-bit templates (identity-clustered), "
+           f"{args.queries} queries; {args.cores} cores",
+           ["back-end", "ms/query (1 thread)", f"ms/query (batch, {args.cores} cores)", "recall@1 vs exact",
+            "build s", "memory MB"], rows, {"results": results, "service": service,
+                                            "args": {k: str(v) for k, v in vars(args).items()}})
+
+
+if __name__ == "__main__":
+    main()
