@@ -5,7 +5,8 @@ import sys
 import pytest
 
 NUMPY_STACK = ["biohash", "biohash.types", "biohash.codes", "biohash.metrics", "biohash.scores", "biohash.registry",
-               "biohash.data.synthetic", "biohash.data.datasets", "biohash.data.protocols", "biohash.cli"]
+               "biohash.data.synthetic", "biohash.data.datasets", "biohash.data.protocols", "biohash.cli",
+               "biohash.matching", "biohash.protect", "biohash.store"]
 
 
 @pytest.mark.parametrize("module", NUMPY_STACK)
