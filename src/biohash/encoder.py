@@ -36,7 +36,7 @@ class Encoder:
     def _torch_runner(self, threads: int | None):
         import torch
 
-        from biohash.jobs import build_untrained
+        from biohash.restore import build_untrained
 
         if threads:
             torch.set_num_threads(threads)

@@ -38,7 +38,7 @@ class _Branch(nn.Module):
 def float_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
     """The run's selected model as a plain float network, the run config, and the config that rebuilds it
     (a quantized run: its source's, with the quantized weight values baked in)."""
-    from biohash.jobs import load_model
+    from biohash.restore import load_model
 
     config = read_config(run_dir)
     if config.get("recipe") not in ("cohash", "dhn", "distill", "quantize"):
