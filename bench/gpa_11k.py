@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import report
+from _common import RESULTS, report
 from torch import nn
 
 from biohash import metrics
@@ -167,6 +167,13 @@ def main() -> None:
     caches = {a: AspectCache(root, a, args.size, stem) for a in ASPECTS}
     cache_seconds = time.time() - t0
     rows, results = [], {"variants": {}, "grid": {}, "cross_aspect": {}, "hash": {}}
+    partial = RESULTS / "gpa_11k.partial.json"
+
+    def save_partial() -> None:  # a long run keeps what it measured if it is stopped
+        import json
+
+        RESULTS.mkdir(exist_ok=True)
+        partial.write_text(json.dumps({"rows": rows, "results": results}, indent=1, default=str))
 
     def experiment(cfg, aspect, draw, cross=False, hashing=False):
         split = hands_11k(caches[aspect].dataset, seed=draw)
@@ -191,6 +198,7 @@ def main() -> None:
             rows.append([name, aspect, _mean_std([r["rank1"] for r in runs]), _mean_std([r["rank5"] for r in runs]),
                          _mean_std([r["map"] for r in runs]), f"{np.mean([r['seconds'] for r in runs]):.0f}"])
             print(rows[-1], flush=True)
+            save_partial()
             if name.startswith("GPA"):
                 results["cross_aspect"][aspect] = {o: float(np.mean([r["cross"][o] for r in runs]))
                                                    for o in ASPECTS if o != aspect}
@@ -204,6 +212,7 @@ def main() -> None:
         rows.append([f"GPA + {args.bits}-bit head: codes", aspect, _mean_std([r["code"]["rank1"] for r in runs]),
                      _mean_std([r["code"]["rank5"] for r in runs]), _mean_std([r["code"]["map"] for r in runs]), ""])
         print(rows[-2:], flush=True)
+        save_partial()
     for hp in range(1, 5):
         for vp in range(1, 4):
             runs = [experiment(GpaConfig(LITE0, horizontal=hp, vertical=vp), "palmar-right", d)
@@ -213,6 +222,7 @@ def main() -> None:
                          _mean_std([r["rank5"] for r in runs]), _mean_std([r["map"] for r in runs]),
                          f"{np.mean([r['seconds'] for r in runs]):.0f}"])
             print(rows[-1], flush=True)
+            save_partial()
     if args.full:
         results["full_reference"] = run_full_reference(root, args.size, args.epochs)
     report("gpa_11k", f"GPA-Net on the 11K subset, 11k protocol (closed gallery of unseen ids, one image each), "
