@@ -197,7 +197,6 @@ def test_cli_enroll_verify_identify_delete(bundle, tmp_path):
 
 def test_load_against_the_real_server(bundle, tmp_path):
     import httpx
-
     from conftest import _free_port
 
     port = _free_port()

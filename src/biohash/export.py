@@ -109,7 +109,12 @@ def _trace(branch: nn.Module, size: int, path: Path) -> None:
 
 
 def _int8(fp32: Path, out: Path, images: np.ndarray) -> None:
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
