@@ -94,6 +94,7 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
     from typer.testing import CliRunner
 
     from biohash.cli import app
+    from biohash.service import wait_until_healthy
     from biohash.store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="biohash-load-"))
@@ -119,17 +120,7 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
                               env={**os.environ, "OMP_NUM_THREADS": "1"})
     base = f"http://127.0.0.1:{port}"
     try:
-        t_start = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if server.poll() is not None or time.perf_counter() - t_start > 300:
-                raise RuntimeError("server did not start")
-            time.sleep(0.5)
-        startup = time.perf_counter() - t_start
+        startup = wait_until_healthy(base, server, timeout=300)
         probe = [codes[k].tobytes().hex() for k in rng.choice(n_templates, requests)]
         headers = {"X-API-Key": "bench-key"}
 

@@ -7,7 +7,6 @@ import concurrent.futures
 import os
 import subprocess
 import sys
-import time
 
 import cv2
 import numpy as np
@@ -199,6 +198,8 @@ def test_load_against_the_real_server(bundle, tmp_path):
     import httpx
     from conftest import _free_port
 
+    from biohash.service import wait_until_healthy
+
     port = _free_port()
     (tmp_path / "keys").write_text(KEY + "\n")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -207,15 +208,7 @@ def test_load_against_the_real_server(bundle, tmp_path):
                                str(tmp_path / "keys")], env=env, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None and time.time() < deadline, "server did not start"
-            time.sleep(0.2)
+        wait_until_healthy(base, server)
         rng = np.random.default_rng(4)
         codes = [_hex(rng.integers(0, 2, 32)) for _ in range(50)]
         with httpx.Client(base_url=base, headers=H, timeout=10) as c:

@@ -300,104 +300,6 @@ def export(
                    f"bit agreement with torch {100 * check['bit_agreement']:.2f} %")
 
 
-_BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/export) or a run folder")
-_STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")
-_IMAGE = typer.Option(None, "--image", "-i", help="MODALITY=PATH, e.g. print=palm.png (repeat for fused)")
-_BACKEND = typer.Option("torch", help="encoder back-end: torch, onnx or onnx-int8")
-_KEY = typer.Option(None, "--key-file", help="protection key file (hex); templates are cancellable under it")
-_FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (stored with the model)")
-
-
-def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path | None = None,
-                far: float = 1e-3, matcher: str = "exact"):
-    from biohash.deployment import Deployment
-
-    if (bundle / "export" / "bundle.json").is_file():
-        bundle = bundle / "export"
-    key = bytes.fromhex(key_file.read_text().strip()) if key_file else None
-    return Deployment(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
-
-
-def _images(pairs: list[str] | None) -> dict:
-    from biohash.data.databases import read_image
-
-    out = {}
-    for pair in pairs or []:
-        modality, sep, path = pair.partition("=")
-        if not sep or not modality or not path:
-            raise ValueError(f"--image takes MODALITY=PATH, got {pair!r}")
-        out[modality] = read_image(path)
-    if not out:
-        raise ValueError("give at least one --image MODALITY=PATH")
-    return out
-
-
-@app.command()
-@_friendly
-def enroll(subject: str = typer.Argument(..., help="subject id"), bundle: Path = _BUNDLE, store: str = _STORE,
-           image: list[str] | None = _IMAGE, backend: str = _BACKEND, key_file: Path | None = _KEY) -> None:
-    """Enroll a subject: one template per given modality, stored in one transaction."""
-    dep = _deployment(bundle, store, backend, key_file)
-    ids = dep.enroll(subject, dep.codes_from_images(_images(image)))
-    typer.echo(f"enrolled {subject}: templates {ids}")
-
-
-@app.command()
-@_friendly
-def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: str = _STORE,
-           image: list[str] | None = _IMAGE, against: str | None = typer.Option(None, help="gallery modality "
-           "(cross mode: --image print=... --against vein)"), backend: str = _BACKEND,
-           key_file: Path | None = _KEY, far: float = _FAR) -> None:
-    """1:1: does the probe match the subject's templates? Exit code 0 on a match, 1 on a non-match, 3 when the
-    model carries no threshold for this mode at this FAR."""
-    dep = _deployment(bundle, store, backend, key_file, far)
-    d = dep.verify(subject, dep.codes_from_images(_images(image)), against)
-    verdict = "unknown (no threshold for this mode)" if d.match is None else ("match" if d.match else "no match")
-    typer.echo(f"{d.mode}: distance {d.distance:.1f} bits, threshold {d.threshold} at FAR {far:g}: {verdict}")
-    raise typer.Exit(3 if d.match is None else 0 if d.match else 1)
-
-
-@app.command()
-@_friendly
-def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | None = _IMAGE,
-             against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
-             key_file: Path | None = _KEY, far: float = _FAR,
-             matcher: str = typer.Option("exact", help="exact, BFlat, BIVF1024:nprobe=16, BHNSW32 ...")) -> None:
-    """1:N: the k nearest enrolled subjects."""
-    dep = _deployment(bundle, store, backend, key_file, far, matcher)
-    for c in dep.identify(dep.codes_from_images(_images(image)), against, k):
-        typer.echo(f"{c['subject']}\t{c['distance']:.1f}\t{c['mode']}\t"
-                   f"{'match' if c['match'] else 'no match' if c['match'] is False else '-'}")
-
-
-@app.command()
-@_friendly
-def delete(subject: str = typer.Argument(...), store: str = _STORE) -> None:
-    """Remove every template of a subject."""
-    from biohash.store import open_store
-
-    n = open_store(store).delete(subject)
-    if not n:
-        raise ValueError(f"no templates for subject {subject!r}")
-    typer.echo(f"deleted {n} templates of {subject}")
-
-
-@app.command()
-@_friendly
-def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option("127.0.0.1"),
-          port: int = typer.Option(8000), api_key_file: Path = typer.Option(..., help="file with one API key "
-          "per line"), backend: str = _BACKEND, key_file: Path | None = _KEY, far: float = _FAR,
-          matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0)) -> None:
-    """Serve enroll / verify / identify / delete over HTTP (OpenAPI at /docs)."""
-    import uvicorn
-
-    from biohash.service import create_app
-
-    keys = [line.strip() for line in api_key_file.read_text().splitlines() if line.strip()]
-    dep = _deployment(bundle, store, backend, key_file, far, matcher)
-    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20)), host=host, port=port, log_level="warning")
-
-
 @app.command()
 @_friendly
 def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),
@@ -459,5 +361,9 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
     run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh)
 
 
-if __name__ == "__main__":
-    app()
+from biohash import cli_deploy  # noqa: E402,F401  (registers enroll, verify, identify, delete, serve)
+
+if __name__ == "__main__":  # python -m biohash.cli: run the imported module's app, which has every command
+    from biohash.cli import app as registered
+
+    registered()

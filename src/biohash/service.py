@@ -145,20 +145,21 @@ def create_app(deployment: Deployment, api_keys: list[str], max_body_bytes: int 
             raise RequestError("no image uploaded: send one file field per modality (e.g. print=@palm.png)")
         return fields, images
 
+    def _subject(fields: dict) -> str:
+        if not fields.get("subject"):
+            raise RequestError("form field 'subject' is required")
+        return fields["subject"]
+
     @app.post("/v1/upload/enroll", dependencies=auth)
     async def enroll_upload(request: Request) -> dict:
         fields, images = await _uploads(request)
-        subject = fields.get("subject")
-        if not subject:
-            raise RequestError("form field 'subject' is required")
+        subject = _subject(fields)
         return {"subject": subject, "template_ids": deployment.enroll(subject, deployment.codes_from_images(images))}
 
     @app.post("/v1/upload/verify", dependencies=auth)
     async def verify_upload(request: Request) -> dict:
         fields, images = await _uploads(request)
-        subject = fields.get("subject")
-        if not subject:
-            raise RequestError("form field 'subject' is required")
+        subject = _subject(fields)
         decision = deployment.verify(subject, deployment.codes_from_images(images), fields.get("against"))
         return {"subject": subject, **_decision(decision)}
 
@@ -172,3 +173,24 @@ def create_app(deployment: Deployment, api_keys: list[str], max_body_bytes: int 
                                                   int(k))}
 
     return app
+
+
+def wait_until_healthy(url: str, process=None, timeout: float = 60.0) -> float:
+    """Poll URL/health until the service answers 200 (for scripts and tests that start `biohash serve`);
+    returns the seconds waited. Raises if `process` (a Popen) exits first or the timeout passes."""
+    import time
+
+    import httpx
+
+    start = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return time.perf_counter() - start
+        except httpx.HTTPError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the service exited with code {process.returncode} before answering")
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError(f"no answer from {url}/health within {timeout:.0f} s")
+        time.sleep(0.2)
