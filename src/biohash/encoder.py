@@ -108,12 +108,14 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64) ->
     bundle_dir = run_dir / "export"
     reference = Encoder(bundle_dir, backend="torch")
     config = read_config(run_dir)
+    backends = sorted({b for files in reference.meta["onnx"].values() for b in files})
+    encoders = {b: Encoder(bundle_dir, backend=b) for b in backends}  # each loads its sessions once
     checks = {}
     for m in reference.modalities:
         images = calibration_images(config, m, source, n=n)
         e_ref, c_ref = reference.embed_batch(images, m)
         for backend in reference.meta["onnx"][m]:
-            e, c = Encoder(bundle_dir, backend=backend).embed_batch(images, m)
+            e, c = encoders[backend].embed_batch(images, m)
             checks[f"{m}/{backend}"] = {"max_abs_embedding_diff": float(np.abs(e - e_ref).max()),
                                         "bit_agreement": float(((c > 0) == (c_ref > 0)).mean()),
                                         "images": len(images)}

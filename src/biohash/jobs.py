@@ -115,6 +115,7 @@ def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataC
     from biohash.data.datasets import open_dataset
 
     out = {}
+    real = open_split(source_data) if method.source == "real" else None  # opened once for every branch
     for m in teacher.modalities:
         if method.source == "synthetic":
             look = method.look_for(m)
@@ -125,7 +126,7 @@ def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataC
             ds = open_dataset("images", root=method.root, modality=m)
             out[m] = (ds, ds.samples[: method.images])
         else:  # the source run's own training images, labels unused
-            ds, split = open_split(source_data)
+            ds, split = real
             out[m] = (ds, [s for s in split.train if s.modality == m][: method.images])
     return out
 
