@@ -86,7 +86,13 @@ def calibration_images(config: dict[str, Any], modality: str, source: str, n: in
 
 
 def _onnx(branch: nn.Module, size: int, path: Path) -> None:
+    """Trace one branch to ONNX; learnable Gabor banks are baked into plain convolutions first (on a copy)."""
+    import copy
     import warnings
+
+    from biohash.models.compnet import bake_gabor
+
+    branch = bake_gabor(copy.deepcopy(branch)).eval()
 
     with warnings.catch_warnings():  # the input-shape checks are constant for a fixed input shape
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

@@ -127,6 +127,29 @@ def vgg16(in_chans: int = 1) -> nn.Module:
     return _VggTrunk(features)
 
 
+# (kernel size, sigma, wavelength) per scale; the first is CompCode's filter at 128 px
+_COMPNET_SCALES = ((35, 5.6, 10.9), (17, 2.8, 5.5), (9, 1.4, 2.8))
+
+
+@BACKBONES.register("compnet")
+def compnet(in_chans: int = 1) -> nn.Module:
+    """Learnable Gabor + competition over 9 orientations at three scales with second-order competition
+    (CompNet / CCNet sized): 128x128 grey -> 128 x 8 x 8."""
+    from biohash.models.compnet import PalmCompNet
+
+    return PalmCompNet(_COMPNET_SCALES, n=9, width=32, second_order=True, features=128, in_chans=in_chans)
+
+
+@BACKBONES.register("compnet_lite", aliases=("compnet-lite",))
+def compnet_lite(in_chans: int = 1) -> nn.Module:
+    """The CPU variant: 6 orientations at two scales on the image shrunk by 2, first-order competition only:
+    128x128 grey -> 64 x 8 x 8, about 4x cheaper than compnet's first stage per scale."""
+    from biohash.models.compnet import PalmCompNet
+
+    return PalmCompNet(_COMPNET_SCALES[:2], n=6, width=16, second_order=False, features=64, in_chans=in_chans,
+                       shrink=True)
+
+
 class _TimmTrunk(nn.Module):
     """A timm model's feature extractor (no pooling, no classifier)."""
 

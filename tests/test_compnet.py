@@ -1,0 +1,73 @@
+"""Palm competition backbones: Gabor kernels against OpenCV, the competition, baking, ONNX parity."""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from biohash.models.compnet import Competition, GaborBank, bake_gabor
+from biohash.models.hashnet import HashNet
+
+
+@pytest.mark.parametrize("psi", [0.0, 0.7])
+def test_gabor_kernel_matches_opencv(psi):
+    bank = GaborBank(1, n=6, kernel_size=35, sigma=5.6, wavelength=10.9, gamma=0.8, psi=psi, zero_dc=False)
+    with torch.no_grad():
+        bank.theta[2] = 0.3  # any angle, not only the initial spread
+    kernels = bank.kernels().detach().numpy()[:, 0]
+    for j, theta in enumerate(bank.theta.detach().numpy()):
+        ref = cv2.getGaborKernel((35, 35), 5.6, float(theta), 10.9, 0.8, psi, ktype=cv2.CV_64F)
+        np.testing.assert_allclose(kernels[j], ref, atol=1e-5)
+
+
+def test_gabor_orientations_spread_and_zero_dc():
+    bank = GaborBank(1, n=6, kernel_size=17, sigma=2.8, wavelength=5.5)
+    np.testing.assert_allclose(bank.theta.detach().numpy(), np.arange(6) * np.pi / 6, atol=1e-6)
+    assert bank.kernels().sum(dim=(2, 3)).abs().max() < 1e-4
+    # a filter answers most to lines of its own orientation: a dark horizontal line picks theta = pi / 2
+    img = np.full((64, 64), 200, np.uint8)
+    cv2.line(img, (0, 32), (63, 32), 40, 3)
+    resp = bank(torch.from_numpy(img).float()[None, None])[0, :, 32, 32]
+    assert int(resp.argmin()) == 3  # darkest answer = the even filter whose stripes run along the line
+
+
+def test_gabor_parameters_learn():
+    bank = GaborBank(1, n=4, kernel_size=9, sigma=1.4, wavelength=2.8)
+    bank(torch.randn(2, 1, 16, 16)).pow(2).mean().backward()
+    for p in (bank.theta, bank.sigma, bank.wavelength, bank.gamma, bank.psi):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+def test_competition_sums_to_one_over_orientations():
+    out = Competition(3.0)(torch.randn(2, 9, 5, 5))
+    torch.testing.assert_close(out.sum(dim=1), torch.ones(2, 5, 5))
+    assert (out > 0).all()
+
+
+@pytest.mark.parametrize("backbone", ["compnet", "compnet_lite"])
+def test_baked_gabor_gives_the_same_codes(backbone):
+    net = HashNet(backbone, bits=32).eval()
+    x = torch.randn(2, 1, 128, 128)
+    with torch.no_grad():
+        before = net(x)
+        baked = bake_gabor(net)
+        assert not any(isinstance(m, GaborBank) for m in baked.modules())
+        torch.testing.assert_close(baked(x), before, atol=1e-5, rtol=1e-4)
+
+
+def test_compnet_onnx_equals_torch(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from biohash.export import _Branch, _onnx
+
+    net = HashNet("compnet_lite", bits=64).eval()
+    path = tmp_path / "b.onnx"
+    _onnx(_Branch(net), 128, path)
+    x = torch.randn(3, 1, 128, 128)
+    with torch.no_grad():
+        emb, code = _Branch(net)(x)
+    assert any(isinstance(m, GaborBank) for m in net.modules())  # export baked a copy, not the model
+    sess = ort.InferenceSession(str(path))
+    o_emb, o_code = sess.run(None, {"image": x.numpy()})
+    np.testing.assert_allclose(o_emb, emb.numpy(), atol=1e-3)
+    assert (np.sign(o_code) == np.sign(code.numpy())).mean() > 0.99
