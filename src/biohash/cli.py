@@ -76,12 +76,18 @@ def train_cohash(
     backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
     weights: str | None = typer.Option(None, help="backbone weights: a local file, or imagenet (packaged "
                                        "with efficientnet_lite0)"),
-    init: str | None = typer.Option(None, help="warm start from a trained run folder (e.g. a synthetic one)"),
+    init: str | None = typer.Option(None, help="warm start: a trained run folder, or a shipped model zoo:NAME "
+                                    "(biohash zoo lists them)"),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
     epochs: int | None = typer.Option(None, "--epochs", "--epoch"),
     lr: float | None = typer.Option(None),
     optimizer: str | None = typer.Option(None, help="adamw or sgd"),
     schedule: str | None = typer.Option(None, help="cosine, step or constant"),
+    loss: str | None = typer.Option(None, help="csq (per-bit centroid + softmax, default) or arcface (angular "
+                                    "margin to the identity centroids)"),
+    arc_scale: float | None = typer.Option(None, help="ArcFace scale s (30)"),
+    arc_margin: float | None = typer.Option(None, help="ArcFace margin m in radians (0.5)"),
+    lambda_supcon: float | None = typer.Option(None, help="supervised contrastive weight (0; CCNet: 0.2)"),
     lambda_quant: float | None = typer.Option(None), lambda_cross: float | None = typer.Option(None),
     lambda_softmax: float | None = typer.Option(None, help="centroid-softmax weight (ours; 0 = paper's loss)"),
     share: str | None = typer.Option(None, help="none (paper: two sub-networks), head (one hash layer, default) "
@@ -109,7 +115,8 @@ def train_cohash(
     data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
                                    image_size=image_size, protocol=protocol, seed=seed),
                       options=_options(option))
-    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, init=init,
+    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, init=init, loss=loss,
+                                       arc_scale=arc_scale, arc_margin=arc_margin, lambda_supcon=lambda_supcon,
                                        lambda_quant=lambda_quant,
                                        lambda_cross=lambda_cross, lambda_softmax=lambda_softmax,
                                        share=share, dropout=dropout))
@@ -362,6 +369,7 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
 
 
 from biohash import cli_deploy  # noqa: E402,F401  (registers enroll, verify, identify, delete, serve)
+from biohash import cli_zoo  # noqa: E402,F401  (registers pretrain, zoo)
 
 if __name__ == "__main__":  # python -m biohash.cli: run the imported module's app, which has every command
     from biohash.cli import app as registered

@@ -21,10 +21,13 @@ console = Console()
 
 
 def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: FitConfig,
-                 resume: bool = False, threads: int | None = None) -> Path:
+                 resume: bool = False, threads: int | None = None, per_identity: int = 0,
+                 workers: int = 0) -> Path:
     """Train (or resume) a co-hashing run in `run_dir`; the checkpoint is selected on the validation split
-    (evaluate_run then scores it on the test split)."""
-    from biohash.data.loaders import PairedTrainSet
+    (evaluate_run then scores it on the test split). per_identity > 0 draws batches of that many items of each
+    identity (P x K; 2 by default when the supervised contrastive term is on, so it always has positives; on
+    generated data it also renders each identity once per batch). workers: data-loading processes."""
+    from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet
     from biohash.recipes.cohash import build
 
     dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
@@ -42,8 +45,15 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
                         "modalities": list(modalities)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=0)
+    per_identity = per_identity or (2 if method.lambda_supcon > 0 else 0)
+    if per_identity:
+        labels = [train_set.classes[a.identity] for a in train_set.anchors]
+        batches = IdentityBatchSampler(labels, fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
+                                       per_identity, seed=fit_cfg.seed)
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers)
+    else:
+        loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True,
+                                             drop_last=True, num_workers=workers)
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
@@ -105,8 +115,15 @@ def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, 
     config = {"recipe": "gpa", "data": dataclasses.asdict(data),
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=0)
+    per_identity = per_identity or (2 if method.lambda_supcon > 0 else 0)
+    if per_identity:
+        labels = [train_set.classes[a.identity] for a in train_set.anchors]
+        batches = IdentityBatchSampler(labels, fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
+                                       per_identity, seed=fit_cfg.seed)
+        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers)
+    else:
+        loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True,
+                                             drop_last=True, num_workers=workers)
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 

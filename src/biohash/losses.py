@@ -108,3 +108,50 @@ class SoftTargetLoss(nn.Module):
     def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
         target = F.softmax(teacher_logits.detach() / self.t_teacher, dim=1)
         return -(target * F.log_softmax(student_logits / self.t_student, dim=1)).sum(dim=1).mean()
+
+
+class ArcFaceLoss(nn.Module):
+    """Additive angular margin (ArcFace, Deng et al. 2019): cross-entropy over scale * cos(theta_j), with the
+    true class's angle widened by `margin` (cos(theta_y + m)); past theta_y = pi - m, where that stops being
+    monotonic, the usual linear stand-in cos(theta_y) - m sin(m) is used. Features and class weights are
+    L2-normalised; the weights may be learnt or fixed (co-hashing's identity centroids)."""
+
+    def __init__(self, scale: float = 30.0, margin: float = 0.5) -> None:
+        super().__init__()
+        self.scale, self.margin = scale, margin
+
+    def logits(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        import math
+
+        cos = (F.normalize(features, dim=1) @ F.normalize(weights, dim=1).T).clamp(-1 + 1e-7, 1 - 1e-7)
+        target = cos.gather(1, labels[:, None])
+        m = self.margin
+        widened = torch.where(target > math.cos(math.pi - m), torch.cos(torch.acos(target) + m),
+                              target - math.sin(m) * m)
+        return self.scale * cos.scatter(1, labels[:, None], widened)
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(self.logits(features, labels, weights), labels)
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss (Khosla et al. 2020) over L2-normalised features: for each anchor with at
+    least one positive, minus the mean over its positives p of log(exp(z.z_p / T) / sum_{a != anchor}
+    exp(z.z_a / T)). Anchors without a positive in the batch are skipped (zero when none has one)."""
+
+    def __init__(self, temperature: float = 0.07) -> None:
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, features: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        z = F.normalize(features, dim=1)
+        sim = z @ z.T / self.temperature
+        self_mask = torch.eye(len(z), dtype=torch.bool, device=z.device)
+        sim = sim.masked_fill(self_mask, float("-inf"))
+        log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+        positive = (labels[:, None] == labels[None, :]) & ~self_mask
+        has = positive.any(dim=1)
+        if not has.any():
+            return features.new_zeros(())
+        pos_log = log_prob.masked_fill(~positive, 0.0).sum(dim=1)
+        return -(pos_log[has] / positive[has].sum(dim=1)).mean()

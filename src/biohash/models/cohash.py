@@ -25,25 +25,28 @@ def hash_centroids(n_classes: int, bits: int, seed: int = 0) -> np.ndarray:
     if n_classes < 1:
         raise ValueError(f"need at least one class, got {n_classes}")
     rng = np.random.default_rng(seed)
-    rows: list[np.ndarray] = []
+    out = np.empty((n_classes, bits), np.float32)  # filled in order; rows[:n] are the accepted ones
+    n = 0
     if bits & (bits - 1) == 0:
         h = hadamard(bits).astype(np.float32)
         pool = np.concatenate([h, -h])
-        rows = list(pool[rng.permutation(len(pool))][:n_classes])
+        first = pool[rng.permutation(len(pool))][:n_classes]
+        out[: len(first)], n = first, len(first)
     target = bits // 2
     misses = 0
-    while len(rows) < n_classes:
+    while n < n_classes:
         cand = rng.choice(np.array([-1.0, 1.0], np.float32), bits)
-        if rows:
-            dist = (bits - np.stack(rows) @ cand) / 2
+        if n:
+            dist = (bits - out[:n] @ cand) / 2
             if dist.min() < target:
                 misses += 1
                 if misses >= 200:
                     target, misses = target - 1, 0
                 continue
-        rows.append(cand)
+        out[n] = cand
+        n += 1
         misses = 0
-    return np.stack(rows).astype(np.float32)
+    return out
 
 
 class CoHashNet(nn.Module):

@@ -1,9 +1,13 @@
 """Co-hashing recipe (PalmCohashNet): config, build(), and the loss step.
 
-Loss = sum over modalities of [centroid loss (per-bit BCE to the identity centroid, as in the paper)
-+ lambda_softmax * centroid softmax (cross-entropy over all centroids; ours, for fast training from scratch)
-+ lambda_quant * quantization loss], plus lambda_cross * the cross-modality term between the print and vein
-codes of the batch.
+loss "csq" (default): sum over modalities of [centroid loss (per-bit BCE to the identity centroid, as in the
+paper) + lambda_softmax * centroid softmax (cross-entropy over all centroids; ours, for fast training from
+scratch) + lambda_quant * quantization loss], plus lambda_cross * the cross-modality term between the print and
+vein codes of the batch.
+loss "arcface": the per-bit and softmax centroid terms become one ArcFace term (additive angular margin) of each
+relaxed code against the fixed identity centroids, so both modalities still land at one centroid; quantization
+and cross terms as above. Either loss may add lambda_supcon * a supervised contrastive term over the relaxed
+codes of every modality in the batch (a print and a vein of one person are positives of each other).
 """
 from __future__ import annotations
 
@@ -13,14 +17,17 @@ from dataclasses import dataclass
 import torch
 
 from biohash.losses import (
+    ArcFaceLoss,
     CentroidLoss,
     CentroidSoftmaxLoss,
     CrossModalityLoss,
     QuantizationLoss,
+    SupConLoss,
 )
 from biohash.models.cohash import CoHashNet
 
 BITS = (16, 32, 64, 128, 256)
+LOSSES = ("csq", "arcface")
 
 
 @dataclass
@@ -32,9 +39,12 @@ class CohashConfig:
     about 30 % to 13 % at equal training. "all" uses one network for both modalities: at 10 epochs it gave
     cross 15 % against 23 % for "head", print and fused 0.3-0.4 points worse, vein 0.9 better.
 
-    init: warm start from a trained co-hashing run folder (or its checkpoint file): every tensor whose name and
-    shape agree is copied (backbones and reductions; the hash layer too when bits match); identity centroids
-    never are (they belong to the new identities).
+    init: warm start from a trained co-hashing run folder, its checkpoint file, or a shipped model
+    ("zoo:NAME", see biohash.zoo): every tensor whose name and shape agree is copied (backbones and reductions;
+    the hash layer too when bits match); identity centroids never are (they belong to the new identities).
+
+    loss, arc_scale, arc_margin, lambda_supcon, supcon_temperature: see the module docstring (ArcFace s = 30,
+    m = 0.5 and supervised contrastive T = 0.07 as in CompNet / CCNet).
     """
 
     backbone: str = "small"
@@ -49,8 +59,15 @@ class CohashConfig:
     dropout: float = 0.2
     grid: int = 4
     init: str | None = None
+    loss: str = "csq"
+    arc_scale: float = 30.0
+    arc_margin: float = 0.5
+    lambda_supcon: float = 0.0
+    supcon_temperature: float = 0.07
 
     def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
         if self.init is not None and self.weights is not None:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
         if self.bits <= 0 or self.bits % 8:
@@ -72,16 +89,25 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
         warm_start(model, config.init)
     centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
     softmax = CentroidSoftmaxLoss(config.softmax_scale)
+    arcface = ArcFaceLoss(config.arc_scale, config.arc_margin)
+    supcon = SupConLoss(config.supcon_temperature)
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
-        codes = {m: net(batch[m], m) for m in net.modalities}
+        pre = {m: _pre_code(net.net(m), batch[m]) for m in net.modalities}
+        codes = {m: torch.tanh(z) for m, z in pre.items()}
         parts: dict[str, torch.Tensor] = {}
         total = labels.new_zeros((), dtype=torch.float32)
         for m, h in codes.items():
-            parts[f"centroid_{m}"] = centroid(h, labels, net.centroids)
             parts[f"quant_{m}"] = quant(h)
-            total = total + parts[f"centroid_{m}"] + config.lambda_quant * parts[f"quant_{m}"]
+            total = total + config.lambda_quant * parts[f"quant_{m}"]
+            if config.loss == "arcface":
+                # on the pre-tanh code: the same signs, and no saturated tanh to stall the angular loss
+                parts[f"arcface_{m}"] = arcface(pre[m], labels, net.centroids)
+                total = total + parts[f"arcface_{m}"]
+                continue
+            parts[f"centroid_{m}"] = centroid(h, labels, net.centroids)
+            total = total + parts[f"centroid_{m}"]
             if config.lambda_softmax > 0:
                 parts[f"softmax_{m}"] = softmax(h, labels, net.centroids)
                 total = total + config.lambda_softmax * parts[f"softmax_{m}"]
@@ -89,9 +115,17 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
             a, b = codes.values()
             parts["cross"] = cross(a, b, labels, labels)
             total = total + config.lambda_cross * parts["cross"]
+        if config.lambda_supcon > 0:
+            parts["supcon"] = supcon(torch.cat(list(codes.values())), labels.repeat(len(codes)))
+            total = total + config.lambda_supcon * parts["supcon"]
         return {"loss": total, **parts}
 
     return model, step
+
+
+def _pre_code(hashnet: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The hash layer's output before tanh (its sign is the code)."""
+    return hashnet.hash(hashnet.dropout(hashnet.forward_embed(x)))
 
 
 def warm_start(model: CoHashNet, source: str) -> int:
@@ -99,7 +133,9 @@ def warm_start(model: CoHashNet, source: str) -> int:
     how many were copied and refuses a source that shares nothing."""
     from pathlib import Path
 
-    path = Path(source)
+    from biohash.zoo import resolve
+
+    path = Path(resolve(source))
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
     if not path.is_file():

@@ -1,0 +1,62 @@
+"""Pretraining, publishing into the zoo, and warm starts from zoo:NAME."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from biohash import zoo
+from biohash.errors import BiohashError
+
+
+def test_unknown_zoo_name_lists_the_shipped_ones():
+    with pytest.raises(BiohashError, match="no shipped model 'nope'; the zoo holds"):
+        zoo.resolve("zoo:nope")
+    assert str(zoo.resolve("runs/x")) == "runs/x"
+
+
+def test_pretrain_publish_and_init_from_zoo(tmp_path):
+    from biohash.data.config import DataConfig
+    from biohash.jobs import train_cohash
+    from biohash.pretrain import pretrain, publish
+    from biohash.recipes.cohash import CohashConfig, build
+    from biohash.train import FitConfig
+
+    data = DataConfig(identities=100, captures=4, image_size=64, val_fraction=0.1, test_fraction=0.1, seed=11)
+    run = pretrain(tmp_path / "pre", data, CohashConfig(backbone="tiny", bits=32),
+                   FitConfig(epochs=1, batch_size=16, seed=0), workers=0)
+    history = (run / "history.json").read_text()
+    assert "val_eer_print" in history
+    shelf = tmp_path / "shelf"
+    path = publish(run, "tiny-test", "biohash pretrain ...", zoo_dir=shelf)
+    weights = torch.load(path, weights_only=True)
+    assert "centroids" not in weights and all(v.dtype == torch.float16 for v in weights.values()
+                                               if v.is_floating_point())
+    card = (shelf / "tiny-test.json").read_text()
+    assert "biohash pretrain" in card and "val_eer" in card
+    # a warm start copies every matching tensor; the fresh model then equals the shipped weights
+    model, _ = build(CohashConfig(backbone="tiny", bits=32, init=str(path)), n_classes=5)
+    own = model.state_dict()
+    for k, v in weights.items():
+        torch.testing.assert_close(own[k], v.to(own[k].dtype))
+    # training from it through the usual job works (the zoo: prefix resolves inside the package)
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(zoo, "ZOO", shelf)
+    try:
+        target = DataConfig(identities=12, captures=4, image_size=64, seed=12)
+        train_cohash(tmp_path / "ft", target, CohashConfig(backbone="tiny", bits=32, init="zoo:tiny-test"),
+                     FitConfig(epochs=1, batch_size=8))
+    finally:
+        monkey.undo()
+    assert "init: zoo:tiny-test" in (tmp_path / "ft" / "config.yaml").read_text()
+
+
+def test_pretraining_refuses_files_and_too_few_identities(tmp_path):
+    from biohash.data.config import DataConfig
+    from biohash.pretrain import pretrain, pretrain_data
+    from biohash.recipes.cohash import CohashConfig
+    from biohash.train import FitConfig
+
+    with pytest.raises(ValueError, match="at least 100"):
+        pretrain_data(10)
+    with pytest.raises(ValueError, match="synthetic"):
+        pretrain(tmp_path / "p", DataConfig(dataset="folder", root=str(tmp_path)), CohashConfig(), FitConfig())
