@@ -62,3 +62,22 @@ def test_arcface_cohash_recipe_trains_and_separates(tmp_path):
     assert "arcface_print" in history and "supcon" in history and "centroid_print" not in history
     per_mode = evaluate_run(tmp_path / "arc")
     assert float(__import__("json").loads(history)[-1]["loss"]) < float(__import__("json").loads(history)[0]["loss"])
+
+
+def test_dhn_arcface_option_uses_the_classifier_weights_with_a_margin():
+    from biohash.recipes.dhn import DhnConfig, build
+
+    torch.manual_seed(0)
+    batch = {"print": torch.randn(8, 1, 64, 64), "label": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
+    soft_model, soft_step = build(DhnConfig(backbone="tiny", bits=32, head="avg"), n_classes=4)
+    arc_model, arc_step = build(DhnConfig(backbone="tiny", bits=32, head="avg", loss="arcface", lambda_supcon=0.2),
+                                n_classes=4)
+    arc_model.load_state_dict(soft_model.state_dict())
+    soft_model.eval(), arc_model.eval()
+    soft, arc = soft_step(soft_model, batch), arc_step(arc_model, batch)
+    codes, _ = arc_model(batch["print"])
+    expected = ArcFaceLoss(30, 0.5)(codes, batch["label"], arc_model.classifier.weight)
+    assert abs(float(arc["class"]) - float(expected)) < 1e-4 and float(arc["class"]) > float(soft["class"])
+    assert "supcon" in arc and "supcon" not in soft
+    arc["loss"].backward()
+    assert arc_model.classifier.weight.grad is not None

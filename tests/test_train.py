@@ -31,6 +31,24 @@ def test_tiny_run_separates_genuine_from_impostor(trained_run):
         assert gap > 0.15, (mode, m)
         assert m["eer"] < 0.2, (mode, m)
     assert per_mode["cross"]["genuine_mean"] > per_mode["cross"]["impostor_mean"] + 0.05
+    # the relaxed codes before binarisation are scored next to the codes, per modality
+    assert {"print-float", "vein-float"} <= set(per_mode) and "fused-float" not in per_mode
+    assert per_mode["print-float"]["eer"] < 0.2
+
+
+def test_float_scores_are_cosines_of_relaxed_codes():
+    import numpy as np
+
+    from biohash.evaluate import _code_set, float_scores
+    from biohash.types import Sample
+
+    values = np.array([[0.5, -0.2, 0.9, 0.1, 0.3, -0.7, 0.2, 0.4], [0.1, 0.1, -0.3, 0.8, -0.5, 0.2, 0.6, -0.1]],
+                      np.float32)
+    samples = [Sample("a", "print", 0), Sample("b", "print", 0)]
+    s = float_scores("print", values, values, _code_set(values, samples), _code_set(values, samples))
+    assert s.mode == "print-float"
+    expected = float(values[0] @ values[1] / np.linalg.norm(values[0]) / np.linalg.norm(values[1]))
+    assert abs(s.matrix[0, 1] - expected) < 1e-6 and abs(s.matrix[0, 0] - 1) < 1e-6
 
 
 def test_run_folder_has_everything(trained_run):

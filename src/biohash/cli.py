@@ -164,6 +164,8 @@ def train_dhn(
     margin: float | None = typer.Option(None, help="pairwise margin t (default 180 * bits / 128)"),
     w_quant: float | None = typer.Option(None, help="quantization weight w (paper 0.5)"),
     freeze_blocks: int | None = typer.Option(None, help="VGG-16 conv blocks frozen when weights are given (4)"),
+    loss: str | None = typer.Option(None, help="identity term: softmax (paper) or arcface (angular margin)"),
+    lambda_supcon: float | None = typer.Option(None, help="supervised contrastive weight (0)"),
     batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
     epochs: int | None = typer.Option(None, "--epochs", "--epoch"), lr: float | None = typer.Option(None),
     protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
@@ -180,7 +182,7 @@ def train_dhn(
     data, fit_cfg = _data_and_fit(dataset, root, option, protocol, identities, captures, image_size, seed, epochs,
                                   batch_size, lr)
     method = DhnConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, margin=margin, w_quant=w_quant,
-                                    freeze_blocks=freeze_blocks))
+                                    freeze_blocks=freeze_blocks, loss=loss, lambda_supcon=lambda_supcon))
     run_dir = runs / (name or run_name("dhn"))
     train_hashing(run_dir, data, "dhn", method, fit_cfg, modality=modality, resume=resume)
     _finish(run_dir)

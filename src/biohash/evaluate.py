@@ -15,24 +15,48 @@ FAR_POINTS = (1e-3, 1e-2)
 
 
 @torch.no_grad()
-def encode(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
-           batch_size: int = 128) -> CodeSet:
-    """Binary codes (sign of the relaxed code) of `samples` under one hashing network."""
+def relaxed_codes(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+                  batch_size: int = 128) -> np.ndarray:
+    """Relaxed codes in (-1, 1), (n, bits), of `samples` under one hashing network; their signs are the code."""
     net.eval()
     outs = [net(x).numpy() for x in image_batches(dataset, samples, size, batch_size)]
-    values = np.concatenate(outs) if outs else np.zeros((0, net.bits), np.float32)
+    return np.concatenate(outs) if outs else np.zeros((0, net.bits), np.float32)
+
+
+def _code_set(values: np.ndarray, samples: list[Sample]) -> CodeSet:
     return CodeSet(from_real(values), np.array([s.identity for s in samples]),
                    np.array([s.capture + 1000 * s.session for s in samples]))
 
 
-def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int) -> dict[str, CodeSet]:
-    """CodeSets per modality of a CoHashNet (each modality through its own branch)."""
+def encode(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+           batch_size: int = 128) -> CodeSet:
+    """Binary codes (sign of the relaxed code) of `samples` under one hashing network."""
+    return _code_set(relaxed_codes(net, dataset, samples, size, batch_size), samples)
+
+
+def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+                       floats: dict[str, np.ndarray] | None = None) -> dict[str, CodeSet]:
+    """CodeSets per modality of a CoHashNet (each modality through its own branch); `floats`, when given,
+    receives each modality's relaxed codes."""
     out = {}
     for m in model.modalities:
         subset = [s for s in samples if s.modality == m]
         if subset:
-            out[m] = encode(model.net(m), dataset, subset, size)
+            values = relaxed_codes(model.net(m), dataset, subset, size)
+            out[m] = _code_set(values, subset)
+            if floats is not None:
+                floats[m] = values
     return out
+
+
+def float_scores(mode: str, probe: np.ndarray, gallery: np.ndarray, p_set: CodeSet, g_set: CodeSet) -> Scores:
+    """Cosine similarity of relaxed codes, before binarisation: mode "<modality>-float". Next to the Hamming
+    figures of the same modality it shows what taking signs costs."""
+    def unit(x: np.ndarray) -> np.ndarray:
+        return x / (np.linalg.norm(x, axis=1, keepdims=True) + 1e-12)
+
+    return Scores(f"{mode}-float", unit(probe) @ unit(gallery).T, np.asarray(p_set.identities),
+                  np.asarray(g_set.identities), p_set.names(), g_set.names())
 
 
 def modes_for(modalities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
@@ -85,19 +109,22 @@ def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sa
 
 
 def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
-             size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
+             size: int, floats: bool = False) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics for every mode the model's modalities support (codes), or of its float features
-    when the model has no per-modality hashing branches (GPA-Net)."""
+    when the model has no per-modality hashing branches (GPA-Net). floats=True adds "<modality>-float" modes:
+    cosine of the relaxed codes before binarisation (same-modality only)."""
     if not hasattr(model, "modalities"):
         return evaluate_features(model, dataset, gallery, probe, size)
-    g_codes = encode_by_modality(model, dataset, gallery, size)
-    p_codes = encode_by_modality(model, dataset, probe, size)
-    all_scores, all_metrics = {}, {}
-    for mode in modes_for(model.modalities):
-        s = mode_scores(mode, p_codes, g_codes)
-        all_scores[mode] = s
-        all_metrics[mode] = score_metrics(s)
-    return all_scores, all_metrics
+    g_float: dict[str, np.ndarray] = {}
+    p_float: dict[str, np.ndarray] = {}
+    g_codes = encode_by_modality(model, dataset, gallery, size, g_float)
+    p_codes = encode_by_modality(model, dataset, probe, size, p_float)
+    all_scores = {mode: mode_scores(mode, p_codes, g_codes) for mode in modes_for(model.modalities)}
+    if floats:
+        for m in model.modalities:
+            if m in p_float and m in g_float:
+                all_scores[f"{m}-float"] = float_scores(m, p_float[m], g_float[m], p_codes[m], g_codes[m])
+    return all_scores, {mode: score_metrics(s) for mode, s in all_scores.items()}
 
 
 def validation(dataset: Dataset, gallery: list[Sample], probe: list[Sample], size: int):

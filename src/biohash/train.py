@@ -160,10 +160,17 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     return history
 
 
+LOG_EVERY_S = 60.0  # without a terminal (nohup, CI logs) a plain progress line this often replaces the bar
+
+
 def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> dict[str, float]:
+    import time
+
     model.train()
     sums: dict[str, float] = {}
     n = 0
+    plain = not progress.console.is_terminal
+    t0 = last = time.monotonic()
     for i, batch in enumerate(loader):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(cfg, epoch + i / max(len(loader), 1))
@@ -175,6 +182,12 @@ def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> 
             sums[k] = sums.get(k, 0.0) + float(v.detach())
         n += 1
         progress.update(task, advance=1, info=f"loss {sums['loss'] / n:.4f}")
+        if plain and time.monotonic() - last > LOG_EVERY_S:
+            last = time.monotonic()
+            rate = n / (last - t0)
+            progress.console.print(f"epoch {epoch + 1}/{cfg.epochs} step {n}/{len(loader)} loss "
+                                   f"{sums['loss'] / n:.4f}  {rate:.2f} steps/s, epoch ends in "
+                                   f"{(len(loader) - n) / rate / 60:.1f} min")
     row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
     row.update({k: v / max(n, 1) for k, v in sums.items()})
     return row

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from biohash.losses import L1QuantizationLoss, PairwiseHashLoss
+from biohash.losses import ArcFaceLoss, L1QuantizationLoss, PairwiseHashLoss, SupConLoss
 from biohash.models.hashnet import HashClassifier
 
 VGG_BLOCK_ENDS = (4, 9, 16, 23, 30)  # indices of the max-pools closing VGG-16's five conv blocks
@@ -24,6 +24,9 @@ class DhnConfig:
     margin: pairwise margin t; None = 180 * bits / 128 (the paper's 180 at 128 bits).
     w_quant: weight w of the quantization term (paper 0.5). w_class: weight of the identity cross-entropy.
     freeze_blocks: VGG-16 conv blocks kept frozen when `weights` are given (paper: 4).
+    loss: "softmax" (the paper: identity cross-entropy on the codes) or "arcface" (that classifier's weights
+        with an additive angular margin, arc_scale / arc_margin); lambda_supcon adds a supervised contrastive
+        term over the batch's codes.
     head: "spatial" keeps where things are before the hash layer, as VGG-16's fully connected layers over its
         7x7 map do; "avg" pools them away (on synthetic palms it learned far slower: 32 % EER after 8 epochs).
     """
@@ -37,8 +40,14 @@ class DhnConfig:
     freeze_blocks: int = 4
     dropout: float = 0.0
     head: str = "spatial"
+    loss: str = "softmax"
+    arc_scale: float = 30.0
+    arc_margin: float = 0.5
+    lambda_supcon: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.loss not in ("softmax", "arcface"):
+            raise ValueError(f"unknown loss {self.loss!r}; expected softmax or arcface")
         if self.bits <= 0 or self.bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {self.bits}")
         if not 0 <= self.freeze_blocks <= 5:
@@ -75,10 +84,17 @@ def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int 
     if config.weights is not None and BACKBONES.canonical(config.backbone) == "vgg16":
         freeze_vgg_blocks(model, config.freeze_blocks)
     pairwise, quant = PairwiseHashLoss(config.margin), L1QuantizationLoss()
+    arcface, supcon = ArcFaceLoss(config.arc_scale, config.arc_margin), SupConLoss()
 
     def step(net: HashClassifier, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        _, _, parts = hash_and_class_losses(net, batch[modality], batch["label"], pairwise, quant, config.w_quant)
+        labels = batch["label"]
+        codes, _, parts = hash_and_class_losses(net, batch[modality], labels, pairwise, quant, config.w_quant)
+        if config.loss == "arcface":  # the identity term takes an angular margin instead of plain softmax
+            parts["class"] = arcface(codes, labels, net.classifier.weight)
         loss = parts["pairwise"] + config.w_quant * parts["quant"] + config.w_class * parts["class"]
+        if config.lambda_supcon > 0:
+            parts["supcon"] = supcon(codes, labels)
+            loss = loss + config.lambda_supcon * parts["supcon"]
         return {"loss": loss, **parts}
 
     return model, step
