@@ -21,6 +21,15 @@ def test_gabor_kernel_matches_opencv(psi):
         np.testing.assert_allclose(kernels[j], ref, atol=1e-5)
 
 
+def test_gabor_kernel_value_by_hand():
+    bank = GaborBank(1, n=4, kernel_size=9, sigma=2.0, wavelength=4.0, gamma=0.5, psi=0.3, zero_dc=False)
+    theta = np.pi / 4  # filter 1 of 4
+    x, y = 3.0, -2.0  # row i = 4 - y = 6, column j = 4 - x = 1 (OpenCV's layout)
+    xr, yr = x * np.cos(theta) + y * np.sin(theta), -x * np.sin(theta) + y * np.cos(theta)
+    value = np.exp(-(xr**2 + 0.25 * yr**2) / 8.0) * np.cos(2 * np.pi * xr / 4.0 + 0.3)
+    assert abs(float(bank.kernels()[1, 0, 6, 1]) - value) < 1e-6
+
+
 def test_gabor_orientations_spread_and_zero_dc():
     bank = GaborBank(1, n=6, kernel_size=17, sigma=2.8, wavelength=5.5)
     np.testing.assert_allclose(bank.theta.detach().numpy(), np.arange(6) * np.pi / 6, atol=1e-6)

@@ -363,11 +363,15 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
          name: str = typer.Option("demo", help="run name"),
          epochs: int = typer.Option(10), identities: int = typer.Option(1000, help="synthetic palms (70 % train)"),
          bits: int = typer.Option(64), seed: int = typer.Option(0),
-         fresh: bool = typer.Option(True, help="replace an earlier demo run of the same name")) -> None:
+         fresh: bool = typer.Option(True, help="replace an earlier demo run of the same name"),
+         backbone: str = typer.Option("compnet_lite", "--backbone", "--model", help="registered backbone"),
+         init: str = typer.Option("zoo:compnet_lite-128", help="warm start (a zoo:NAME or run folder); none = "
+                                  "random initialisation")) -> None:
     """Train and evaluate co-hashing on synthetic palms (identity-disjoint open set); print all four modes."""
     from biohash.jobs import run_demo
 
-    run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh)
+    run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh,
+             backbone=backbone, init=None if init.lower() == "none" else init)
 
 
 from biohash import cli_deploy  # noqa: E402,F401  (registers enroll, verify, identify, delete, serve)
