@@ -27,7 +27,7 @@ def test_gabor_kernel_value_by_hand():
     x, y = 3.0, -2.0  # row i = 4 - y = 6, column j = 4 - x = 1 (OpenCV's layout)
     xr, yr = x * np.cos(theta) + y * np.sin(theta), -x * np.sin(theta) + y * np.cos(theta)
     value = np.exp(-(xr**2 + 0.25 * yr**2) / 8.0) * np.cos(2 * np.pi * xr / 4.0 + 0.3)
-    assert abs(float(bank.kernels()[1, 0, 6, 1]) - value) < 1e-6
+    assert abs(float(bank.kernels().detach()[1, 0, 6, 1]) - value) < 1e-6
 
 
 def test_gabor_orientations_spread_and_zero_dc():
