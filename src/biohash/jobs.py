@@ -115,15 +115,8 @@ def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, 
     config = {"recipe": "gpa", "data": dataclasses.asdict(data),
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes)},
               "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    per_identity = per_identity or (2 if method.lambda_supcon > 0 else 0)
-    if per_identity:
-        labels = [train_set.classes[a.identity] for a in train_set.anchors]
-        batches = IdentityBatchSampler(labels, fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
-                                       per_identity, seed=fit_cfg.seed)
-        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers)
-    else:
-        loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True,
-                                             drop_last=True, num_workers=workers)
+    loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
+                                         num_workers=0)
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
