@@ -6,16 +6,18 @@ PolyU green + NIR and Tongji, closed set (session 1 enrolls, session 2 probes). 
 validation captures only (closed: the last enrolled capture of each palm, held out of training; open:
 separate validation palms); test captures are only scored.
 
-Variants form an ablation ladder, one ingredient at a time:
-- small-csq:           the old recipe: small CNN, per-bit centroid + centroid softmax, random init;
-- compnet-csq:         the palm competition backbone (compnet_lite), same loss, random init;
-- compnet-arc:         + ArcFace (s 30, m 0.5) to the identity centroids + 0.2 supervised contrastive;
-- compnet-csq-zoo:     compnet-csq warm-started from the shipped synthetic pretraining (zoo:compnet_lite-128);
-- compnet-arc-zoo:     compnet-arc from the same checkpoint.
+Variants form an ablation ladder, one ingredient at a time (backbone x loss x pretraining):
+- small-csq:        the old recipe: small CNN, per-bit centroid + centroid softmax, random init;
+- small-arc:        + ArcFace (s 30, m 0.5) to the identity centroids + 0.2 supervised contrastive;
+- small-arc-zoo:    small-arc warm-started from the shipped synthetic pretraining (zoo:small-128);
+- compnet-csq:      the palm competition backbone (compnet_lite), small-csq's loss, random init;
+- compnet-arc:      compnet-csq + ArcFace + supervised contrastive;
+- compnet-csq-zoo:  compnet-csq from zoo:compnet_lite-128;
+- compnet-arc-zoo:  compnet-arc from the same checkpoint.
 Template size: a learned code is bits / 8 bytes; CompCode's 32 x 32 orientation map at 3 bits a cell is
 384 bytes (and needs 49 shifted comparisons per match).
 
-    python bench/real_palm.py [--only casia-open] [--variants compnet-csq-zoo] [--bits 64 128 256]
+    python bench/real_palm.py [--only casia-open] [--variants small-arc] [--bits 64 128 256] [--tag -x]
 """
 from __future__ import annotations
 
@@ -31,14 +33,15 @@ from biohash.jobs import evaluate_run, train_cohash
 from biohash.recipes.cohash import CohashConfig
 from biohash.train import FitConfig
 
-ZOO_MODEL = "zoo:compnet_lite-128"
 ARC = {"loss": "arcface", "lambda_supcon": 0.2}
 VARIANTS = {
     "small-csq": {"backbone": "small"},
+    "small-arc": {"backbone": "small", **ARC},
+    "small-arc-zoo": {"backbone": "small", "init": "zoo:small-128", **ARC},
     "compnet-csq": {"backbone": "compnet_lite"},
     "compnet-arc": {"backbone": "compnet_lite", **ARC},
-    "compnet-csq-zoo": {"backbone": "compnet_lite", "init": ZOO_MODEL},
-    "compnet-arc-zoo": {"backbone": "compnet_lite", "init": ZOO_MODEL, **ARC},
+    "compnet-csq-zoo": {"backbone": "compnet_lite", "init": "zoo:compnet_lite-128"},
+    "compnet-arc-zoo": {"backbone": "compnet_lite", "init": "zoo:compnet_lite-128", **ARC},
 }
 SETS = {  # name -> (dataset, folder under --data, protocol, adapter options, DataConfig extras)
     "casia-closed": ("casia-ms", "casia-ms", "closed", {"bands": "940"}, {}),
@@ -86,6 +89,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", choices=list(SETS), default=list(SETS))
     ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--tag", default="", help="suffix of the results file (runs in parallel write apart)")
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"real sample data not found at {args.data} (pass --data)")
@@ -115,7 +119,7 @@ def main() -> None:
                     rows.append([set_name, protocol, variant, bits, mode, bits // 8, val, round(100 * m["eer"], 2),
                                  round(100 * floats["eer"], 2) if floats else "-", round(100 * m["rank1"], 1),
                                  round(seconds)])
-                report("real_palm", "real palms: CompCode vs learned codes (Hamming); checkpoints chosen on "
+                report(f"real_palm{args.tag}", "real palms: CompCode vs learned codes (Hamming); checkpoints chosen on "
                        "validation", ["set", "protocol", "variant", "bits", "mode", "template B", "val EER %",
                                       "EER %", "float EER %", "rank-1 %", "train s"], rows,
                        {"epochs": args.epochs, "seed": args.seed, "runs": runs, "variants": VARIANTS})
