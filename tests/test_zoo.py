@@ -60,3 +60,26 @@ def test_pretraining_refuses_files_and_too_few_identities(tmp_path):
         pretrain_data(10)
     with pytest.raises(ValueError, match="synthetic"):
         pretrain(tmp_path / "p", DataConfig(dataset="folder", root=str(tmp_path)), CohashConfig(), FitConfig())
+
+
+def test_shipped_models_load_and_warm_start_every_backbone_tensor():
+    from biohash.recipes.cohash import CohashConfig, build, warm_start
+
+    assert {"compnet_lite-128", "small-128"} <= set(zoo.names())
+    for name in ("compnet_lite-128", "small-128"):
+        card = zoo.card(name)
+        assert card["data"]["identities"] >= 10000 and card["data"]["seed"] != 0  # not the demo's palms
+        assert zoo.resolve(f"zoo:{name}").stat().st_size < 20e6
+        model, _ = build(CohashConfig(backbone=card["model"]["backbone"], bits=64), n_classes=7)
+        copied = warm_start(model, f"zoo:{name}")
+        hash_layers = [k for k in model.state_dict() if ".hash." in k]
+        # everything but the centroids and the 64-bit hash layer (the zoo's is 128 bits)
+        assert copied == len(model.state_dict()) - 1 - len(hash_layers)
+
+
+def test_demo_starts_from_the_zoo(tmp_path):
+    from biohash.jobs import run_demo
+
+    per_mode = run_demo(tmp_path / "demo", epochs=1, identities=40, bits=32)
+    assert "init: zoo:compnet_lite-128" in (tmp_path / "demo" / "config.yaml").read_text()
+    assert {"print", "vein", "fused", "cross"} <= set(per_mode)
