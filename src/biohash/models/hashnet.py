@@ -53,9 +53,13 @@ class HashNet(nn.Module):
         """Embedding (B, embed_dim) that the hash layer reads."""
         return self.reduce(self.forward_features(x))
 
+    def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
+        """The hash layer's output W e + b before tanh, (B, bits); its sign is the code."""
+        return self.hash(self.dropout(self.forward_embed(x)))
+
     def forward_code(self, x: torch.Tensor) -> torch.Tensor:
         """Relaxed code tanh(W e + b), (B, bits)."""
-        return torch.tanh(self.hash(self.dropout(self.forward_embed(x))))
+        return torch.tanh(self.forward_pre_code(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_code(x)

@@ -5,8 +5,8 @@ paper) + lambda_softmax * centroid softmax (cross-entropy over all centroids; ou
 scratch) + lambda_quant * quantization loss], plus lambda_cross * the cross-modality term between the print and
 vein codes of the batch.
 loss "arcface": the per-bit and softmax centroid terms become one ArcFace term (additive angular margin) of each
-relaxed code against the fixed identity centroids, so both modalities still land at one centroid; quantization
-and cross terms as above. Either loss may add lambda_supcon * a supervised contrastive term over the relaxed
+code before tanh (same signs, no saturated tanh to stall it) against the fixed identity centroids, so both
+modalities still land at one centroid; quantization and cross terms as above. Either loss may add lambda_supcon * a supervised contrastive term over the relaxed
 codes of every modality in the batch (a print and a vein of one person are positives of each other).
 """
 from __future__ import annotations
@@ -94,7 +94,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
-        pre = {m: _pre_code(net.net(m), batch[m]) for m in net.modalities}
+        pre = {m: net.net(m).forward_pre_code(batch[m]) for m in net.modalities}
         codes = {m: torch.tanh(z) for m, z in pre.items()}
         parts: dict[str, torch.Tensor] = {}
         total = labels.new_zeros((), dtype=torch.float32)
@@ -102,7 +102,6 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
             parts[f"quant_{m}"] = quant(h)
             total = total + config.lambda_quant * parts[f"quant_{m}"]
             if config.loss == "arcface":
-                # on the pre-tanh code: the same signs, and no saturated tanh to stall the angular loss
                 parts[f"arcface_{m}"] = arcface(pre[m], labels, net.centroids)
                 total = total + parts[f"arcface_{m}"]
                 continue
@@ -121,11 +120,6 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
         return {"loss": total, **parts}
 
     return model, step
-
-
-def _pre_code(hashnet: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The hash layer's output before tanh (its sign is the code)."""
-    return hashnet.hash(hashnet.dropout(hashnet.forward_embed(x)))
 
 
 def warm_start(model: CoHashNet, source: str) -> int:
