@@ -16,7 +16,7 @@ def pretrain(
     backbone: str = typer.Option("compnet_lite", "--backbone", "--model", help="registered backbone"),
     bits: int = typer.Option(128, help="code length of the pretraining hash layer"),
     identities: int = typer.Option(10000, help="synthetic identities (96 % train, 2 % validate, 2 % test)"),
-    epochs: int = typer.Option(8, "--epochs", "--epoch"),
+    epochs: int = typer.Option(10, "--epochs", "--epoch"),
     batch_size: int = typer.Option(64, "--batch-size", "-b", help="a multiple of 4 (4 captures per identity)"),
     lr: float = typer.Option(2e-3),
     loss: str | None = typer.Option(None, help="csq (default) or arcface"),
