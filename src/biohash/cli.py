@@ -374,8 +374,8 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
              backbone=backbone, init=None if init.lower() == "none" else init)
 
 
-from biohash import cli_deploy  # noqa: E402,F401  (registers enroll, verify, identify, delete, serve)
-from biohash import cli_zoo  # noqa: E402,F401  (registers pretrain, zoo)
+# registers enroll, verify, identify, delete, serve (cli_deploy) and pretrain, zoo (cli_zoo)
+from biohash import cli_deploy, cli_zoo  # noqa: E402,F401
 
 if __name__ == "__main__":  # python -m biohash.cli: run the imported module's app, which has every command
     from biohash.cli import app as registered

@@ -95,8 +95,8 @@ def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
 
 
 class CompetitionBlock(nn.Module):
-    """One scale: Gabor bank (stride 2, or 1 on a pre-shrunk image) -> competition [-> second-order bank on the responses -> competition]
-    -> conv-BN-ReLU -> max-pool 2. (B, 1, H, W) -> (B, width, H/4, W/4)."""
+    """One scale: Gabor bank (stride 2, or 1 on a pre-shrunk image) -> competition [-> second-order bank on the
+    responses -> competition] -> conv-BN-ReLU -> max-pool 2. (B, 1, H, W) -> (B, width, H/4, W/4) at stride 2."""
 
     def __init__(self, n: int, kernel_size: int, sigma: float, wavelength: float, width: int,
                  second_order: bool = False, stride: int = 2) -> None:

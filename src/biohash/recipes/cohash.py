@@ -6,8 +6,9 @@ scratch) + lambda_quant * quantization loss], plus lambda_cross * the cross-moda
 vein codes of the batch.
 loss "arcface": the per-bit and softmax centroid terms become one ArcFace term (additive angular margin) of each
 code before tanh (same signs, no saturated tanh to stall it) against the fixed identity centroids, so both
-modalities still land at one centroid; quantization and cross terms as above. Either loss may add lambda_supcon * a supervised contrastive term over the relaxed
-codes of every modality in the batch (a print and a vein of one person are positives of each other).
+modalities still land at one centroid; quantization and cross terms as above. Either loss may add
+lambda_supcon * a supervised contrastive term over the relaxed codes of every modality in the batch (a print and
+a vein of one person are positives of each other).
 """
 from __future__ import annotations
 
