@@ -105,7 +105,8 @@ def main() -> None:
             for variant in args.variants:
                 method = CohashConfig(bits=bits, **VARIANTS[variant])
                 fit_cfg = FitConfig(epochs=args.epochs, batch_size=32, lr=1e-3, val_every=2, seed=args.seed)
-                run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}"
+                seed = f"-seed{args.seed}" if args.seed else ""  # each seed draws its own split: its own runs
+                run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}{seed}"
                 t0 = time.time()
                 train_cohash(run, data, method, fit_cfg, resume=run.exists(), threads=args.threads)
                 seconds = time.time() - t0
