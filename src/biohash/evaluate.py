@@ -28,12 +28,6 @@ def _code_set(values: np.ndarray, samples: list[Sample]) -> CodeSet:
                    np.array([s.capture + 1000 * s.session for s in samples]))
 
 
-def encode(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
-           batch_size: int = 128) -> CodeSet:
-    """Binary codes (sign of the relaxed code) of `samples` under one hashing network."""
-    return _code_set(relaxed_codes(net, dataset, samples, size, batch_size), samples)
-
-
 def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
                        floats: dict[str, np.ndarray] | None = None) -> dict[str, CodeSet]:
     """CodeSets per modality of a CoHashNet (each modality through its own branch); `floats`, when given,

@@ -1,6 +1,8 @@
 """Hashing losses, each a small nn.Module over relaxed codes h in (-1, 1)^bits."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -121,8 +123,6 @@ class ArcFaceLoss(nn.Module):
         self.scale, self.margin = scale, margin
 
     def logits(self, features: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        import math
-
         cos = (F.normalize(features, dim=1) @ F.normalize(weights, dim=1).T).clamp(-1 + 1e-7, 1 - 1e-7)
         target = cos.gather(1, labels[:, None])
         m = self.margin

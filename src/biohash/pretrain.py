@@ -63,17 +63,20 @@ def publish(run_dir: Path, name: str, command: str, zoo_dir: Path | None = None)
     weights = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items() if k != "centroids"}
     zoo_dir.mkdir(parents=True, exist_ok=True)
     torch.save(weights, zoo_dir / f"{name}.pt")
-    history = json.loads((run_dir / "history.json").read_text()) if (run_dir / "history.json").exists() else []
+    history = _json_or(run_dir / "history.json", [])
     chosen = next((row for row in history if row.get("epoch") == state.get("epoch")), {})
-    metrics_path = run_dir / "metrics.json"
     card: dict[str, Any] = {
         "name": name, "command": command, "recipe": "cohash", "model": config["model"], "data": config["data"],
         "fit": config["fit"], "epoch": state.get("epoch"), "validation": chosen,
-        "test": json.loads(metrics_path.read_text()) if metrics_path.exists() else None,
-        "train_seconds": json.loads((run_dir / "train_time.json").read_text()).get("seconds")
-        if (run_dir / "train_time.json").exists() else None,
+        "test": _json_or(run_dir / "metrics.json", None),
+        "train_seconds": _json_or(run_dir / "train_time.json", {}).get("seconds"),
         "published": time.strftime("%Y-%m-%d"), "torch": torch.__version__, "python": platform.python_version(),
         "bytes": (zoo_dir / f"{name}.pt").stat().st_size,
     }
     (zoo_dir / f"{name}.json").write_text(json.dumps(card, indent=2, default=str))
     return zoo_dir / f"{name}.pt"
+
+
+def _json_or(path: Path, default: Any) -> Any:
+    """A run file's JSON, or `default` where the run did not write it."""
+    return json.loads(path.read_text()) if path.exists() else default
