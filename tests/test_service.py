@@ -227,3 +227,21 @@ def test_load_against_the_real_server(bundle, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def test_serve_starts_over_70000_templates_on_postgresql(bundle, postgres_server):
+    """`serve` catches up from the store at start-up; on main it could not start past 65,535 PostgreSQL
+    templates (one bind parameter per template)."""
+    import json
+
+    from biohash.deployment import Deployment
+    from biohash.store import open_store
+
+    url = postgres_server()
+    fp = json.loads((bundle / "bundle.json").read_text())["fingerprint"]
+    codes = np.random.default_rng(8).integers(0, 256, (70_001, 4), dtype=np.uint8)
+    open_store(url).enroll_batch([(f"s{k}", "print", c.tobytes()) for k, c in enumerate(codes)], 32, fp)
+    dep = Deployment(bundle, url)
+    assert dep.health()["templates"] == 70_001
+    top = dep.identify({"print": dep.codes_from_hex({"print": codes[54_321].tobytes().hex()})["print"]}, k=1)
+    assert top[0]["subject"] == "s54321" and top[0]["distance"] == 0

@@ -103,14 +103,22 @@ class Deployment:
 
     # --- matcher cache -----------------------------------------------------------------------------------
     def sync(self) -> int:
-        """Catch the matchers up with the store; returns the change counter reached."""
-        changes = self.store.changes_since(self._seq)
+        """Catch the matchers up with the store, a page of changes at a time; returns the change counter
+        reached."""
+        while True:
+            changes = self.store.changes_since(self._seq, limit=50_000)
+            self._apply(changes)
+            if changes.complete:
+                return self._seq
+
+    def _apply(self, changes) -> None:
         if changes.removed:
             for matcher in self.matchers.values():
                 matcher.remove(np.array(changes.removed))
         by_modality: dict[str, list[tuple[int, bytes]]] = {}
+        removed = set(changes.removed)
         for tid, _, modality, raw in changes.added:
-            if tid not in changes.removed:
+            if tid not in removed:
                 by_modality.setdefault(modality, []).append((tid, raw))
         for m, rows in by_modality.items():
             if m in self.matchers:
@@ -118,7 +126,6 @@ class Deployment:
                               self.bits)
                 self.matchers[m].add(np.array([t for t, _ in rows]), codes)
         self._seq = changes.seq
-        return self._seq
 
     # --- operations --------------------------------------------------------------------------------------
     def _threshold(self, mode: str) -> float | None:

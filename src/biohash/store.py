@@ -21,6 +21,9 @@ from biohash.errors import BiohashError
 from biohash.types import Codes
 
 
+PAGE = 5_000  # rows per catch-up read and ids per IN (...) list
+
+
 class StoreError(BiohashError):
     """A template could not be stored or read: wrong model, wrong code length, unknown subject."""
 
@@ -50,11 +53,13 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 
 @dataclass(frozen=True)
 class Changes:
-    """What happened after a change counter: templates added (ids, subjects, modality, codes) and removed."""
+    """What happened after a change counter: templates added (ids, subjects, modality, codes) and removed.
+    `complete` is False when a page limit cut the list: ask again from `seq` for the rest."""
 
     seq: int
     added: list[tuple[int, str, str, bytes]]
     removed: list[int]
+    complete: bool = True
 
 
 class TemplateStore:
@@ -80,6 +85,11 @@ class TemplateStore:
 
     def _insert_id(self, sql: str, params: tuple) -> int:
         return self.conn.execute(sql, params).lastrowid
+
+    def _order_changes(self) -> None:
+        """Called at the start of every write transaction, before it numbers a change: writers must commit in
+        change-number order, or a reader that caught up to a later number skips an earlier one committed late.
+        SQLite: BEGIN IMMEDIATE already serialises writers."""
 
     # --- schema ----------------------------------------------------------------------------------------
     def _exec(self, sql: str, params: tuple = ()):
@@ -155,6 +165,7 @@ class TemplateStore:
         now = time.time()
         self._begin()
         try:
+            self._order_changes()
             ids = []
             for m, c in codes.items():
                 image = (images or {}).get(m)
@@ -180,11 +191,13 @@ class TemplateStore:
         now = time.time()
         self._begin()
         try:
-            for subject, modality, code in rows:
-                tid = self._insert_id(self._q(
-                    "INSERT INTO templates (subject, modality, codes, n_bits, fingerprint, key_id, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)"), (subject, modality, code, n_bits, fingerprint, key_id, now))
-                self._exec("INSERT INTO changes (op, template_id, at) VALUES ('add', ?, ?)", (tid, now))
+            self._order_changes()  # also keeps other writers out: the new ids are exactly those above `before`
+            before = int(self._exec("SELECT COALESCE(MAX(id), 0) FROM templates").fetchone()[0])
+            self.conn.executemany(self._q(
+                "INSERT INTO templates (subject, modality, codes, n_bits, fingerprint, key_id, created) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)"), [(s, m, code, n_bits, fingerprint, key_id, now) for s, m, code in rows])
+            self._exec("INSERT INTO changes (op, template_id, at) SELECT 'add', id, ? FROM templates WHERE id > ? "
+                       "ORDER BY id", (now, before))
             self.conn.commit()
         except Exception:
             self.conn.rollback()
@@ -195,6 +208,7 @@ class TemplateStore:
         """Remove every template of `subject` (one transaction); returns how many."""
         self._begin()
         try:
+            self._order_changes()
             ids = [r[0] for r in self._exec("SELECT id FROM templates WHERE subject = ?", (subject,)).fetchall()]
             now = time.time()
             for tid in ids:
@@ -231,30 +245,43 @@ class TemplateStore:
 
     def subjects_of(self, ids) -> dict[int, str]:
         ids = [int(i) for i in ids if int(i) >= 0]
-        if not ids:
-            return {}
-        marks = ", ".join("?" * len(ids))
-        rows = self._exec(f"SELECT id, subject FROM templates WHERE id IN ({marks})", tuple(ids)).fetchall()
-        return {int(r[0]): r[1] for r in rows}
+        out: dict[int, str] = {}
+        for start in range(0, len(ids), PAGE):  # bounded placeholders: drivers cap them (65,535 on PostgreSQL)
+            chunk = ids[start : start + PAGE]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._exec(f"SELECT id, subject FROM templates WHERE id IN ({marks})", tuple(chunk)).fetchall()
+            out.update((int(r[0]), r[1]) for r in rows)
+        return out
 
     @property
     def change_counter(self) -> int:
         return int(self._exec("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
 
-    def changes_since(self, seq: int) -> Changes:
-        """Adds and removes after change `seq`, for a Matcher to catch up (an add later removed is skipped)."""
-        rows = self._exec("SELECT seq, op, template_id FROM changes WHERE seq > ? ORDER BY seq", (seq,)).fetchall()
-        if not rows:
-            return Changes(seq, [], [])
-        added_ids = [r[2] for r in rows if r[1] == "add"]
-        removed = [int(r[2]) for r in rows if r[1] == "remove"]
-        added = []
-        if added_ids:
-            marks = ", ".join("?" * len(added_ids))
-            added = [(int(r[0]), r[1], r[2], bytes(r[3])) for r in self._exec(
-                f"SELECT id, subject, modality, codes FROM templates WHERE id IN ({marks}) ORDER BY id",
-                tuple(added_ids)).fetchall()]
-        return Changes(int(rows[-1][0]), added, removed)
+    def changes_since(self, seq: int, limit: int | None = None) -> Changes:
+        """Adds and removes after change `seq`, in change order, for a Matcher to catch up; at most `limit`
+        changes (default: all, read in pages). An add whose template is already deleted is skipped (its remove
+        follows)."""
+        added: list[tuple[int, str, str, bytes]] = []
+        removed: list[int] = []
+        left = limit
+        while left is None or left > 0:
+            page = PAGE if left is None else min(PAGE, left)
+            rows = self._exec(
+                "SELECT c.seq, c.op, c.template_id, t.subject, t.modality, t.codes FROM changes c "
+                "LEFT JOIN templates t ON c.op = 'add' AND t.id = c.template_id "
+                "WHERE c.seq > ? ORDER BY c.seq LIMIT ?", (seq, page)).fetchall()
+            for r in rows:
+                if r[1] == "remove":
+                    removed.append(int(r[2]))
+                elif r[3] is not None:
+                    added.append((int(r[2]), r[3], r[4], bytes(r[5])))
+            if rows:
+                seq = int(rows[-1][0])
+            if left is not None:
+                left -= len(rows)
+            if len(rows) < page:
+                return Changes(seq, added, removed, True)
+        return Changes(seq, added, removed, False)
 
     def check(self) -> None:
         """Consistency: every template has its add in the change log, codes have the bound length."""
@@ -300,6 +327,12 @@ class PostgresStore(TemplateStore):
     def _lock_schema(self) -> None:
         self.conn.execute("SELECT pg_advisory_xact_lock(724101)")  # one migrator at a time
 
+    def _order_changes(self) -> None:
+        # PostgreSQL numbers a change at insert, not at commit: without this lock a transaction can take number
+        # 10, commit after number 11 is visible, and a reader that caught up to 11 never sees 10. Held until
+        # commit, the lock makes change numbers visible in order (writes queue; reads do not wait).
+        self.conn.execute("SELECT pg_advisory_xact_lock(724102)")
+
 
 def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | None = None) -> TemplateStore:
     """A store from a URL: a file path or sqlite:///PATH (SQLite, WAL), or postgresql://... (psycopg)."""
@@ -330,6 +363,9 @@ class _SqliteConn:
     def execute(self, sql: str, params: tuple = ()):
         return self._c.execute(sql, params)
 
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        self._c.executemany(sql, rows)
+
     def executescript(self, sql: str) -> None:
         for statement in sql.split(";"):
             if statement.strip():
@@ -355,6 +391,10 @@ class _PgConn:
 
     def execute(self, sql: str, params: tuple = ()):
         return self._c.execute(sql, params)
+
+    def executemany(self, sql: str, rows: list[tuple]) -> None:
+        with self._c.cursor() as cur:
+            cur.executemany(sql, rows)
 
     def _in_transaction(self) -> bool:
         from psycopg.pq import TransactionStatus
