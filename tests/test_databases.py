@@ -150,7 +150,7 @@ def test_corrupt_image_and_empty_selection_name_the_path(tmp_path):
     bad.parent.mkdir()
     bad.write_bytes(b"not an image at all")
     ds = open_dataset("tongji", root=str(tmp_path))
-    with pytest.raises(DatasetError, match="cannot read image .*00001.bmp"):
+    with pytest.raises(DatasetError, match="00001.bmp: not a readable image"):
         ds.load(ds.samples[0])
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images matched under .*empty"):

@@ -168,7 +168,7 @@ def test_roi_command_writes_rois_sheet_and_failures(shared_data, tmp_path):
     assert "2/3 ROIs" in result.output
     assert cv2.imread(str(tmp_path / "out" / "001_l_940_01.png"), cv2.IMREAD_GRAYSCALE).shape == (96, 96)
     failures = json.loads((tmp_path / "out" / "failures.json").read_text())
-    assert list(failures) == ["broken.jpg"] and "cannot read image" in failures["broken.jpg"]
+    assert list(failures) == ["broken.jpg"] and "not a readable image" in failures["broken.jpg"]
     assert cv2.imread(str(tmp_path / "out" / "contact_sheet.png")) is not None
 
 

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from biohash.access import SCOPES, ApiKey
 from biohash.cli import app as cli
 
 KEY = "test-key-0123456789"
@@ -63,7 +64,9 @@ def client(bundle, tmp_path):
     meta["thresholds"] = {m: {"0.001": 8} for m in ("print", "vein", "fused", "cross", "cross-rev")}
     (fixed / "bundle.json").write_text(json.dumps(meta))
     dep = Deployment(fixed, tmp_path / "t.db")
-    return TestClient(create_app(dep, [KEY, "second-key"], max_body_bytes=200_000), raise_server_exceptions=False)
+    operator = ApiKey(KEY, frozenset(SCOPES))  # these tests drive the service with raw codes and read distances
+    return TestClient(create_app(dep, [operator, "second-key"], max_body_bytes=200_000),
+                      raise_server_exceptions=False)
 
 
 H = {"X-API-Key": KEY}
@@ -75,7 +78,7 @@ def test_api_keys(client):
     assert client.post("/v1/identify", json={"codes": {"print": "00" * 4}},
                        headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.post("/v1/identify", json={"codes": {"print": "00" * 4}},
-                       headers={"X-API-Key": "second-key"}).status_code == 200
+                       headers={"X-API-Key": "second-key"}).status_code == 403  # default scopes: no raw codes
     assert client.get("/openapi.json").json()["info"]["title"] == "biohash"
 
 
@@ -201,7 +204,8 @@ def test_load_against_the_real_server(bundle, tmp_path):
     from biohash.service import wait_until_healthy
 
     port = _free_port()
-    (tmp_path / "keys").write_text(KEY + "\n")
+    (tmp_path / "keys").write_text(f"# operator key of the load test\n\n{KEY} enroll,match,codes,scores\n")
+    (tmp_path / "keys").chmod(0o600)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(bundle), "--store",
                                str(tmp_path / "load.db"), "--port", str(port), "--api-key-file",
@@ -245,3 +249,174 @@ def test_serve_starts_over_70000_templates_on_postgresql(bundle, postgres_server
     assert dep.health()["templates"] == 70_001
     top = dep.identify({"print": dep.codes_from_hex({"print": codes[54_321].tobytes().hex()})["print"]}, k=1)
     assert top[0]["subject"] == "s54321" and top[0]["distance"] == 0
+
+
+# ---- hardening: what an attacker or a careless client tried (issue 14) -------------------------------------
+
+LIMITED = "limited-key-0123456789"  # default scopes: enroll + match with images, decisions and bands only
+
+
+@pytest.fixture
+def hardened(bundle, tmp_path):
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    dep = Deployment(bundle, tmp_path / "h.db")
+    app = create_app(dep, [ApiKey(KEY, frozenset(SCOPES)), LIMITED], max_body_bytes=400_000)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _rebuild_by_bit_flips(client, headers, subject: str, bits: int = 32) -> np.ndarray | None:
+    """The attack that found the leak: probe with raw codes, read exact distances, flip one bit at a time."""
+    guess, found = np.zeros(bits, np.uint8), np.zeros(bits, np.uint8)
+
+    def distance(code):
+        r = client.post("/v1/verify", json={"subject": subject, "codes": {"print": _hex(code)}}, headers=headers)
+        return r.json().get("distance") if r.status_code == 200 else None
+
+    base = distance(guess)
+    if base is None:
+        return None
+    for b in range(bits):
+        flipped = guess.copy()
+        flipped[b] ^= 1
+        d = distance(flipped)
+        if d is None:
+            return None
+        found[b] = 1 if d < base else 0
+    return found
+
+
+def test_a_default_key_cannot_rebuild_a_template(hardened):
+    secret = np.random.default_rng(9).integers(0, 2, 32).astype(np.uint8)
+    assert hardened.post("/v1/enroll", json={"subject": "victim", "codes": {"print": _hex(secret)}},
+                         headers=H).status_code == 200
+    assert np.array_equal(_rebuild_by_bit_flips(hardened, H, "victim"), secret)  # the operator scope can
+    limited = {"X-API-Key": LIMITED}
+    assert _rebuild_by_bit_flips(hardened, limited, "victim") is None  # no raw codes, so no bit to flip
+    r = hardened.post("/v1/verify", json={"subject": "victim", "codes": {"print": _hex(secret)}}, headers=limited)
+    assert r.status_code == 403 and "'codes' scope" in r.json()["detail"]
+    img = base64.b64encode(_png(_palm(0, 0, "print"))).decode()
+    assert hardened.post("/v1/enroll", json={"subject": "alice", "images": {"print": img}},
+                         headers=limited).status_code == 200
+    r = hardened.post("/v1/verify", json={"subject": "alice", "images": {"print": img}}, headers=limited).json()
+    assert set(r) == {"subject", "mode", "match", "band"} and r["band"] == "high"  # no distance, no threshold
+    found = hardened.post("/v1/identify", json={"images": {"print": img}, "k": 100}, headers=limited).json()
+    assert found["candidates"][0]["subject"] == "alice"
+    assert all("distance" not in c for c in found["candidates"])
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png_bomb(w: int, h: int, pixels: bool = True) -> bytes:
+    """A valid grey PNG of w x h black pixels, about 1,000 times smaller than its pixels (or only its header)."""
+    import struct
+    import zlib
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (w + 1)
+    idat = _chunk(b"IDAT", b"".join(z.compress(row) for _ in range(h)) + z.flush()) if pixels else b""
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + idat
+            + _chunk(b"IEND", b""))
+
+
+def test_image_bombs_are_refused_before_decoding(hardened):
+    bomb = _png_bomb(10_000, 10_000)  # 100 MP in about 100 kB
+    assert len(bomb) < 150_000
+    r = hardened.post("/v1/enroll", json={"subject": "bomb", "images": {"print": base64.b64encode(bomb).decode()}},
+                      headers=H)
+    assert r.status_code == 413 and "100,000,000 pixels" in r.json()["detail"]
+    r = hardened.post("/v1/upload/enroll", data={"subject": "bomb"}, files={"print": ("b.png", bomb)}, headers=H)
+    assert r.status_code == 413
+    header_only = _png_bomb(50_000, 50_000, pixels=False)  # 2.5 gigapixels declared, none sent
+    r = hardened.post("/v1/upload/verify", data={"subject": "bomb"}, files={"print": ("b.png", header_only)},
+                      headers=H)
+    assert r.status_code == 413 and hardened.get("/health").status_code == 200
+
+
+def test_ids_images_and_error_bodies_are_checked(hardened):
+    palm = _png(_palm(0, 0, "print"))
+    for bad in ("a/b", "a\x00b", "a\nb", "../x", " lead", "x" * 129):
+        r = hardened.post("/v1/upload/enroll", data={"subject": bad}, files={"print": ("p.png", palm)}, headers=H)
+        assert r.status_code == 400 and "not allowed" in r.json()["detail"], (bad, r.text)
+    r = hardened.post("/v1/upload/enroll", data={"subject": "x" * 10_000}, files={"print": ("p.png", palm)}, headers=H)
+    assert r.status_code == 400 and len(r.text) < 400
+    assert hardened.delete("/v1/subjects/a%0Ab", headers=H).status_code == 400
+    for img, why in ((np.full((1, 1), 200, np.uint8), "at least 32x32"), (np.full((64, 64), 128, np.uint8), "blank")):
+        r = hardened.post("/v1/upload/enroll", data={"subject": "flat"}, files={"print": ("p.png", _png(img))},
+                          headers=H)
+        assert r.status_code == 400 and why in r.json()["detail"]
+    secret = base64.b64encode(palm).decode()
+    r = hardened.post("/v1/enroll", json={"subject": 5, "images": {"print": secret}, "k": [1] * 50}, headers=H)
+    assert r.status_code == 422 and "\n" not in r.text and secret[:40] not in r.text and len(r.text) < 400
+
+
+def test_rate_limit_and_audit_lines(bundle, tmp_path, caplog):
+    import logging
+
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    client = TestClient(create_app(Deployment(bundle, tmp_path / "r.db"), [LIMITED], rate_limit=3),
+                        raise_server_exceptions=False)
+    img = base64.b64encode(_png(_palm(1, 0, "print"))).decode()
+    headers = {"X-API-Key": LIMITED}
+    with caplog.at_level(logging.INFO, logger="biohash.audit"):
+        assert client.post("/v1/enroll", json={"subject": "dana", "images": {"print": img}}, headers=headers).status_code == 200
+        assert client.post("/v1/verify", json={"subject": "dana", "images": {"print": img}}, headers=headers).status_code == 200
+        assert client.post("/v1/identify", json={"images": {"print": img}}, headers=headers).status_code == 200
+        r = client.post("/v1/identify", json={"images": {"print": img}}, headers=headers)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    lines = [rec.getMessage() for rec in caplog.records if rec.name == "biohash.audit"]
+    assert len(lines) == 4
+    assert "POST /v1/verify" in lines[1] and "subject=dana" in lines[1] and "decision=unknown" in lines[1]  # no threshold
+    assert "status=429" in lines[3] and all(img[:40] not in line and LIMITED not in line for line in lines)
+
+
+def test_fuzz_malformed_requests_never_5xx_and_never_echo(hardened):
+    """120+ malformed requests: every answer a 4xx with a one-line body that does not repeat the input."""
+    rng = np.random.default_rng(14)
+    mark = "ECHO-4242"
+    values = [None, 0, -1, 10**12, 3.5, True, "", mark, mark * 50, [mark], {"x": mark}, "\x00" + mark,
+              base64.b64encode(b"GIF89a" + mark.encode()).decode(), "zz" + mark]
+    fields = ["subject", "images", "codes", "against", "k", mark]
+    routes = ["/v1/enroll", "/v1/verify", "/v1/identify"]
+    answers = []
+    for n in range(150):
+        route = routes[n % 3]
+        headers = H if n % 2 else {"X-API-Key": LIMITED}
+        kind = n % 5
+        if kind == 0:  # random JSON objects with wrong types
+            body = {str(rng.choice(fields)): values[int(rng.integers(len(values)))] for _ in range(int(rng.integers(1, 4)))}
+            r = hardened.post(route, json=body, headers=headers)
+        elif kind == 1:  # modality maps with junk
+            m = str(rng.choice(["print", "vein", mark, ""]))
+            body = {"subject": "s1", str(rng.choice(["images", "codes"])): {m: values[int(rng.integers(len(values)))]}}
+            r = hardened.post(route, json=body, headers=headers)
+        elif kind == 2:  # bytes that are not JSON
+            raw = rng.integers(0, 256, int(rng.integers(1, 300)), dtype=np.uint8).tobytes() + mark.encode()
+            r = hardened.post(route, content=raw, headers={**headers, "Content-Type": "application/json"})
+        elif kind == 3:  # multipart with broken images and fields
+            junk = rng.integers(0, 256, int(rng.integers(0, 200)), dtype=np.uint8).tobytes()
+            files = {str(rng.choice(["print", "vein", mark])): ("x.png", b"\x89PNG\r\n\x1a\n" + junk)}
+            data = {str(rng.choice(["subject", "k", "against"])): str(rng.choice([mark, "-1", "s1", "x" * 300]))}
+            r = hardened.post(route.replace("/v1/", "/v1/upload/"), data=data, files=files, headers=headers)
+        else:  # wrong methods, paths and keys
+            r = rng.choice(3)
+            if r == 0:
+                r = hardened.get(route + "?" + mark, headers=headers)
+            elif r == 1:
+                r = hardened.delete("/v1/subjects/" + mark + "%2F..%2F", headers=headers)
+            else:
+                r = hardened.post(route, json={"subject": mark}, headers={"X-API-Key": mark})
+        answers.append(r)
+    assert len(answers) >= 100
+    for r in answers:
+        assert 400 <= r.status_code < 500, (r.status_code, r.text)
+        assert "\n" not in r.text and mark not in r.text and len(r.text) < 400, r.text
+    assert hardened.get("/health").json()["status"] == "ok"

@@ -21,7 +21,9 @@ def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path
 
     if (bundle / "export" / "bundle.json").is_file():
         bundle = bundle / "export"
-    key = bytes.fromhex(key_file.read_text().strip()) if key_file else None
+    from biohash.access import read_protection_key
+
+    key = read_protection_key(key_file) if key_file else None
     return Deployment(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
 
 
@@ -92,14 +94,27 @@ def delete(subject: str = typer.Argument(...), store: str = _STORE) -> None:
 @app.command()
 @_friendly
 def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option("127.0.0.1"),
-          port: int = typer.Option(8000), api_key_file: Path = typer.Option(..., help="file with one API key "
-          "per line"), backend: str = _BACKEND, key_file: Path | None = _KEY, far: float = _FAR,
-          matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0)) -> None:
+          port: int = typer.Option(8000), api_key_file: Path = typer.Option(..., help="one API key per line, "
+          "optionally followed by scopes: KEY enroll,match,codes,scores ('#' comments; see biohash.access)"),
+          backend: str = _BACKEND, key_file: Path | None = _KEY, far: float = _FAR,
+          matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0),
+          max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
+          rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
+          audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)")) -> None:
     """Serve enroll / verify / identify / delete over HTTP (OpenAPI at /docs)."""
+    import logging
+
     import uvicorn
 
+    from biohash.access import read_api_keys
     from biohash.service import create_app
 
-    keys = [line.strip() for line in api_key_file.read_text().splitlines() if line.strip()]
+    keys = read_api_keys(api_key_file)
+    handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s audit %(message)s"))
+    audit = logging.getLogger("biohash.audit")
+    audit.addHandler(handler)
+    audit.setLevel(logging.INFO)
     dep = _deployment(bundle, store, backend, key_file, far, matcher)
-    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20)), host=host, port=port, log_level="warning")
+    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit),
+                host=host, port=port, log_level="warning")

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from biohash.access import check_subject
+from biohash.data.images import check_usable
 from biohash.errors import BiohashError
 from biohash.matching import make_matcher
 from biohash.protect import Protector
@@ -73,10 +75,23 @@ class Deployment:
         self.sync()
 
     # --- inputs ------------------------------------------------------------------------------------------
+    @staticmethod
+    def check_subject(subject: str) -> str:
+        """Subject ids are checked once, here, for every route and command (biohash.access.SUBJECT_RULE)."""
+        try:
+            return check_subject(subject)
+        except BiohashError as err:
+            raise RequestError(str(err)) from None
+
     def codes_from_images(self, images: dict[str, np.ndarray]) -> dict[str, Codes]:
+        """Codes of one image per modality; images too small or blank to match are refused."""
         out = {}
         for m, img in images.items():
             self._check_modality(m)
+            try:
+                check_usable(img, m)
+            except BiohashError as err:
+                raise RequestError(str(err)) from None
             out[m] = self.encoder.encode([img], m)
         return out
 
@@ -132,7 +147,14 @@ class Deployment:
         value = self.thresholds.get(mode, {}).get(self.far)
         return None if value is None else float(value)
 
+    def band(self, distance: float) -> str:
+        """Coarse score band of a distance (what callers without the 'scores' scope see): high under 15 % of
+        the bits, medium under 30 %, low otherwise (unrelated codes sit near 50 %)."""
+        r = distance / self.bits
+        return "high" if r < 0.15 else "medium" if r < 0.30 else "low"
+
     def enroll(self, subject: str, codes: dict[str, Codes]) -> list[int]:
+        self.check_subject(subject)
         if not codes:
             raise RequestError("nothing to enroll: give at least one image or code")
         with self._lock:
@@ -143,6 +165,7 @@ class Deployment:
                 raise RequestError(str(err)) from None
 
     def delete(self, subject: str) -> int:
+        self.check_subject(subject)
         with self._lock:
             n = self.store.delete(subject)
         if not n:
@@ -162,6 +185,7 @@ class Deployment:
         return float(np.mean(parts))
 
     def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
+        self.check_subject(subject)
         mode = mode_of(list(probe), against)
         with self._lock:
             d = self._distances_to_subject(subject, self._protect(probe), mode)
@@ -193,8 +217,8 @@ class Deployment:
                         best[s] = float(d)
                 scored = sorted((d, s) for s, d in best.items())
         t = self._threshold(mode)
-        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode}
-                for d, s in scored[:k]]
+        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode,
+                 "band": self.band(d)} for d, s in scored[:k]]
 
     def health(self) -> dict:
         with self._lock:

@@ -10,3 +10,7 @@ class UnknownNameError(BiohashError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(BiohashError):
+    """A dataset or image could not be opened or is empty; the message names the path or selection."""

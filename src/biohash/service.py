@@ -1,9 +1,13 @@
 """REST service: enroll / verify / identify / delete / health over a Deployment (FastAPI + uvicorn).
 
-Every route but /health needs an API key in the X-API-Key header (compared in constant time). Bodies are
-JSON (images base64, or codes hex) or multipart uploads (one file field per modality). Bodies over the size
-limit are refused before they are read (413); a body without Content-Length is refused (411). Bad inputs give
-a 4xx with a one-line reason, never a traceback.
+Every route but /health needs an API key in the X-API-Key header (compared in constant time); what a key may
+do is its scopes (biohash.access: enroll, match, codes, scores). By default answers carry a decision and a
+coarse score band, not distances, and probes are images, not raw codes: a caller cannot rebuild a template
+bit by bit. Bodies are JSON (images base64, or codes hex with the `codes` scope) or multipart uploads (one
+file field per modality). Bodies over the size limit are refused before they are read (413), a body without
+Content-Length is refused (411), images declaring too many pixels before they are decoded (413), requests
+over a key's rate limit get 429. Every error body is one line that never echoes the request; every request
+leaves one audit line (key id, route, subject, status, decision; never an image or a code).
 """
 from __future__ import annotations
 
@@ -12,165 +16,264 @@ import binascii
 import hmac
 import logging
 
-import numpy as np
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from biohash.access import ApiKey, RateLimiter
+from biohash.data.images import ImageError, ImageTooLarge, decode_image
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
 
 log = logging.getLogger("biohash.service")
+audit = logging.getLogger("biohash.audit")
+
+
+class Forbidden(RequestError):
+    """The key lacks the scope a request needs (HTTP 403)."""
 
 
 class Probe(BaseModel):
-    images: dict[str, str] | None = Field(None, description="modality -> base64 image (PNG, JPEG, BMP)")
-    codes: dict[str, str] | None = Field(None, description="modality -> hex codes (devices that encode locally)")
+    images: dict[str, str] | None = Field(None, max_length=8, description="modality -> base64 image (PNG, JPEG, BMP)")
+    codes: dict[str, str] | None = Field(None, max_length=8, description="modality -> hex codes (needs the "
+                                         "'codes' scope: devices that encode locally)")
 
 
 class EnrollRequest(Probe):
-    subject: str = Field(..., min_length=1, max_length=200)
+    subject: str = Field(..., min_length=1, max_length=128)
 
 
 class VerifyRequest(Probe):
-    subject: str = Field(..., min_length=1, max_length=200)
-    against: str | None = Field(None, description="gallery modality (cross mode: a print probe against vein)")
+    subject: str = Field(..., min_length=1, max_length=128)
+    against: str | None = Field(None, max_length=32, description="gallery modality (cross mode: a print probe "
+                                "against vein)")
 
 
 class IdentifyRequest(Probe):
-    against: str | None = None
+    against: str | None = Field(None, max_length=32)
     k: int = Field(5, ge=1, le=100)
 
 
-def decode_image(data: bytes, where: str) -> np.ndarray:
-    import cv2
-
-    if not data:
-        raise RequestError(f"{where}: empty image")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise RequestError(f"{where}: not a readable image (PNG, JPEG or BMP expected)")
-    return img
+def _one_line(text: str, limit: int = 300) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _probe_codes(dep: Deployment, probe: Probe) -> dict:
-    if bool(probe.images) == bool(probe.codes):
-        raise RequestError("give either 'images' or 'codes' (one entry per modality)")
-    if probe.codes:
-        return dep.codes_from_hex(probe.codes)
-    images = {}
-    for m, text in probe.images.items():
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError):
-            raise RequestError(f"{m}: image is not valid base64") from None
-        images[m] = decode_image(data, m)
-    return dep.codes_from_images(images)
+def _error(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"detail": _one_line(detail)}, status_code=status, headers=headers)
 
 
-def _decision(d: Decision) -> dict:
-    return {"mode": d.mode, "distance": d.distance, "threshold": d.threshold, "match": d.match}
-
-
-def create_app(deployment: Deployment, api_keys: list[str], max_body_bytes: int = 4 * 2**20):
-    """The FastAPI app; refuses to start without at least one API key."""
-    keys = [k.encode() for k in api_keys if k]
+def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_bytes: int = 4 * 2**20,
+               max_pixels: int | None = None, rate_limit: int = 600):
+    """The FastAPI app; refuses to start without at least one API key. Plain strings are keys with the default
+    scopes; `rate_limit` is requests per minute per key (0: none); `max_pixels` caps decoded images."""
+    keys = [k if isinstance(k, ApiKey) else ApiKey(k) for k in api_keys if k]
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")
+    limiter = RateLimiter(rate_limit)
     app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.")
 
     @app.middleware("http")
-    async def limit_body(request: Request, call_next):
+    async def limit_body_and_audit(request: Request, call_next):
+        request.state.audit = {}
         if request.method in ("POST", "PUT", "PATCH"):
             length = request.headers.get("content-length")
             if length is None:
-                return JSONResponse({"detail": "Content-Length required"}, status_code=411)
-            if not length.isdigit() or int(length) > max_body_bytes:
-                return JSONResponse({"detail": f"body larger than {max_body_bytes} bytes"}, status_code=413)
-        return await call_next(request)
+                response = _error(411, "Content-Length required")
+            elif not length.isdigit() or int(length) > max_body_bytes:
+                response = _error(413, f"body larger than {max_body_bytes} bytes")
+            else:
+                response = await call_next(request)
+        else:
+            response = await call_next(request)
+        if request.url.path.startswith("/v1/"):
+            fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
+            audit.info("%s %s key=%s status=%d %s", request.method, request.url.path,
+                       getattr(request.state, "key_id", "-"), response.status_code, fields)
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def forbidden(_, err: Forbidden):
+        return _error(403, str(err))
+
+    @app.exception_handler(ImageTooLarge)
+    async def too_large(_, err: ImageTooLarge):
+        return _error(413, str(err))
+
+    @app.exception_handler(ImageError)
+    async def bad_image(_, err: ImageError):
+        return _error(400, str(err))
 
     @app.exception_handler(RequestError)
     async def bad_request(_, err: RequestError):
-        return JSONResponse({"detail": str(err)}, status_code=400)
+        return _error(400, str(err))
 
     @app.exception_handler(NotFound)
     async def not_found(_, err: NotFound):
-        return JSONResponse({"detail": str(err)}, status_code=404)
+        return _error(404, str(err))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_, err: RequestValidationError):  # pydantic's list echoes the input: name field and rule only
+        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
+        loc = list(first.get("loc", ()))  # only the top-level field: deeper parts are the caller's own keys
+        where = loc[1] if len(loc) > 1 and loc[0] == "body" and isinstance(loc[1], str) else "body"
+        more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+        return _error(422, f"{where}: {first.get('msg', 'invalid')}{more}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_, err: StarletteHTTPException):
+        return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
 
     @app.exception_handler(Exception)
     async def internal(_, err: Exception):  # logged for the operator; the caller gets no traceback
         log.exception("internal error")
-        return JSONResponse({"detail": "internal error"}, status_code=500)
+        return _error(500, "internal error")
 
-    def api_key(x_api_key: str | None = Header(None)) -> None:
+    def caller(request: Request, x_api_key: str | None) -> ApiKey:
         given = (x_api_key or "").encode()
-        ok = False
+        found = None
         for k in keys:  # check every key: the time does not depend on which one matched
-            ok |= hmac.compare_digest(given, k)
-        if not ok:
+            if hmac.compare_digest(given, k.secret.encode()):
+                found = k
+        if found is None:
             raise HTTPException(status_code=401, detail="missing or invalid API key (X-API-Key header)")
+        request.state.key_id = found.id
+        wait = limiter.wait_needed(found.id)
+        if wait:
+            raise HTTPException(status_code=429, detail=f"rate limit of {rate_limit} requests per minute reached",
+                                headers={"Retry-After": str(max(1, round(wait)))})
+        return found
 
-    auth = [Depends(api_key)]
+    def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
+        return caller(request, x_api_key)
+
+    def need(key: ApiKey, scope: str) -> None:
+        if scope not in key.scopes:
+            raise Forbidden(f"this API key lacks the {scope!r} scope")
+
+    def modalities(names) -> None:
+        unknown = [m for m in names if m not in deployment.encoder.modalities]
+        if unknown:  # not echoed: a name is the caller's input
+            raise RequestError(f"unknown modality; this model takes {', '.join(deployment.encoder.modalities)}")
+
+    def probe_codes(key: ApiKey, probe: Probe) -> dict:
+        if bool(probe.images) == bool(probe.codes):
+            raise RequestError("give either 'images' or 'codes' (one entry per modality)")
+        modalities(probe.codes or probe.images)
+        if probe.codes:
+            need(key, "codes")
+            return deployment.codes_from_hex(probe.codes)
+        images = {}
+        for m, text in probe.images.items():
+            try:
+                data = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                raise RequestError(f"{m}: image is not valid base64") from None
+            images[m] = decode_image(data, m, max_pixels=max_pixels)
+        return deployment.codes_from_images(images)
+
+    def answer(d: Decision, key: ApiKey) -> dict:
+        out = {"mode": d.mode, "match": d.match, "band": deployment.band(d.distance)}
+        if "scores" in key.scopes:
+            out |= {"distance": d.distance, "threshold": d.threshold}
+        return out
+
+    def candidates(found: list[dict], key: ApiKey) -> list[dict]:
+        shown = ("subject", "mode", "match", "band") + (("distance",) if "scores" in key.scopes else ())
+        return [{k: c[k] for k in shown} for c in found]
+
+    def note(request: Request, **fields) -> None:
+        request.state.audit.update({k: v for k, v in fields.items() if v is not None})
 
     @app.get("/health")
     def health() -> dict:
         return deployment.health()
 
-    @app.post("/v1/enroll", dependencies=auth)
-    def enroll(req: EnrollRequest) -> dict:
-        ids = deployment.enroll(req.subject, _probe_codes(deployment, req))
+    @app.post("/v1/enroll")
+    def enroll(req: EnrollRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "enroll")
+        note(request, subject=deployment.check_subject(req.subject))
+        ids = deployment.enroll(req.subject, probe_codes(key, req))
+        note(request, decision="enrolled")
         return {"subject": req.subject, "template_ids": ids}
 
-    @app.post("/v1/verify", dependencies=auth)
-    def verify(req: VerifyRequest) -> dict:
-        return {"subject": req.subject, **_decision(deployment.verify(req.subject, _probe_codes(deployment, req),
-                                                                      req.against))}
+    @app.post("/v1/verify")
+    def verify(req: VerifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "match")
+        note(request, subject=deployment.check_subject(req.subject))
+        d = deployment.verify(req.subject, probe_codes(key, req), req.against)
+        note(request, mode=d.mode, decision={True: "match", False: "no-match"}.get(d.match, "unknown"))
+        return {"subject": req.subject, **answer(d, key)}
 
-    @app.post("/v1/identify", dependencies=auth)
-    def identify(req: IdentifyRequest) -> dict:
-        return {"candidates": deployment.identify(_probe_codes(deployment, req), req.against, req.k)}
+    @app.post("/v1/identify")
+    def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "match")
+        found = deployment.identify(probe_codes(key, req), req.against, req.k)
+        note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+        return {"candidates": candidates(found, key)}
 
-    @app.delete("/v1/subjects/{subject}", dependencies=auth)
-    def delete(subject: str) -> dict:
-        return {"subject": subject, "deleted": deployment.delete(subject)}
+    @app.delete("/v1/subjects/{subject}")
+    def delete(subject: str, request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "enroll")
+        note(request, subject=deployment.check_subject(subject))
+        n = deployment.delete(subject)
+        note(request, decision="deleted")
+        return {"subject": subject, "deleted": n}
 
-    async def _uploads(request: Request) -> tuple[dict, dict[str, np.ndarray]]:
-        form = await request.form()
-        fields, images = {}, {}
+    async def uploads(request: Request) -> tuple[dict, dict]:
+        """Form fields and image bytes; pixels are decoded later, off the event loop."""
+        form = await request.form(max_files=8, max_fields=8)
+        fields, files = {}, {}
         for name, value in form.multi_items():
             if isinstance(value, str):
                 fields[name] = value
             else:
-                images[name] = decode_image(await value.read(), name)
-        if not images:
+                files[name] = await value.read()
+        if not files:
             raise RequestError("no image uploaded: send one file field per modality (e.g. print=@palm.png)")
-        return fields, images
+        return fields, files
 
-    def _subject(fields: dict) -> str:
+    def codes_of(files: dict) -> dict:
+        modalities(files)
+        images = {m: decode_image(data, m, max_pixels=max_pixels) for m, data in files.items()}
+        return deployment.codes_from_images(images)
+
+    def subject_field(request: Request, fields: dict) -> str:
         if not fields.get("subject"):
             raise RequestError("form field 'subject' is required")
+        note(request, subject=deployment.check_subject(fields["subject"]))
         return fields["subject"]
 
-    @app.post("/v1/upload/enroll", dependencies=auth)
-    async def enroll_upload(request: Request) -> dict:
-        fields, images = await _uploads(request)
-        subject = _subject(fields)
-        return {"subject": subject, "template_ids": deployment.enroll(subject, deployment.codes_from_images(images))}
+    @app.post("/v1/upload/enroll")
+    async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "enroll")
+        fields, files = await uploads(request)
+        subject = subject_field(request, fields)
+        ids = await run_in_threadpool(lambda: deployment.enroll(subject, codes_of(files)))
+        note(request, decision="enrolled")
+        return {"subject": subject, "template_ids": ids}
 
-    @app.post("/v1/upload/verify", dependencies=auth)
-    async def verify_upload(request: Request) -> dict:
-        fields, images = await _uploads(request)
-        subject = _subject(fields)
-        decision = deployment.verify(subject, deployment.codes_from_images(images), fields.get("against"))
-        return {"subject": subject, **_decision(decision)}
+    @app.post("/v1/upload/verify")
+    async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "match")
+        fields, files = await uploads(request)
+        subject = subject_field(request, fields)
+        d = await run_in_threadpool(lambda: deployment.verify(subject, codes_of(files), fields.get("against")))
+        note(request, mode=d.mode, decision={True: "match", False: "no-match"}.get(d.match, "unknown"))
+        return {"subject": subject, **answer(d, key)}
 
-    @app.post("/v1/upload/identify", dependencies=auth)
-    async def identify_upload(request: Request) -> dict:
-        fields, images = await _uploads(request)
+    @app.post("/v1/upload/identify")
+    async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+        need(key, "match")
+        fields, files = await uploads(request)
         k = fields.get("k", "5")
-        if not k.isdigit():
-            raise RequestError("form field 'k' must be a whole number")
-        return {"candidates": deployment.identify(deployment.codes_from_images(images), fields.get("against"),
-                                                  int(k))}
+        if not k.isdigit() or not 1 <= int(k) <= 100:
+            raise RequestError("form field 'k' must be a whole number from 1 to 100")
+        found = await run_in_threadpool(lambda: deployment.identify(codes_of(files), fields.get("against"), int(k)))
+        note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+        return {"candidates": candidates(found, key)}
 
     return app
 

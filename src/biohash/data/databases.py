@@ -14,35 +14,14 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from biohash.data.datasets import DATASETS, Dataset, DatasetError
+from biohash.data.images import read_image  # the one decoder (pixel cap)
 from biohash.types import Sample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 VEIN_BANDS = ("850", "940", "nir")
-
-
-def read_image(path: str | Path, colour: bool = False) -> np.ndarray:
-    """Read an image file as uint8 grey (H, W), or RGB (H, W, 3) with colour=True.
-
-    16-bit images (infrared sensors) are stretched to 8 bits between their 1st and 99th percentiles.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"image not found: {path}")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise DatasetError(f"cannot read image (corrupt or not an image): {path}")
-    if img.dtype != np.uint8:
-        lo, hi = np.percentile(img, (1, 99))
-        img = (np.clip((img.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0, 1) * 255).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = img[..., :3]
-    if colour:
-        return cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
 
 
 def _root(root: str | Path | None, name: str) -> Path:

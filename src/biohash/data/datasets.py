@@ -12,16 +12,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from biohash.data.synthetic import Nuisance, SyntheticPalms
-from biohash.errors import BiohashError
+from biohash.errors import BiohashError, DatasetError  # noqa: F401  (DatasetError: re-exported)
 from biohash.registry import Registry
 from biohash.types import Sample
 
 FRESH_CAPTURES = 1 << 20  # capture indices from here on are drawn fresh for training, never listed samples
 DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
-
-
-class DatasetError(BiohashError):
-    """A dataset could not be opened or is empty; the message names the path or selection."""
 
 
 @dataclass

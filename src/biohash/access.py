@@ -1,0 +1,125 @@
+"""Who may do what on the REST service: API keys with scopes, per-key rate limits, key files, subject ids.
+
+A key file holds one key per line, optionally followed by its scopes: `KEY` or `KEY enroll,match,codes`.
+Blank lines and lines starting with "#" are ignored; keys shorter than MIN_KEY_LENGTH are refused, and a file
+that other users can read draws a warning. Scopes:
+
+- enroll  enroll and delete subjects
+- match   verify and identify (answers: decision and a coarse score band)
+- codes   send raw hex codes instead of images (lets a caller probe bit by bit: give it to trusted devices only)
+- scores  exact Hamming distances and thresholds in answers (operators)
+
+A key without scopes gets DEFAULT_SCOPES (enroll, match): with neither `codes` nor `scores`, a caller can
+neither craft codes nor read distances, so flipping bits to rebuild a template is impossible.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import stat
+import threading
+import time
+import warnings
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from biohash.errors import BiohashError
+
+SCOPES = ("enroll", "match", "codes", "scores")
+DEFAULT_SCOPES = frozenset({"enroll", "match"})
+MIN_KEY_LENGTH = 16
+SUBJECT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:+-]{0,127}")
+SUBJECT_RULE = "1-128 characters from A-Z a-z 0-9 . _ @ : + -, starting with a letter or digit"
+
+
+class KeyFileError(BiohashError):
+    """A key file that cannot be used as it is."""
+
+
+def check_subject(subject: object) -> str:
+    """A subject id as stored and routed (URL path segment, log line): refuse anything outside SUBJECT_RULE."""
+    if not isinstance(subject, str) or not SUBJECT_PATTERN.fullmatch(subject):
+        shown = repr(subject[:40]) + ("..." if len(subject) > 40 else "") if isinstance(subject, str) else type(subject).__name__
+        raise BiohashError(f"subject id {shown} is not allowed: use {SUBJECT_RULE}")
+    return subject
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    secret: str
+    scopes: frozenset[str] = DEFAULT_SCOPES
+
+    @property
+    def id(self) -> str:
+        """A name for logs that does not reveal the key: the first 8 hex digits of its SHA-256."""
+        return hashlib.sha256(self.secret.encode()).hexdigest()[:8]
+
+
+def parse_keys(text: str, where: str = "key file") -> list[ApiKey]:
+    keys = []
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        secret, _, rest = line.partition(" ")
+        scopes = frozenset(s for s in re.split(r"[,\s]+", rest.strip()) if s) or DEFAULT_SCOPES
+        unknown = sorted(scopes - set(SCOPES))
+        if unknown:
+            raise KeyFileError(f"{where} line {n}: unknown scope {unknown[0]!r}; scopes are {', '.join(SCOPES)}")
+        if len(secret) < MIN_KEY_LENGTH:
+            raise KeyFileError(f"{where} line {n}: key has {len(secret)} characters; at least {MIN_KEY_LENGTH} "
+                               f"are needed")
+        keys.append(ApiKey(secret, scopes))
+    if not keys:
+        raise KeyFileError(f"{where}: no API key in it (one key per line; '#' starts a comment)")
+    return keys
+
+
+def read_secret_file(path: str | Path) -> str:
+    """Text of a secret file (API keys, protection key); warns when other users may read it."""
+    path = Path(path)
+    if not path.is_file():
+        raise KeyFileError(f"key file not found: {path}")
+    if path.stat().st_mode & (stat.S_IRGRP | stat.S_IROTH):
+        warnings.warn(f"{path} can be read by other users: chmod 600 {path}", stacklevel=2)
+    return path.read_text()
+
+
+def read_api_keys(path: str | Path) -> list[ApiKey]:
+    return parse_keys(read_secret_file(path), str(path))
+
+
+def read_protection_key(path: str | Path) -> bytes:
+    """The protection key: hex on the first line that is not blank or a comment."""
+    lines = [ln.strip() for ln in read_secret_file(path).splitlines() if ln.strip() and not ln.strip().startswith("#")]
+    try:
+        key = bytes.fromhex(lines[0]) if lines else b""
+    except ValueError:
+        raise KeyFileError(f"{path}: the protection key must be hex") from None
+    if len(key) < MIN_KEY_LENGTH:
+        raise KeyFileError(f"{path}: the protection key has {len(key)} bytes; at least {MIN_KEY_LENGTH} are needed")
+    return key
+
+
+@dataclass
+class RateLimiter:
+    """At most `per_minute` requests per key in any 60 s window (0: no limit)."""
+
+    per_minute: int
+    _seen: dict[str, deque] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wait_needed(self, key_id: str, now: float | None = None) -> float:
+        """0 when the request may go ahead (and it is counted), else the seconds until it may."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._seen.setdefault(key_id, deque())
+            while times and now - times[0] >= 60.0:
+                times.popleft()
+            if len(times) >= self.per_minute:
+                return 60.0 - (now - times[0])
+            times.append(now)
+            return 0.0
