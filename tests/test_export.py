@@ -55,6 +55,30 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
     assert torch_codes.bits.shape == int8_codes.bits.shape == (3, 4) and torch_codes.n_bits == 32
 
 
+def test_an_int8_export_below_the_agreement_bar_fails_and_is_refused(tiny_run, tmp_path):
+    """On main an INT8 model whose codes disagreed with torch exited 0, and a store enrolled with torch codes
+    accepted its codes (identify then ranked the wrong person first)."""
+    from biohash.deployment import Deployment
+    from biohash.encoder import Encoder
+    from biohash.store import StoreError
+
+    result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8", "--min-agreement", "99.99"])
+    assert result.exit_code != 0 and "export check failed" in result.output and "onnx-int8" in result.output
+    bundle = json.loads((tiny_run / "export" / "bundle.json").read_text())
+    assert bundle["failed_checks"] and all(k.endswith("/onnx-int8") for k in bundle["failed_checks"])
+    with pytest.raises(ValueError, match="failed its export check"):
+        Encoder(tiny_run / "export", "onnx-int8")
+    result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])  # the default bar: 97 %
+    assert result.exit_code == 0, result.output
+    store = tmp_path / "t.db"
+    Deployment(tiny_run / "export", store).enroll("a", {"print": Encoder(tiny_run / "export").encode(
+        [np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8)], "print")})
+    Deployment(tiny_run / "export", store, backend="onnx")  # float codes: the same family as torch
+    with pytest.raises(StoreError, match="codes of the float encoder, not int8"):
+        Deployment(tiny_run / "export", store, backend="onnx-int8")
+    Deployment(tiny_run / "export", store, backend="onnx-int8", mix_encoders=True)  # when told
+
+
 def test_encoder_errors(tiny_run, tmp_path):
     from biohash.encoder import Encoder
 

@@ -296,6 +296,8 @@ def export(
     format: str = typer.Option("onnx", "--format", help="onnx or onnx-int8 (static INT8, onnxruntime)"),
     calibration: str = typer.Option("synthetic", help="INT8 calibration images: synthetic or real (the run's "
                                     "training images)"),
+    min_agreement: float = typer.Option(97.0, help="least % of code bits an ONNX model must share with torch; "
+                                        "below it the export fails and the model is refused by encoders"),
 ) -> None:
     """Write the run's artifact bundle (weights, config, metadata, preprocessing) and ONNX models under
     RUN/export/, and check them against torch."""
@@ -304,9 +306,15 @@ def export(
 
     bundle = export_run(run, fmt=format, calibration=calibration)
     typer.echo(f"bundle: {run / 'export'}  fingerprint {bundle['fingerprint']}")
-    for key, check in check_bundle(run, source=calibration).items():
+    checks = check_bundle(run, source=calibration, min_agreement=min_agreement / 100)
+    for key, check in checks.items():
         typer.echo(f"{key}: max |embedding diff| {check['max_abs_embedding_diff']:.2e}, "
                    f"bit agreement with torch {100 * check['bit_agreement']:.2f} %")
+    failed = [f"{k} {100 * c['bit_agreement']:.1f} %" for k, c in checks.items() if c["bit_agreement"] < min_agreement / 100]
+    if failed:
+        raise ValueError(f"export check failed: {', '.join(failed)} of code bits agree with torch, under the "
+                         f"{min_agreement:g} % required; encoders refuse these models (try --calibration real, "
+                         f"or deploy --backend onnx)")
 
 
 @app.command()

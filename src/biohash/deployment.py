@@ -59,12 +59,15 @@ class Deployment:
     """Thread-safe (one lock) facade used by the CLI and the REST service."""
 
     def __init__(self, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
-                 key: bytes | None = None, far: float = 1e-3, threads: int | None = None) -> None:
+                 key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
+                 mix_encoders: bool = False) -> None:
         from biohash.encoder import Encoder
 
         self.encoder = Encoder(bundle, backend=backend, threads=threads)
         self.bits, self.fingerprint = self.encoder.bits, self.encoder.fingerprint
-        self.store = open_store(store, n_bits=self.bits, fingerprint=self.fingerprint)
+        # float (torch, onnx) and int8 codes of one model differ by a few bits: a store holds one family
+        self.store = open_store(store, n_bits=self.bits, fingerprint=self.fingerprint,
+                                encoder=None if mix_encoders else self.encoder.family)
         self.protector = Protector(key, self.bits) if key else None
         self.thresholds = self.encoder.meta.get("thresholds", {})
         self.far = f"{far:g}"

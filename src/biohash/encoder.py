@@ -19,7 +19,13 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 class Encoder:
     """Images -> binary codes with one exported model; the back-end is chosen, never fallen back from."""
 
-    def __init__(self, bundle: str | Path, backend: str = "torch", threads: int | None = None) -> None:
+    @property
+    def family(self) -> str:
+        """Codes of one family are interchangeable: float (torch, onnx) or int8."""
+        return "int8" if self.backend.endswith("int8") else "float"
+
+    def __init__(self, bundle: str | Path, backend: str = "torch", threads: int | None = None,
+                 allow_failed: bool = False) -> None:
         self.path = Path(bundle)
         meta_path = self.path / "bundle.json"
         if not meta_path.is_file():
@@ -31,6 +37,10 @@ class Encoder:
         self.modalities: tuple[str, ...] = tuple(self.meta["modalities"])
         self.bits, self.image_size = int(self.meta["bits"]), int(self.meta["image_size"])
         self.fingerprint: str = self.meta["fingerprint"]
+        failed = [k for k in self.meta.get("failed_checks", []) if k.endswith(f"/{backend}")]
+        if failed and not allow_failed:
+            raise ValueError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
+                             f"codes disagree with torch); use another back-end or re-export")
         self._run = self._torch_runner(threads) if backend == "torch" else self._onnx_runner(threads)
 
     def _torch_runner(self, threads: int | None):
@@ -98,9 +108,11 @@ class Encoder:
         return from_real(self.embed_batch(self.preprocess(images), modality)[1])
 
 
-def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64) -> dict[str, dict[str, float]]:
+def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64,
+                 min_agreement: float = 0.97) -> dict[str, dict[str, float]]:
     """Compare every ONNX model of RUN/export with the torch back-end on `n` calibration images: max
-    |embedding difference| and the fraction of code bits that agree; recorded in bundle.json under checks."""
+    |embedding difference| and the fraction of code bits that agree; recorded in bundle.json under checks.
+    Models under `min_agreement` are listed in bundle.json's failed_checks, and Encoder refuses them."""
     from biohash.export import calibration_images
     from biohash.runs import read_config
 
@@ -109,7 +121,7 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64) ->
     reference = Encoder(bundle_dir, backend="torch")
     config = read_config(run_dir)
     backends = sorted({b for files in reference.meta["onnx"].values() for b in files})
-    encoders = {b: Encoder(bundle_dir, backend=b) for b in backends}  # each loads its sessions once
+    encoders = {b: Encoder(bundle_dir, backend=b, allow_failed=True) for b in backends}  # each loads its sessions once
     checks = {}
     for m in reference.modalities:
         images = calibration_images(config, m, source, n=n)
@@ -119,6 +131,7 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64) ->
             checks[f"{m}/{backend}"] = {"max_abs_embedding_diff": float(np.abs(e - e_ref).max()),
                                         "bit_agreement": float(((c > 0) == (c_ref > 0)).mean()),
                                         "images": len(images)}
-    meta = {**reference.meta, "checks": checks}
+    failed = [k for k, c in checks.items() if c["bit_agreement"] < min_agreement]
+    meta = {**reference.meta, "checks": checks, "min_agreement": min_agreement, "failed_checks": failed}
     (bundle_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
     return checks

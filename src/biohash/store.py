@@ -67,11 +67,12 @@ class TemplateStore:
 
     dialect = "sqlite"
 
-    def __init__(self, conn, n_bits: int | None = None, fingerprint: str | None = None) -> None:
+    def __init__(self, conn, n_bits: int | None = None, fingerprint: str | None = None,
+                 encoder: str | None = None) -> None:
         self.conn = conn
         self._migrate()
-        if n_bits is not None or fingerprint is not None:
-            self._bind(n_bits, fingerprint)
+        if n_bits is not None or fingerprint is not None or encoder is not None:
+            self._bind(n_bits, fingerprint, encoder)
 
     # --- dialect hooks -------------------------------------------------------------------------------
     def _q(self, sql: str) -> str:
@@ -121,9 +122,10 @@ class TemplateStore:
         row = self._exec("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else None
 
-    def _bind(self, n_bits: int | None, fingerprint: str | None) -> None:
-        """Bind the store to a model, or check it matches the one it is bound to."""
-        for key, value in (("n_bits", n_bits), ("fingerprint", fingerprint)):
+    def _bind(self, n_bits: int | None, fingerprint: str | None, encoder: str | None = None) -> None:
+        """Bind the store to a model (and an encoder family: float or int8 codes differ), or check it matches
+        the one it is bound to."""
+        for key, value in (("n_bits", n_bits), ("fingerprint", fingerprint), ("encoder", encoder)):
             if value is None:
                 continue
             have = self._meta(key)
@@ -132,6 +134,9 @@ class TemplateStore:
                 self._exec("INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, str(value)))
                 self.conn.commit()
                 have = self._meta(key)
+            if have != str(value) and key == "encoder":
+                raise StoreError(f"this store holds codes of the {have} encoder, not {value}: int8 and float codes "
+                                 f"of one model differ; deploy with the {have} back-end, or a new store")
             if have != str(value):
                 raise StoreError(f"this store holds templates of {key} {have}, not {value}: codes from another "
                                  f"model or code length cannot be compared; use a new store or re-enroll")
@@ -334,7 +339,8 @@ class PostgresStore(TemplateStore):
         self.conn.execute("SELECT pg_advisory_xact_lock(724102)")
 
 
-def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | None = None) -> TemplateStore:
+def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | None = None,
+               encoder: str | None = None) -> TemplateStore:
     """A store from a URL: a file path or sqlite:///PATH (SQLite, WAL), or postgresql://... (psycopg)."""
     url = str(url)
     if url.startswith(("postgresql://", "postgres://")):
@@ -342,7 +348,7 @@ def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | No
             import psycopg
         except ImportError:
             raise StoreError("the PostgreSQL store needs psycopg: pip install 'psycopg[binary]'") from None
-        return PostgresStore(_PgConn(psycopg.connect(url, autocommit=True)), n_bits, fingerprint)
+        return PostgresStore(_PgConn(psycopg.connect(url, autocommit=True)), n_bits, fingerprint, encoder)
     path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
     if path.parent and not path.parent.exists():
         raise StoreError(f"folder for the template store does not exist: {path.parent}")
@@ -351,7 +357,7 @@ def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | No
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=FULL")  # an acknowledged enroll survives power loss, not just a crash
     conn.execute("PRAGMA busy_timeout=30000")
-    return SqliteStore(_SqliteConn(conn), n_bits, fingerprint)
+    return SqliteStore(_SqliteConn(conn), n_bits, fingerprint, encoder)
 
 
 class _SqliteConn:
