@@ -98,3 +98,13 @@ def test_bootstrap_ci_brackets_the_eer_and_narrows_with_data():
     g4, i4 = rng.normal(0.7, 0.1, 3200), rng.normal(0.5, 0.1, 32000)
     lo4, hi4 = metrics.bootstrap_eer_ci(g4, i4, n=100)
     assert hi4 - lo4 < (hi - lo) / 2
+
+
+def test_linkability_by_hand():
+    from biohash.metrics import linkability
+
+    # two bins; mated 3:1, non-mated 1:3 -> LR 3 in the low bin: D = (3 - 1) / (3 + 1) = 0.5, weighted by 3/4
+    assert linkability([0, 0, 0, 1], [0, 1, 1, 1], bins=2) == pytest.approx(0.375)
+    assert linkability([0, 0, 0, 0], [1, 1, 1, 1], bins=2) == pytest.approx(1.0)  # fully separated
+    same = np.random.default_rng(0).normal(size=20_000)
+    assert linkability(same[:10_000], same[10_000:], bins=20) < 0.05  # one distribution: not linkable

@@ -151,3 +151,20 @@ def bootstrap_eer_ci(genuine: np.ndarray, impostor: np.ndarray, n: int = 200, se
     vals = [eer(rng.choice(g, g.size), rng.choice(i, i.size)).rate for _ in range(n)]
     lo, hi = np.quantile(vals, [(1 - level) / 2, (1 + level) / 2])
     return float(lo), float(hi)
+
+
+def linkability(mated: np.ndarray, non_mated: np.ndarray, bins: int = 100, omega: float = 1.0) -> float:
+    """Global linkability D<->sys in [0, 1] of protected templates (Gomez-Barrero et al. 2018, the measure of
+    ISO/IEC 30136): scores between templates of one subject under two keys (mated) and of two subjects
+    (non-mated). Per score bin, D<->(s) = (LR * omega - 1) / (LR * omega + 1) where LR = f_mated / f_non-mated
+    exceeds 1 / omega (else 0); D<->sys is D<->(s) averaged over the mated scores. 0: the templates cannot be
+    linked; 1: every mated pair can."""
+    mated, non_mated = _check_scores(mated, non_mated)
+    edges = np.linspace(min(mated.min(), non_mated.min()), max(mated.max(), non_mated.max()) + 1e-12, bins + 1)
+    f_m = np.histogram(mated, edges)[0] / len(mated)
+    f_n = np.histogram(non_mated, edges)[0] / len(non_mated)
+    lr = np.where(f_n > 0, f_m / np.where(f_n > 0, f_n, 1), np.inf)
+    with np.errstate(invalid="ignore"):  # inf / inf where no non-mated score falls: D = 1 there
+        local = np.where(np.isinf(lr), 1.0, (lr * omega - 1) / (lr * omega + 1))
+    local = np.where(lr * omega > 1, local, 0.0)
+    return float((local * f_m).sum())
