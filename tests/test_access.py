@@ -11,7 +11,7 @@ from biohash.errors import BiohashError
 
 
 def test_key_files_ignore_comments_and_blank_lines_and_refuse_short_keys():
-    keys = parse_keys("# operators\n\n  k3y-for-the-door-0001  \nk3y-for-the-scanner-2 enroll,match,codes\n")
+    keys = parse_keys("# operators\n\n  k3y-for-the-door-0001   # front door\nk3y-for-the-scanner-2 enroll,match,codes\n")
     assert [k.secret for k in keys] == ["k3y-for-the-door-0001", "k3y-for-the-scanner-2"]
     assert keys[0].scopes == DEFAULT_SCOPES and keys[1].scopes == {"enroll", "match", "codes"}
     assert "#" not in "".join(k.secret for k in keys)  # on main "# operators" became a valid key

@@ -1,7 +1,7 @@
 """Who may do what on the REST service: API keys with scopes, per-key rate limits, key files, subject ids.
 
 A key file holds one key per line, optionally followed by its scopes: `KEY` or `KEY enroll,match,codes`.
-Blank lines and lines starting with "#" are ignored; keys shorter than MIN_KEY_LENGTH are refused, and a file
+Blank lines, lines starting with "#" and " # comments" after a key are ignored; keys shorter than MIN_KEY_LENGTH are refused, and a file
 that other users can read draws a warning. Scopes:
 
 - enroll  enroll and delete subjects
@@ -59,7 +59,7 @@ class ApiKey:
 def parse_keys(text: str, where: str = "key file") -> list[ApiKey]:
     keys = []
     for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
+        line = line.split(" #", 1)[0].strip()  # a comment may follow the key and its scopes
         if not line or line.startswith("#"):
             continue
         secret, _, rest = line.partition(" ")
