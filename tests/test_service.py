@@ -371,9 +371,10 @@ def test_rate_limit_and_audit_lines(bundle, tmp_path, caplog):
         assert client.post("/v1/verify", json={"subject": "dana", "images": {"print": img}}, headers=headers).status_code == 200
         assert client.post("/v1/identify", json={"images": {"print": img}}, headers=headers).status_code == 200
         r = client.post("/v1/identify", json={"images": {"print": img}}, headers=headers)
+        client.delete("/v1/subjects/x%0Aforged audit line", headers=headers)
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
     lines = [rec.getMessage() for rec in caplog.records if rec.name == "biohash.audit"]
-    assert len(lines) == 4
+    assert len(lines) == 5 and not any("\n" in line for line in lines)  # no line forged through a path
     assert "POST /v1/verify" in lines[1] and "subject=dana" in lines[1] and "decision=unknown" in lines[1]  # no threshold
     assert "status=429" in lines[3] and all(img[:40] not in line and LIMITED not in line for line in lines)
 

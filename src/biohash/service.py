@@ -89,9 +89,11 @@ def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_by
         else:
             response = await call_next(request)
         if request.url.path.startswith("/v1/"):
+            route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
+            path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
             fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
-            audit.info("%s %s key=%s status=%d %s", request.method, request.url.path,
-                       getattr(request.state, "key_id", "-"), response.status_code, fields)
+            audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
+                       response.status_code, fields)
         return response
 
     @app.exception_handler(Forbidden)
