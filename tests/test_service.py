@@ -421,3 +421,50 @@ def test_fuzz_malformed_requests_never_5xx_and_never_echo(hardened):
         assert 400 <= r.status_code < 500, (r.status_code, r.text)
         assert "\n" not in r.text and mark not in r.text and len(r.text) < 400, r.text
     assert hardened.get("/health").json()["status"] == "ok"
+
+
+def test_two_servers_on_one_postgresql_database_miss_no_enrollment(bundle, tmp_path, postgres_server):
+    """The run that found the late-commit bug: two `serve` replicas on one database, enrollments through both
+    at once; afterwards each replica identifies every acknowledged subject without a restart."""
+    import httpx
+    from conftest import _free_port
+
+    from biohash.service import wait_until_healthy
+
+    url = postgres_server()
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY} enroll,match,codes,scores\n")
+    keys.chmod(0o600)
+    ports = [_free_port(), _free_port()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    servers = [subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(bundle), "--store", url,
+                                 "--port", str(p), "--api-key-file", str(keys), "--rate-limit", "0"], env=env,
+                                stderr=subprocess.DEVNULL) for p in ports]
+    bases = [f"http://127.0.0.1:{p}" for p in ports]
+    try:
+        for base, server in zip(bases, servers):
+            wait_until_healthy(base, server)
+        codes = {f"u{k}": _hex(c) for k, c in enumerate(np.random.default_rng(21).integers(0, 2, (300, 32)))}
+
+        def enroll(item) -> str | None:
+            k, (subject, code) = item
+            with httpx.Client(base_url=bases[k % 2], headers=H, timeout=30) as c:
+                ok = c.post("/v1/enroll", json={"subject": subject, "codes": {"print": code}}).status_code == 200
+                if k % 7 == 0:  # identify while others enroll: each replica keeps catching up mid-run
+                    c.post("/v1/identify", json={"codes": {"print": code}, "k": 1})
+                return subject if ok else None
+
+        with concurrent.futures.ThreadPoolExecutor(6) as pool:
+            acked = [s for s in pool.map(enroll, enumerate(codes.items())) if s]
+        assert len(acked) == 300
+        missed = 0
+        for base in bases:
+            with httpx.Client(base_url=base, headers=H, timeout=30) as c:
+                for subject in acked:
+                    top = c.post("/v1/identify", json={"codes": {"print": codes[subject]}, "k": 1}).json()
+                    missed += top["candidates"][0]["subject"] != subject
+        assert missed == 0
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(timeout=10)
