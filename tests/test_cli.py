@@ -76,6 +76,39 @@ def test_paper_style_flags_train_and_eval(tmp_path):
 
 
 def test_unknown_sharing():
-    args = ["train", "cohash", "--share", "trunk", "--identities", "8", "--captures", "2", "--image-size", "32",
+    args = ["train", "cohash", "--share", "trunk", "--identities", "8", "--captures", "2", "--image-size", "32", "-b", "4",
             "--model", "tiny"]
     assert "unknown sharing" in _error_line(runner.invoke(app, args))
+
+
+def test_the_papers_own_command_on_casia_trains_and_says_what_it_did(tmp_path, shared_data):
+    """On main: 240 training samples < batch 256 gave zero steps and a KeyError traceback; the 940 nm-only
+    folder silently made a vein-only run."""
+    import json
+
+    args = ["train", "cohash", "-b", "256", "--ds", "casiam", "--bits", "32", "--model", "res18", "--comment",
+            "caRes32", "--epoch", "1", "--root", str(shared_data / "casia-ms"), "--runs", str(tmp_path)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "batch size 256 is larger than the 240 training samples" in out
+    assert "only vein images were found" in out and "bands=460,940" in out
+    run = next(p for p in tmp_path.iterdir() if (p / "metrics.json").is_file())
+    strict = json.loads((run / "metrics.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}: not strict JSON"))
+    assert strict and json.loads((run / "history.json").read_text())[0]["loss"] > 0
+
+
+def test_write_json_is_strict_json(tmp_path):
+    import json
+
+    import numpy as np
+
+    from biohash.metrics import d_prime
+    from biohash.runs import write_json
+
+    write_json(tmp_path / "m.json", {"d": float("inf"), "n": np.float32("nan"), "a": np.arange(2), "k": (1, 2.5)})
+    text = (tmp_path / "m.json").read_text()
+    assert "Infinity" not in text and "NaN" not in text
+    assert json.loads(text) == {"d": None, "n": None, "a": [0, 1], "k": [1, 2.5]}
+    assert d_prime(np.zeros(5), np.zeros(5)) == 0.0  # every code identical: no separation, not infinite

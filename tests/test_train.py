@@ -124,3 +124,11 @@ def test_resume_with_other_settings_is_refused(trained_run):
     with pytest.raises(RunError, match="other data"):
         train_cohash(trained_run, other, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0),
                      resume=True)
+
+
+def test_a_run_that_would_train_no_step_is_an_error(tmp_path):
+    data = torch.utils.data.TensorDataset(torch.zeros(3, 2))
+    loader = torch.utils.data.DataLoader(data, batch_size=8, drop_last=True)  # 3 items, no full batch
+    with pytest.raises(RunError, match="no training step: 3 training items make no full batch"):
+        fit(torch.nn.Linear(2, 1), lambda m, b: {"loss": m(b[0]).sum()}, loader, FitConfig(epochs=1, batch_size=8),
+            tmp_path)

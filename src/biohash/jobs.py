@@ -20,6 +20,28 @@ if TYPE_CHECKING:
 console = Console()
 
 
+def _clip_batch(fit_cfg: FitConfig, n_items: int, what: str = "training samples") -> FitConfig:
+    """A batch larger than the data would give zero steps (drop_last): clip it, loudly; the run records the
+    batch size it used."""
+    if n_items < 1:
+        raise RunError(f"no {what}: nothing to train on (check the dataset, its options and the protocol)")
+    if fit_cfg.batch_size <= n_items:
+        return fit_cfg
+    console.print(f"[yellow]warning: batch size {fit_cfg.batch_size} is larger than the {n_items} {what}; "
+                  f"training with batches of {n_items}")
+    return dataclasses.replace(fit_cfg, batch_size=n_items)
+
+
+def _one_branch_warning(data: DataConfig, modalities: tuple[str, ...]) -> None:
+    if len(modalities) != 1 or modalities[0] not in ("print", "vein"):
+        return
+    other = "print" if modalities[0] == "vein" else "vein"
+    hint = {"casia-ms": "add a visible band, e.g. -o bands=460,940 (460 nm shows the print)"}.get(
+        data.dataset, "select the other modality with the adapter's options (biohash datasets lists them)")
+    console.print(f"[bold yellow]warning: only {modalities[0]} images were found: this co-hash run has one "
+                  f"branch, no {other} branch, no fused or cross mode; {hint}")
+
+
 def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: FitConfig,
                  resume: bool = False, threads: int | None = None, per_identity: int = 0,
                  workers: int = 0) -> Path:
@@ -37,9 +59,11 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
     if not modalities:
         raise RunError(f"dataset {data.dataset!r} has no print or vein samples and more than one other modality "
                        f"(found {dataset.modalities()}); select one with --option")
+    _one_branch_warning(data, modalities)
     fresh = data.fresh_captures and dataset.fresh is not None
     train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=not fresh, fresh=fresh,
                                seed=fit_cfg.seed)
+    fit_cfg = _clip_batch(fit_cfg, len(train_set))
     model, step = build(method, len(train_set.classes), modalities, seed=fit_cfg.seed)
     config = {"recipe": "cohash", "data": dataclasses.asdict(data),
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
@@ -79,6 +103,7 @@ def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit
     fresh = data.fresh_captures and dataset.fresh is not None
     train_set = PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
                                seed=fit_cfg.seed)
+    fit_cfg = _clip_batch(fit_cfg, len(train_set))
     if recipe == "dhn":
         from biohash.recipes.dhn import build
 
@@ -111,6 +136,7 @@ def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, 
 
     dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
     train_set = HandTrainSet(dataset, split.train, data.image_size, augment=True, seed=fit_cfg.seed)
+    fit_cfg = _clip_batch(fit_cfg, len(train_set))
     model, step = build(method, len(train_set.classes), seed=fit_cfg.seed)
     config = {"recipe": "gpa", "data": dataclasses.asdict(data),
               "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes)},
@@ -163,7 +189,9 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
     seed = fit_cfg.seed if fit_cfg else 0
     seed_everything(seed)
     train_set = UnlabeledSet(_unlabeled_sources(method, teacher, source_data, seed), source_data.image_size)
-    batch_size = fit_cfg.batch_size if fit_cfg else 64
+    if fit_cfg:
+        fit_cfg = _clip_batch(fit_cfg, len(train_set), "unlabeled images")
+    batch_size = fit_cfg.batch_size if fit_cfg else min(64, len(train_set))
     loader = torch.utils.data.DataLoader(train_set, batch_size=batch_size, shuffle=True, drop_last=True)
     total_steps = len(loader) * (fit_cfg.epochs if fit_cfg else 0)
     student, step = build(method, teacher, total_steps=max(total_steps, 1))

@@ -100,7 +100,9 @@ def d_prime(genuine: np.ndarray, impostor: np.ndarray) -> float:
     """Decidability index d' = |mu_g - mu_i| / sqrt((var_g + var_i) / 2)."""
     g, i = _check_scores(genuine, impostor)
     denom = np.sqrt((g.var() + i.var()) / 2.0)
-    return float(abs(g.mean() - i.mean()) / denom) if denom > 0 else float("inf")
+    if denom > 0:
+        return float(abs(g.mean() - i.mean()) / denom)
+    return 0.0 if g.mean() == i.mean() else float("inf")  # every code identical: no separation at all
 
 
 def _ranked_matches(similarity: np.ndarray, probe_ids: np.ndarray, gallery_ids: np.ndarray) -> np.ndarray:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import subprocess
@@ -31,13 +32,22 @@ def run_name(recipe: str) -> str:
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically (temp file + rename), so a crash never leaves a half-written file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_jsonable))
+    tmp.write_text(json.dumps(_strict(data), indent=2, allow_nan=False))
     os.replace(tmp, path)
 
 
-def _jsonable(value: Any) -> Any:
+def _strict(value: Any) -> Any:
+    """Plain JSON values: arrays become lists, NaN and infinities None (strict parsers refuse them)."""
+    if isinstance(value, dict):
+        return {str(k): _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _strict(value.tolist())
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
     return str(value)
 
 

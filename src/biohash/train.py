@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from biohash.runs import write_json
+from biohash.runs import RunError, write_json
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
@@ -124,7 +124,10 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
                 "history": history, "torch_rng": torch.get_rng_state()}
 
-    steps_per_epoch = max(len(loader), 1)
+    if len(loader) == 0:
+        raise RunError(f"no training step: {len(loader.dataset)} training items make no full batch (batch size "
+                       f"{cfg.batch_size}); lower --batch-size or add data")
+    steps_per_epoch = len(loader)
     epoch = start
     try:
         with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
