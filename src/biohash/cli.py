@@ -293,7 +293,7 @@ def quantize(
 @_friendly
 def export(
     run: Path = typer.Argument(..., help="trained hashing run"),
-    format: str = typer.Option("onnx", "--format", help="onnx or onnx-int8 (static INT8, onnxruntime)"),
+    format: str = typer.Option("onnx", "--format", help="onnx, onnx-int8 (static INT8, onnxruntime) or torch (weights and bundle.json only)"),
     calibration: str = typer.Option("synthetic", help="INT8 calibration images: synthetic or real (the run's "
                                     "training images)"),
     min_agreement: float = typer.Option(97.0, help="least % of code bits an ONNX model must share with torch; "

@@ -126,7 +126,7 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64,
     for m in reference.modalities:
         images = calibration_images(config, m, source, n=n)
         e_ref, c_ref = reference.embed_batch(images, m)
-        for backend in reference.meta["onnx"][m]:
+        for backend in reference.meta["onnx"].get(m, {}):
             e, c = encoders[backend].embed_batch(images, m)
             checks[f"{m}/{backend}"] = {"max_abs_embedding_diff": float(np.abs(e - e_ref).max()),
                                         "bit_agreement": float(((c > 0) == (c_ref > 0)).mean()),

@@ -18,7 +18,7 @@ from torch import nn
 
 from biohash.runs import RunError, read_config
 
-FORMATS = ("onnx", "onnx-int8")
+FORMATS = ("torch", "onnx", "onnx-int8")  # torch: weights and bundle.json only (no ONNX tools needed)
 PREPROCESSING = ("grey image -> resize to image_size (area) -> local contrast normalisation (Gaussian sigma = "
                  "side / 16) -> zero mean, unit variance; input (B, 1, image_size, image_size) float32")
 
@@ -188,10 +188,12 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
     if config["recipe"] == "quantize":
         bundle["quantized"] = {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}
     for m in model.modalities:
+        if fmt == "torch":
+            continue
         files = {"onnx": f"{m}.onnx"}
         _onnx(_Branch(model.net(m)).eval(), size, out / files["onnx"])
-        images = calibration_images(config, m, calibration)
         if fmt == "onnx-int8":
+            images = calibration_images(config, m, calibration)
             files["onnx-int8"] = f"{m}.int8.onnx"
             _int8(out / files["onnx"], out / files["onnx-int8"], images)
         bundle["onnx"][m] = files

@@ -322,10 +322,10 @@ DEMO_INIT = "zoo:compnet_lite-128"
 
 def run_demo(run_dir: Path, epochs: int = 10, identities: int = 1000, bits: int = 64, seed: int = 0,
              fresh: bool = True, backbone: str = "compnet_lite", init: str | None = DEMO_INIT,
-             ) -> dict[str, dict[str, float]]:
+             deploy: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing (from the shipped synthetic pretraining by
     default; its palms are another seed's, so the demo's test palms stay unseen), evaluate the open-set test
-    split, print."""
+    split, print; then deploy it (biohash.demo: export, enroll the test palms, identify, verify)."""
     import shutil
 
     from rich.table import Table
@@ -347,5 +347,10 @@ def run_demo(run_dir: Path, epochs: int = 10, identities: int = 1000, bits: int 
     for row in table_rows(per_mode):
         table.add_row(*row)
     console.print(table)
-    console.print(f"report: {run_dir / 'eval' / 'open-test' / 'report.md'}   total {time.time() - t0:.0f} s")
+    console.print(f"report: {run_dir / 'eval' / 'open-test' / 'report.md'}")
+    if deploy:
+        from biohash.demo import deploy_demo
+
+        deploy_demo(run_dir, console)
+    console.print(f"demo done in {time.time() - t0:.0f} s")
     return per_mode

@@ -1,0 +1,80 @@
+"""The demo's last step: deploy the trained run so the README's deployment commands work right after it.
+
+Exports the bundle (torch back-end: no ONNX tools needed), enrolls every test palm but one into
+RUN/templates.db, keeps that one ("alice") as sample images for the user's first enroll, writes an API key
+file, runs one identify and one verify, and prints the next commands.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+
+from biohash.data.config import DataConfig, open_split
+from biohash.runs import read_config
+from biohash.types import Codes
+
+SAMPLE_SUBJECT = "alice"
+
+
+def _captures(samples) -> dict:
+    """identity -> modality -> first sample (in split order)."""
+    out: dict = defaultdict(dict)
+    for s in samples:
+        out[s.identity].setdefault(s.modality, s)
+    return out
+
+
+def deploy_demo(run_dir: Path, console) -> dict:
+    """Export, enroll the test gallery, keep one palm as samples, try identify + verify; returns what it did."""
+    from biohash.deployment import Deployment
+    from biohash.export import export_run
+
+    export_run(run_dir, fmt="torch")
+    dataset, split = open_split(DataConfig(**read_config(run_dir)["data"]))
+    gallery, probes = _captures(split.test_gallery), _captures(split.test_probe)
+    people = [i for i in gallery if i in probes and set(gallery[i]) == set(probes[i])]
+    if len(people) < 2:
+        raise ValueError("the demo's test split has fewer than two palms with gallery and probe captures")
+    alice, enrolled = people[0], people[1:]
+
+    store = run_dir / "templates.db"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{store}{suffix}").unlink(missing_ok=True)
+    dep = Deployment(run_dir / "export", store)
+    modalities = sorted(gallery[alice])
+    codes = {m: dep.encoder.encode([dataset.load(gallery[i][m]) for i in enrolled], m) for m in modalities}
+    for k, identity in enumerate(enrolled):
+        dep.enroll(f"palm-{identity}", {m: Codes(codes[m].bits[k : k + 1], codes[m].n_bits) for m in modalities})
+
+    samples = run_dir / "samples"
+    samples.mkdir(exist_ok=True)
+    for m in modalities:
+        cv2.imwrite(str(samples / f"{SAMPLE_SUBJECT}_{m}.png"), dataset.load(gallery[alice][m]))
+        cv2.imwrite(str(samples / f"{SAMPLE_SUBJECT}_probe_{m}.png"), dataset.load(probes[alice][m]))
+    keys = run_dir / "keys.txt"
+    if not keys.exists():
+        keys.write_text(f"{secrets.token_hex(16)}\n")
+    os.chmod(keys, 0o600)
+
+    someone = enrolled[0]
+    probe = {m: dataset.load(probes[someone][m]) for m in modalities}
+    top = dep.identify(dep.codes_from_images(probe), k=1)[0]
+    decision = dep.verify(f"palm-{someone}", dep.codes_from_images(probe))
+    verdict = {True: "match", False: "no match"}.get(decision.match, "no threshold at FAR 1e-3")
+    console.print(f"deployed: {len(enrolled)} test palms enrolled in {store}; a new capture of palm-{someone} "
+                  f"identifies as {top['subject']} ({top['mode']}), verify: {verdict}")
+    run = str(run_dir)
+    pairs = " ".join(f"-i {m}={samples}/{SAMPLE_SUBJECT}_{m}.png" for m in modalities)
+    probe_pairs = " ".join(f"-i {m}={samples}/{SAMPLE_SUBJECT}_probe_{m}.png" for m in modalities)
+    console.print("next:", style="bold")
+    console.print(f"  biohash enroll {SAMPLE_SUBJECT} --bundle {run} --store {store} {pairs}", soft_wrap=True)
+    console.print(f"  biohash identify --bundle {run} --store {store} {probe_pairs}", soft_wrap=True)
+    console.print(f"  biohash serve --bundle {run} --store {store} --api-key-file {keys}", soft_wrap=True)
+    console.print(f"  curl -s -H \"X-API-Key: $(cat {keys})\" -F {modalities[0]}=@{samples}/{SAMPLE_SUBJECT}_probe_"
+                  f"{modalities[0]}.png http://127.0.0.1:8000/v1/upload/identify", soft_wrap=True)
+    return {"enrolled": len(enrolled), "store": str(store), "identified": top["subject"] == f"palm-{someone}",
+            "verify": decision.match}

@@ -1,0 +1,76 @@
+"""The README's deployment commands, run as written right after a (tiny) demo: they cannot drift from the code.
+On main the demo never exported, so the first command failed with "export the run first"."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from biohash.cli import app
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _blocks(section: str) -> list[list[str]]:
+    """Command lines of each ```bash block under a README heading (comments after '   #' removed)."""
+    text = README.read_text()
+    start = text.index(f"## {section}\n")
+    end = text.find("\n## ", start + 1)
+    blocks = re.findall(r"```bash\n(.*?)```", text[start : end if end > 0 else None], flags=re.S)
+    return [[re.split(r"\s{2,}#", line)[0].strip() for line in b.splitlines() if line.strip()] for b in blocks]
+
+
+@pytest.fixture
+def after_demo(tmp_path, monkeypatch):
+    from biohash.jobs import run_demo
+
+    monkeypatch.chdir(tmp_path)
+    run_demo(Path("runs/demo"), epochs=1, identities=40, bits=32)
+    return tmp_path
+
+
+def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
+    from conftest import _free_port
+
+    from biohash.service import wait_until_healthy
+
+    commands, shell = _blocks("Deployment: enroll, verify, identify, serve")
+    runner = CliRunner()
+    outputs = {}
+    serve = None
+    for line in commands:
+        args = shlex.split(line)
+        assert args[0] == "biohash", line
+        if args[1] == "serve":
+            serve = args
+            continue
+        result = runner.invoke(app, args[1:])
+        decision = args[1] == "verify" and result.exit_code in (0, 1, 3)  # match / no match / no threshold
+        assert result.exit_code == 0 or decision, (line, result.output)
+        outputs.setdefault(args[1], []).append(result.output)
+    assert outputs["enroll"][0].startswith("enrolled alice")
+    assert outputs["identify"][0].splitlines()[0].split("\t")[0] == "alice"  # her new capture finds her first
+    assert "deleted 2 templates of alice" in outputs["delete"][0]
+
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "biohash.cli", *serve[1:], "--port", str(port)],
+                              stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server)
+        (curl,) = shell
+        if shutil.which("curl") is None:
+            pytest.skip("curl not installed: the serve command started and answered /health")
+        out = subprocess.run(["bash", "-c", curl.replace(":8000", f":{port}")], capture_output=True, text=True,
+                             check=True).stdout
+        assert json.loads(out)["candidates"][0]["band"] in ("high", "medium", "low")
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
