@@ -468,3 +468,39 @@ def test_two_servers_on_one_postgresql_database_miss_no_enrollment(bundle, tmp_p
         for server in servers:
             server.terminate()
             server.wait(timeout=10)
+
+
+def test_serve_says_where_it_listens_logs_each_request_and_documents_itself_offline(bundle, tmp_path):
+    """On main serve printed nothing, /docs pulled Swagger from a CDN (blank offline) and an OpenCV warning
+    leaked into the log on a corrupt upload."""
+    import httpx
+    from conftest import _free_port
+
+    from biohash.service import wait_until_healthy
+
+    port = _free_port()
+    keys = tmp_path / "keys"
+    keys.write_text(f"{KEY}\n")
+    keys.chmod(0o600)
+    log = tmp_path / "serve.log"
+    with log.open("w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(bundle), "--store",
+                                   str(tmp_path / "s.db"), "--port", str(port), "--api-key-file", str(keys)],
+                                  stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until_healthy(base, server)
+            docs = httpx.get(f"{base}/docs")
+            assert docs.status_code == 200 and "/v1/upload/identify" in docs.text and "X-API-Key" in docs.text
+            assert "http://" not in docs.text and "https://" not in docs.text and "<script" not in docs.text
+            broken = b"\xff\xd8\xff\xe0" + b"\x00" * 64  # a JPEG start and nothing else
+            r = httpx.post(f"{base}/v1/upload/identify", files={"print": ("p.jpg", broken)}, headers=H)
+            assert r.status_code == 400
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    text = log.read_text()
+    first = text.splitlines()[0]
+    assert f"listening on http://127.0.0.1:{port}" in first and "0 templates" in first and "32 bits" in first
+    assert "GET /health" in text and "GET /docs" in text and "POST /v1/upload/identify" in text
+    assert "status=400" in text and "WARN" not in text and "Warning" not in text

@@ -101,20 +101,33 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
           rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
           audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)")) -> None:
-    """Serve enroll / verify / identify / delete over HTTP (OpenAPI at /docs)."""
+    """Serve enroll / verify / identify / delete over HTTP (API docs at /docs, schema at /openapi.json)."""
     import logging
+    import time
+    import warnings
 
+    import cv2
     import uvicorn
 
     from biohash.access import read_api_keys
     from biohash.service import create_app
 
+    started = time.perf_counter()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # bad uploads get a 4xx, not a log warning
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!biohash)")
     keys = read_api_keys(api_key_file)
     handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s audit %(message)s"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     audit = logging.getLogger("biohash.audit")
     audit.addHandler(handler)
     audit.setLevel(logging.INFO)
     dep = _deployment(bundle, store, backend, key_file, far, matcher)
+    health = dep.health()
+    typer.echo(f"biohash serve: listening on http://{host}:{port} (docs /docs); model {health['model']} "
+               f"({health['bits']} bits, {', '.join(health['modalities'])}, {backend}); store {health['store']} "
+               f"with {health['templates']} templates; matcher {matcher}; {len(keys)} API keys; "
+               f"{'protected templates; ' if health['protected'] else ''}requests logged to "
+               f"{audit_log or 'stderr'}; ready in {time.perf_counter() - started:.1f} s", err=True)
     uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit),
                 host=host, port=port, log_level="warning")

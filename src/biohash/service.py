@@ -18,7 +18,7 @@ import logging
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -65,6 +65,37 @@ def _error(status: int, detail: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"detail": _one_line(detail)}, status_code=status, headers=headers)
 
 
+def api_docs_html(schema: dict) -> str:
+    """A self-contained HTML page of the API from its OpenAPI schema (works offline: no script, no CDN)."""
+    from html import escape
+
+    rows = []
+    for path, methods in schema.get("paths", {}).items():
+        for method, op in methods.items():
+            params = ", ".join(p["name"] for p in op.get("parameters", []) if p.get("in") != "header")
+            body = op.get("requestBody", {}).get("content", {})
+            kinds = ", ".join(body) if body else ""
+            ref = next((c.get("schema", {}).get("$ref", "") for c in body.values()), "").rsplit("/", 1)[-1]
+            fields = ""
+            if ref:
+                props = schema["components"]["schemas"][ref].get("properties", {})
+                fields = "<br>".join(f"<code>{escape(k)}</code>: {escape(v.get('description', v.get('type', '')) or '')}"
+                                     for k, v in props.items())
+            rows.append(f"<tr><td><b>{method.upper()}</b> <code>{escape(path)}</code></td>"
+                        f"<td>{escape(op.get('summary', ''))}</td><td>{escape(params)}</td>"
+                        f"<td>{escape(kinds)}<br>{fields}</td></tr>")
+    info = schema.get("info", {})
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info.get('title', 'API'))}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td{border-top:1px solid #ccc;padding:.4em;"
+            "vertical-align:top}</style></head><body>"
+            f"<h1>{escape(info.get('title', ''))} {escape(str(info.get('version', '')))}</h1>"
+            f"<p>{escape(info.get('description', ''))} Every /v1 route needs an <code>X-API-Key</code> header; "
+            "what a key may do is its scopes (enroll, match, codes, scores). Machine-readable schema: "
+            "<a href='/openapi.json'>/openapi.json</a>.</p>"
+            "<table><tr><th>route</th><th>what</th><th>parameters</th><th>body</th></tr>"
+            + "".join(rows) + "</table></body></html>")
+
+
 def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_bytes: int = 4 * 2**20,
                max_pixels: int | None = None, rate_limit: int = 600):
     """The FastAPI app; refuses to start without at least one API key. Plain strings are keys with the default
@@ -73,7 +104,8 @@ def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_by
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")
     limiter = RateLimiter(rate_limit)
-    app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.")
+    app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.",
+                  docs_url=None, redoc_url=None)  # /docs is served below from the schema itself: no CDN
 
     @app.middleware("http")
     async def limit_body_and_audit(request: Request, call_next):
@@ -88,12 +120,11 @@ def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_by
                 response = await call_next(request)
         else:
             response = await call_next(request)
-        if request.url.path.startswith("/v1/"):
-            route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
-            path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
-            fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
-            audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
-                       response.status_code, fields)
+        route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
+        path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
+        fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
+        audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
+                   response.status_code, fields)
         return response
 
     @app.exception_handler(Forbidden)
@@ -192,6 +223,10 @@ def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_by
     @app.get("/health")
     def health() -> dict:
         return deployment.health()
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(api_docs_html(app.openapi()))
 
     @app.post("/v1/enroll")
     def enroll(req: EnrollRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
