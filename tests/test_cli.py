@@ -112,3 +112,40 @@ def test_write_json_is_strict_json(tmp_path):
     assert "Infinity" not in text and "NaN" not in text
     assert json.loads(text) == {"d": None, "n": None, "a": [0, 1], "k": [1, 2.5]}
     assert d_prime(np.zeros(5), np.zeros(5)) == 0.0  # every code identical: no separation, not infinite
+
+
+def _casia_subset(shared_data, folder, palms):
+    folder.mkdir()
+    for palm in palms:
+        for k in range(1, 7):
+            name = f"{palm}_l_940_0{k}.jpg"
+            (folder / name).write_bytes((shared_data / "casia-ms" / "940" / name).read_bytes())
+    return folder
+
+
+def test_train_on_every_identity_then_score_another_folder(tmp_path, shared_data):
+    """On main: no --val-fraction/--test-fraction flags, no --protocol all, and eval --ds/--root dropped the run's
+    adapter options (-o bands=940 had to be repeated)."""
+    import json
+
+    palms = sorted({p.name[:3] for p in (shared_data / "casia-ms" / "940").glob("*.jpg")})
+    mine = _casia_subset(shared_data, tmp_path / "mine", palms[:6])
+    other = _casia_subset(shared_data, tmp_path / "other", palms[6:10])
+    result = runner.invoke(app, ["train", "cohash", "--ds", "casiam", "--root", str(mine), "-o", "bands=940",
+                                 "--val-fraction", "0.34", "--test-fraction", "0", "--model", "tiny", "--bits", "16",
+                                 "--epochs", "1", "-b", "8", "--image-size", "32", "--name", "r", "--runs",
+                                 str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "no test identities" in out and "--protocol all" in out
+    split = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())  # trained
+    assert split
+    result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "r"), "--ds", "casiam", "--root", str(other),
+                                 "--protocol", "all"])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads((tmp_path / "runs" / "r" / "metrics.json").read_text())
+    assert metrics["identities"] == 4 and metrics["protocol"] == "all" and metrics["cross_domain"]
+    assert metrics["options"] == {"bands": 940}  # inherited from the run
+    assert "vein" in metrics["modes"]
+    result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "r"), "--protocol", "all"])
+    assert result.exit_code == 2 and "another folder" in result.output

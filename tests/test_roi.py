@@ -191,3 +191,63 @@ def test_landmarks_back_end_is_explicit_and_optional(shared_data):
     sq = landmark_square(mediapipe_landmarks(img))
     h, w = img.shape[:2]
     assert 0 < sq.centre[0] < w and 0 < sq.centre[1] < h and sq.side > 0.1 * min(h, w)
+
+
+def _casia_folder_with_a_bad_photo(shared_data, tmp_path):
+    src = tmp_path / "casia"
+    src.mkdir()
+    for palm in ("001", "002", "004"):
+        for k in range(1, 5):
+            name = f"{palm}_l_940_0{k}.jpg"
+            (src / name).write_bytes((shared_data / "casia-ms" / "940" / name).read_bytes())
+    bad = np.random.default_rng(0).integers(0, 40, (576, 768), dtype=np.uint8)  # dark noise: no hand at all
+    cv2.imwrite(str(src / "099_l_940_01.jpg"), bad)
+    return src
+
+
+def test_a_photo_without_roi_is_skipped_and_listed_not_fatal(shared_data, tmp_path):
+    """On main one CASIA photo whose ROI failed aborted training and evaluation on the whole set."""
+    from biohash.data.datasets import DatasetError, open_dataset
+
+    src = _casia_folder_with_a_bad_photo(shared_data, tmp_path)
+    ds = open_dataset("casia-ms", root=str(src))
+    assert len(ds.samples) == 12 and [p.rsplit("/", 1)[-1] for p, _ in ds.skipped] == ["099_l_940_01.jpg"]
+    assert "no hand" in ds.skipped[0][1] or "valleys" in ds.skipped[0][1]
+    with pytest.raises(DatasetError, match="no ROI for 1 of 13 images .*099_l_940_01.jpg"):
+        open_dataset("casia-ms", root=str(src), on_roi_failure="fail")
+
+
+def test_training_on_a_folder_with_a_bad_photo_counts_it(shared_data, tmp_path):
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    src = _casia_folder_with_a_bad_photo(shared_data, tmp_path)
+    result = CliRunner().invoke(app, ["train", "cohash", "--ds", "casiam", "--root", str(src), "--protocol", "closed",
+                                      "--model", "tiny", "--bits", "16", "--epochs", "1", "-b", "4",
+                                      "--image-size", "32", "--name", "r", "--runs", str(tmp_path / "runs")])
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 of 13 images whose ROI failed" in " ".join(result.output.split())
+    listed = json.loads((tmp_path / "runs" / "r" / "roi_failures.json").read_text())
+    assert list(listed) == [str(src / "099_l_940_01.jpg")]
+    assert "images skipped (no ROI)" in (tmp_path / "runs" / "r" / "report.md").read_text()
+
+
+def test_roi_command_fails_when_nothing_was_cut_and_labels_paged_sheets(shared_data, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import biohash.data.roi_batch as roi_batch
+    from biohash.cli import app
+
+    src = tmp_path / "none"
+    src.mkdir()
+    cv2.imwrite(str(src / "dark.jpg"), np.zeros((200, 300), np.uint8))
+    result = CliRunner().invoke(app, ["roi", str(src), str(tmp_path / "out0")])
+    assert result.exit_code != 0 and "no ROI could be cut from the 1 images" in result.output  # main: exit 0
+    monkeypatch.setattr(roi_batch, "PAGE", 2)
+    src = _casia_folder_with_a_bad_photo(shared_data, tmp_path)
+    result = CliRunner().invoke(app, ["roi", str(src), str(tmp_path / "out")])
+    assert result.exit_code == 0 and "+6 more pages" in result.output, result.output
+    first = cv2.imread(str(tmp_path / "out" / "contact_sheet.png"))
+    assert (tmp_path / "out" / "contact_sheet_7.png").is_file() and first.shape[0] < 200  # one row of 2
+    assert first[-16:].max() > 200  # the name strip under each photo holds white text

@@ -94,6 +94,12 @@ def train_cohash(
                                         "or all (one network)"),
     dropout: float | None = typer.Option(None, help="dropout before the hash layer"),
     protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
+    val_fraction: float | None = typer.Option(None, help="open set: share of identities that choose the "
+                                              "checkpoint (0.1)"),
+    test_fraction: float | None = typer.Option(None, help="open set: share of identities held out for test (0.3); "
+                                               "0 trains on all others (test later on another folder)"),
+    on_roi_failure: str | None = typer.Option(None, help="photos whose ROI cannot be cut: skip (default: left "
+                                              "out and listed) or fail"),
     identities: int | None = typer.Option(None, help="synthetic: number of palms"),
     captures: int | None = typer.Option(None, help="synthetic: captures per palm and modality"),
     image_size: int | None = typer.Option(None, "--image-size"),
@@ -112,9 +118,10 @@ def train_cohash(
     from biohash.runs import run_name
     from biohash.train import FitConfig
 
+    options = {**_drop_none(on_roi_failure=on_roi_failure), **_options(option)}
     data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
-                                   image_size=image_size, protocol=protocol, seed=seed),
-                      options=_options(option))
+                                   image_size=image_size, protocol=protocol, seed=seed, val_fraction=val_fraction,
+                                   test_fraction=test_fraction), options=options)
     method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, init=init, loss=loss,
                                        arc_scale=arc_scale, arc_margin=arc_margin, lambda_supcon=lambda_supcon,
                                        lambda_quant=lambda_quant,
@@ -124,6 +131,10 @@ def train_cohash(
                                      schedule=schedule, seed=seed))
     run_dir = runs / (name or run_name("cohash"))
     run_training(run_dir, data, method, fit_cfg, resume=resume, threads=threads)
+    if data.protocol == "open" and data.test_fraction == 0:
+        typer.echo(f"run folder: {run_dir} (no test identities: evaluate on another folder of people with "
+                   f"biohash eval {run_dir} --ds {data.dataset} --root OTHER --protocol all)")
+        return
     per_mode = evaluate_run(run_dir)
     typer.echo(markdown_table(per_mode))
     typer.echo(f"run folder: {run_dir}")
@@ -328,14 +339,19 @@ def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched re
     from biohash.data.roi_batch import extract_folder
 
     counts = extract_folder(src, out, method, size)
+    if counts["rois"] == 0:
+        raise ValueError(f"no ROI could be cut from the {counts['images']} images under {src}: reasons in "
+                         f"{out / 'failures.json'}, photos in {out / 'contact_sheet.png'}")
+    pages = f" (+{counts['sheets'] - 1} more pages)" if counts["sheets"] > 1 else ""
     typer.echo(f"{counts['rois']}/{counts['images']} ROIs written to {out}; {counts['failures']} failures "
-               f"(failures.json); contact sheet {out / 'contact_sheet.png'}")
+               f"(failures.json); contact sheet {out / 'contact_sheet.png'}{pages}")
 
 
 @app.command("eval")
 @_friendly
 def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),
-             protocol: str | None = typer.Option(None, help="must match the run's protocol"),
+             protocol: str | None = typer.Option(None, help="must match the run's protocol; with --ds/--root: all "
+                                                 "scores every identity of the other folder"),
              split: str = typer.Option("test", help="test or val"),
              dataset: str | None = typer.Option(None, "--dataset", "--ds",
                                                 help="cross-domain: evaluate on this dataset's test split instead"),
@@ -352,8 +368,11 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
         raise ValueError(f"unknown split {split!r}; expected test or val")
     target = None
     if dataset is not None or aspect is not None:
+        from biohash.data.datasets import DATASETS
+
         source = read_config(run)["data"]
-        options = {**(source["options"] if dataset is None else {}), **_options(option)}
+        same_adapter = dataset is None or DATASETS.canonical(dataset) == source["dataset"]
+        options = {**(source["options"] if same_adapter else {}), **_options(option)}  # inherited unless overridden
         if "colour" in source["options"]:
             options.setdefault("colour", source["options"]["colour"])
         if aspect is not None:
@@ -361,6 +380,8 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
         target = DataConfig(**_drop_none(dataset=dataset or source["dataset"], root=root if dataset else
                                          (root or source["root"]), protocol=protocol or source["protocol"],
                                          seed=source["seed"]), options=options)
+    elif root is not None:
+        raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
     per_mode = evaluate_run(run, protocol if target is None else None, split, target=target)
     typer.echo(markdown_table(per_mode))
 

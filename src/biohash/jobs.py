@@ -223,7 +223,21 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
     if threads:
         torch.set_num_threads(threads)
     seed_everything(fit_cfg.seed)
-    return open_split(data)
+    dataset, split = open_split(data)
+    _note_skipped(run_dir, dataset)
+    return dataset, split
+
+
+def _note_skipped(out: Path, dataset: Any) -> int:
+    """Photos left out because their ROI failed: counted on the console, listed in OUT/roi_failures.json."""
+    if not getattr(dataset, "skipped", None):
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "roi_failures.json", dict(dataset.skipped))
+    console.print(f"[yellow]skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset.samples)} "
+                  f"images whose ROI failed (listed in {out / 'roi_failures.json'}; -o on_roi_failure=fail "
+                  f"stops instead)")
+    return len(dataset.skipped)
 
 
 def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any,
@@ -256,8 +270,8 @@ def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
 
 def _cross_domain_check(source: DataConfig, target: DataConfig) -> None:
     """Refuse a cross-domain evaluation whose test identities were trained on (same dataset, other options)."""
-    if target.dataset != source.dataset:
-        return
+    if target.dataset != source.dataset or (target.root != source.root and target.dataset != "synthetic"):
+        return  # another adapter or another folder: other people
     if (target.root, target.options, target.protocol, target.seed) == (source.root, source.options,
                                                                        source.protocol, source.seed):
         raise RunError("the target is the run's own data; drop --dataset to evaluate in-domain")
@@ -285,6 +299,9 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     if target is not None:
         _cross_domain_check(data, target)
         data = dataclasses.replace(target, image_size=data.image_size)
+    elif protocol is not None and protocol != data.protocol and protocol == "all":
+        raise RunError("--protocol all scores every identity, training ones included: use it on another folder "
+                       "(biohash eval RUN --root OTHER --protocol all)")
     elif protocol is not None and protocol != data.protocol:
         raise RunError(f"{run_dir} was trained under the {data.protocol!r} protocol; evaluating it under "
                        f"{protocol!r} would mix training and test samples. Train a run with --protocol {protocol}")
@@ -297,6 +314,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
     out = run_dir / "eval" / f"{prefix.replace('--', '-')}{data.protocol}-{split_name}"
     out.mkdir(parents=True, exist_ok=True)
+    skipped = _note_skipped(out, dataset)
     for mode, s in scores.items():
         write_score_file(s, out / f"scores-{mode}.txt")
     summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),
@@ -309,6 +327,8 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
         data.protocol, "id-order halves, one enrolled image per test identity")
     context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
                "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
+    if skipped:
+        context["images skipped (no ROI)"] = f"{skipped}, listed in roi_failures.json"
     report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
     # the latest evaluation also sits at the top of the run folder, its plots linked from there
     rel = out.relative_to(run_dir).as_posix()

@@ -37,19 +37,42 @@ def _images(root: Path) -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
 
 
+ROI_FAILURE_POLICIES = ("skip", "fail")
+
+
 def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
              colour: bool = False, transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
-             cache: int = 0) -> Dataset:
+             cache: int = 0, on_roi_failure: str = "skip") -> Dataset:
+    """A Dataset of files. With an ROI `transform`, every file is cut once here (and cached): a photo whose ROI
+    fails is skipped and listed in Dataset.skipped (on_roi_failure="skip"), or stops the opening with every
+    failure counted ("fail") — never in the middle of training."""
     if not samples:
         where = f" ({selection})" if selection else ""
         raise DatasetError(f"dataset {name!r}: no images matched under {root}{where}")
+    if on_roi_failure not in ROI_FAILURE_POLICIES:
+        raise DatasetError(f"on_roi_failure must be skip or fail, got {on_roi_failure!r}")
 
     def load(sample: Sample) -> np.ndarray:
         img = read_image(sample.path, colour)
         return transform(img, sample) if transform else img
 
     loader = lru_cache(maxsize=cache)(load) if cache else load
-    return Dataset(name, samples, loader)
+    if transform is None:
+        return Dataset(name, samples, loader)
+    from biohash.data.roi import RoiError
+
+    kept, skipped = [], []
+    for sample in samples:
+        try:
+            loader(sample)
+            kept.append(sample)
+        except (RoiError, DatasetError) as err:
+            skipped.append((sample.path, str(err).replace(f"{sample.path}: ", "")))
+    if skipped and (on_roi_failure == "fail" or not kept):
+        first = "; ".join(f"{Path(p).name}: {why}" for p, why in skipped[:3])
+        raise DatasetError(f"dataset {name!r}: no ROI for {len(skipped)} of {len(samples)} images ({first}"
+                           f"{' ...' if len(skipped) > 3 else ''}); on_roi_failure=skip leaves them out")
+    return Dataset(name, kept, loader, skipped=skipped)
 
 
 def _choose(values: Iterable[str | int] | str | int | None, known: tuple[str, ...], what: str) -> tuple[str, ...] | None:
@@ -70,12 +93,13 @@ _CASIA = re.compile(r"^(\d+)_([lr])_(\d+|WHT)_(\d+)$", re.IGNORECASE)
 
 @DATASETS.register("casia-ms", aliases=("casiam",))
 def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi: str | None = "valley",
-             size: int = 128) -> Dataset:
+             size: int = 128, on_roi_failure: str = "skip") -> Dataset:
     """CASIA multispectral palmprint: `NNN_{l,r}_{460,630,700,850,940,WHT}_KK.jpg` anywhere under root.
 
     Identity is palm id + hand; print = visible bands (460, 630, 700, WHT), vein = 850 and 940 nm. The photos
-    show the whole hand: with roi="valley" (default) each image is cut to its palm ROI (data.roi) on load and
-    kept in memory; roi="none" gives the full photos.
+    show the whole hand: with roi="valley" (default) each image is cut to its palm ROI (data.roi) when the
+    dataset opens and kept in memory; photos whose ROI fails are skipped and listed (on_roi_failure="fail" stops
+    instead); roi="none" gives the full photos.
     """
     base = _root(root, "casia-ms")
     chosen = _choose(bands, CASIA_BANDS, "CASIA band") or CASIA_BANDS
@@ -90,7 +114,7 @@ def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi
         samples.append(Sample(f"{int(palm):03d}{hand.lower()}", modality, int(k), str(path), 1, hand.lower(), band))
     return _dataset("casia-ms", samples, base, f"bands {','.join(chosen)}", colour=_roi_colour(roi),
                     transform=_roi_transform(roi, size),
-                    cache=4096 if roi not in (None, "none") else 0)
+                    cache=4096 if roi not in (None, "none") else 0, on_roi_failure=on_roi_failure)
 
 
 def _roi_colour(method: str | None) -> bool:
@@ -181,7 +205,7 @@ XJTU_SUBSETS = ("if", "in", "hf", "hn", "lf", "ln", "mf", "mn", "sf", "sn")
 
 @DATASETS.register("xjtu-up")
 def xjtu_up(root: str | None = None, subsets: Iterable[str] | str | None = None, roi: str = "none",
-            size: int = 128) -> Dataset:
+            size: int = 128, on_roi_failure: str = "skip") -> Dataset:
     """XJTU-UP (unconstrained palmprint, five phones x flash/natural light): `ROOT/{IF,IN,HF,...}/ID/*.jpg` where
     ID names the person and hand (`12_L`, `12_l` or a plain number). Each sub-database is one band (`if` etc.).
     roi="keypoints" reads each image's 14 keypoints from a `.txt` or `.json` file of the same stem ("x y" per
@@ -202,7 +226,7 @@ def xjtu_up(root: str | None = None, subsets: Iterable[str] | str | None = None,
                 counts[identity] += 1
     transform = _roi_transform(roi, size)
     return _dataset("xjtu-up", samples, base, f"sub-databases {','.join(chosen)}", colour=_roi_colour(roi),
-                    transform=transform, cache=4096 if transform else 0)
+                    transform=transform, cache=4096 if transform else 0, on_roi_failure=on_roi_failure)
 
 
 ASPECTS = ("dorsal-right", "dorsal-left", "palmar-right", "palmar-left")

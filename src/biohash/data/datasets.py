@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -30,12 +30,14 @@ class Dataset:
         loader: Sample -> uint8 array (H, W).
         fresh: for generated datasets, (sample, k) -> a new capture k of the same identity and modality,
             never one of the listed samples; None for databases of files.
+        skipped: (path, reason) of files left out when opening (an ROI that could not be cut).
     """
 
     name: str
     samples: list[Sample]
     loader: Callable[[Sample], np.ndarray]
     fresh: Callable[[Sample, int], Sample] | None = None
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.samples:

@@ -17,7 +17,7 @@ import numpy as np
 from biohash.data.datasets import Dataset, DatasetError
 from biohash.types import Sample
 
-PROTOCOLS = ("open", "closed", "11k", "hd")
+PROTOCOLS = ("open", "closed", "11k", "hd", "all")  # all: every identity tested (evaluation of another folder)
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,8 @@ def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float =
         raise DatasetError(f"open-set protocol needs at least 5 identities (2 validation, 2 test, 1 train), "
                            f"dataset has {len(ids)}")
     order = np.random.default_rng(seed).permutation(len(ids))
-    n_test = max(2, int(round(len(ids) * test_fraction)))  # at least 2, or there are no impostor pairs
+    # at least 2 test identities, or there are no impostor pairs; none when asked (test on another folder)
+    n_test = 0 if test_fraction == 0 else max(2, int(round(len(ids) * test_fraction)))
     n_val = max(2, int(round(len(ids) * val_fraction)))
     test_ids = {ids[i] for i in order[:n_test]}
     val_ids = {ids[i] for i in order[n_test : n_test + n_val]}
@@ -139,7 +140,18 @@ def hands_hd(dataset: Dataset, seed: int = 0) -> Split:
     return hands_11k(dataset, seed=seed, name="hd")
 
 
+def all_identities(dataset: Dataset) -> Split:
+    """Every identity is a test identity (first half of its captures enroll, the rest probe); nothing to train
+    or validate on: for evaluating a trained model on a folder of other people."""
+    if len(dataset.identities()) < 2:
+        raise DatasetError(f"the all protocol needs at least 2 identities, dataset has {len(dataset.identities())}")
+    gallery, probe = _halves(dataset.samples)
+    return Split("all", [], [], [], gallery, probe)
+
+
 def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs: float) -> Split:
+    if protocol == "all":
+        return all_identities(dataset)
     if protocol == "open":
         return open_set(dataset, seed=seed, **kwargs)
     if protocol == "closed":

@@ -1,8 +1,8 @@
 """`biohash roi`: cut palm ROIs from a folder of hand photos, with a contact sheet and a failure list.
 
-OUT/ mirrors INPUT's tree with one PNG ROI per photo that worked; OUT/contact_sheet.png shows every photo
-with its ROI square drawn (failures crossed out in red); OUT/failures.json maps each failed photo to the
-reason; OUT/roi.json records the method, size and counts.
+OUT/ mirrors INPUT's tree with one PNG ROI per photo that worked; OUT/contact_sheet.png (then _2, _3, ...,
+48 photos a page) shows every photo with its ROI square drawn and its file name (failures crossed out in
+red); OUT/failures.json maps each failed photo to the reason; OUT/roi.json records the method, size and counts.
 """
 from __future__ import annotations
 
@@ -15,6 +15,18 @@ import numpy as np
 from biohash.data.databases import IMAGE_SUFFIXES, read_image
 from biohash.data.datasets import DatasetError
 from biohash.data.roi import METHODS, RoiError, find_square, grey_roi
+
+
+PAGE = 48  # photos per contact sheet page
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    """The tile with a strip under it naming the photo (long names keep their end)."""
+    strip = np.zeros((18, tile.shape[1], 3), np.uint8)
+    fits = max(4, tile.shape[1] // 8)
+    text = text if len(text) <= fits else "..." + text[-(fits - 3):]
+    cv2.putText(strip, text, (3, 13), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (255, 255, 255), 1, cv2.LINE_AA)
+    return np.vstack([tile, strip])
 
 
 def _thumbnail(img: np.ndarray, corners: np.ndarray | None, roi: np.ndarray | None, height: int = 120) -> np.ndarray:
@@ -43,9 +55,10 @@ def contact_sheet(tiles: list[np.ndarray], columns: int = 6) -> np.ndarray:
     return np.vstack([np.hstack(tiles[i : i + columns]) for i in range(0, len(tiles), columns)])
 
 
-def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128, sheet_limit: int = 600,
+def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128,
                    progress: bool = True) -> dict[str, int]:
-    """Cut the ROI of every image under `src` into `out`; returns counts {"images", "rois", "failures"}."""
+    """Cut the ROI of every image under `src` into `out`; returns counts {"images", "rois", "failures",
+    "sheets"}."""
     from rich.progress import track
 
     if method not in METHODS:
@@ -68,17 +81,19 @@ def extract_folder(src: Path, out: Path, method: str = "valley", size: int = 128
             roi = grey_roi(img, square, size, str(path))
         except (RoiError, DatasetError) as err:
             failures[str(rel)] = str(err).replace(f"{path}: ", "")
-            if len(tiles) < sheet_limit and img is not None:
-                tiles.append(_thumbnail(img, None, None))
+            if img is not None:
+                tiles.append(_label(_thumbnail(img, None, None), str(rel)))
             continue
         target = out / rel.with_suffix(".png")
         target.parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(target), roi)
-        if len(tiles) < sheet_limit:
-            tiles.append(_thumbnail(img, square.corners(), roi))
-    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(tiles))
+        tiles.append(_label(_thumbnail(img, square.corners(), roi), str(rel)))
+    pages = [tiles[i : i + PAGE] for i in range(0, max(len(tiles), 1), PAGE)]
+    for n, page in enumerate(pages, 1):
+        cv2.imwrite(str(out / ("contact_sheet.png" if n == 1 else f"contact_sheet_{n}.png")), contact_sheet(page))
     (out / "failures.json").write_text(json.dumps(failures, indent=2) + "\n")
-    counts = {"images": len(files), "rois": len(files) - len(failures), "failures": len(failures)}
+    counts = {"images": len(files), "rois": len(files) - len(failures), "failures": len(failures),
+              "sheets": len(pages)}
     (out / "roi.json").write_text(json.dumps({"method": method, "size": size, "input": str(src), **counts},
                                              indent=2) + "\n")
     return counts
