@@ -24,8 +24,10 @@ def test_unknown_backbone():
     assert "expected one of" in _error_line(runner.invoke(app, ["train", "cohash", "--model", "vgg99"]))
 
 
-def test_bits_not_multiple_of_8():
-    assert "multiple of 8" in _error_line(runner.invoke(app, ["train", "cohash", "--bits", "12"]))
+def test_bits_outside_the_documented_lengths():
+    assert "one of 16, 32, 64, 128, 256" in _error_line(runner.invoke(app, ["train", "cohash", "--bits", "12"]))
+    assert "got 24" in _error_line(runner.invoke(app, ["train", "cohash", "--bits", "24"]))  # main accepted 24
+    assert "got 24" in _error_line(runner.invoke(app, ["train", "dhn", "--bits", "24"]))
 
 
 def test_paper_flags_with_real_dataset_name_fail_clearly(tmp_path):
@@ -149,3 +151,12 @@ def test_train_on_every_identity_then_score_another_folder(tmp_path, shared_data
     assert "vein" in metrics["modes"]
     result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "r"), "--protocol", "all"])
     assert result.exit_code == 2 and "another folder" in result.output
+
+
+def test_version_and_clear_bundle_errors(tmp_path):
+    from biohash import __version__
+
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"biohash {__version__}"  # main: no such option
+    line = _error_line(runner.invoke(app, ["identify", "--bundle", str(tmp_path / "nowhere"), "-i", "print=x.png"]))
+    assert "bundle folder not found" in line  # main: "export the run first" for a folder that does not exist

@@ -149,9 +149,8 @@ def test_corrupt_image_and_empty_selection_name_the_path(tmp_path):
     bad = tmp_path / "session1" / "00001.bmp"
     bad.parent.mkdir()
     bad.write_bytes(b"not an image at all")
-    ds = open_dataset("tongji", root=str(tmp_path))
-    with pytest.raises(DatasetError, match="00001.bmp: not a readable image"):
-        ds.load(ds.samples[0])
+    with pytest.raises(DatasetError, match="1 of 1 files are not readable images .*00001.bmp"):
+        open_dataset("tongji", root=str(tmp_path))  # at open, before any training (main: at first load)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images matched under .*empty"):
         open_dataset("tongji", root=str(tmp_path / "empty"))
@@ -163,3 +162,14 @@ def test_data_config_passes_adapter_options(shared_data):
     ds, split = open_split(cfg)
     assert ds.name == "casia-ms" and len(split.test_gallery) == 67 * 3 and len(split.test_probe) == 67 * 3
     assert len(split.train) == 67 * 2 and len(split.val_probe) == 67
+
+
+def test_iitd_reads_the_full_databases_bmp_layout(tmp_path):
+    """IITD iris v1.0 ships NNN/KK_L.bmp (the subset here is PNG)."""
+    for person in ("001", "002"):
+        (tmp_path / person).mkdir()
+        for name in ("01_L", "02_L", "06_R", "07_R"):
+            cv2.imwrite(str(tmp_path / person / f"{name}.bmp"), np.full((240, 320), 90, np.uint8))
+    ds = open_dataset("iitd-iris", root=str(tmp_path))
+    assert len(ds.samples) == 8 and ds.identities() == ["001l", "001r", "002l", "002r"]
+    assert ds.load(ds.samples[0]).shape == (240, 320)

@@ -94,6 +94,10 @@ def test_encoder_errors(tiny_run, tmp_path):
         enc.embed_batch(np.zeros((1, 1, 48, 48), np.float32), "print")
     with pytest.raises(ValueError, match="unknown backend"):
         Encoder(tiny_run / "export", backend="tensorrt")
+    runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
+    (tiny_run / "export" / "vein.int8.onnx").unlink()
+    with pytest.raises(FileNotFoundError, match="vein.int8.onnx is missing from the bundle"):  # main: a traceback
+        Encoder(tiny_run / "export", backend="onnx-int8")
 
 
 def test_gpa_runs_are_refused_by_quantize_and_export(tmp_path):

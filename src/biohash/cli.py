@@ -14,6 +14,20 @@ train_app = typer.Typer(help="Train a model with one of the recipes.", no_args_i
 app.add_typer(train_app, name="train")
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from biohash import __version__
+
+        typer.echo(f"biohash {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                       help="print the version and exit")) -> None:
+    """biohash: compact biometric hashing for palm print, palm vein and hand images."""
+
+
 def _friendly(fn: Callable) -> Callable:
     """Turn user errors into one line on stderr and exit code 2 (BIOHASH_DEBUG=1 shows the traceback)."""
 

@@ -61,7 +61,12 @@ def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: st
     model carries no threshold for this mode at this FAR."""
     dep = _deployment(bundle, store, backend, key_file, far)
     d = dep.verify(subject, dep.codes_from_images(_images(image)), against)
-    verdict = "unknown (no threshold for this mode)" if d.match is None else ("match" if d.match else "no match")
+    if d.match is None:
+        fars = sorted(f for f, t in dep.thresholds.get(d.mode, {}).items() if t is not None)
+        have = f"thresholds exist at FAR {', '.join(fars)}" if fars else "the model has no threshold for this mode"
+        verdict = f"unknown (no threshold at FAR {far:g}; {have})"
+    else:
+        verdict = "match" if d.match else "no match"
     typer.echo(f"{d.mode}: distance {d.distance:.1f} bits, threshold {d.threshold} at FAR {far:g}: {verdict}")
     raise typer.Exit(3 if d.match is None else 0 if d.match else 1)
 

@@ -28,6 +28,8 @@ class Encoder:
                  allow_failed: bool = False) -> None:
         self.path = Path(bundle)
         meta_path = self.path / "bundle.json"
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"bundle folder not found: {self.path}")
         if not meta_path.is_file():
             raise FileNotFoundError(f"no bundle.json in {self.path}: export the run first (biohash export RUN)")
         if backend not in BACKENDS:
@@ -73,8 +75,11 @@ class Encoder:
             if self.backend not in files:
                 raise FileNotFoundError(f"the bundle has no {self.backend} model for {m!r}; export it with "
                                         f"biohash export RUN --format {self.backend}")
-            sessions[m] = ort.InferenceSession(str(self.path / files[self.backend]), opts,
-                                               providers=["CPUExecutionProvider"])
+            model_file = self.path / files[self.backend]
+            if not model_file.is_file():
+                raise FileNotFoundError(f"{model_file} is missing from the bundle; export it again with biohash "
+                                        f"export RUN --format {self.backend}")
+            sessions[m] = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
 
         def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
             e, c = sessions[modality].run(["embedding", "code"], {"image": x})

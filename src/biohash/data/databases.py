@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from biohash.data.datasets import DATASETS, Dataset, DatasetError
-from biohash.data.images import read_image  # the one decoder (pixel cap)
+from biohash.data.images import read_image, unreadable  # the one decoder (pixel cap)
 from biohash.types import Sample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -58,6 +58,11 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
 
     loader = lru_cache(maxsize=cache)(load) if cache else load
     if transform is None:
+        bad = unreadable([s.path for s in samples])  # found now, not an hour into training
+        if bad:
+            first = "; ".join(f"{p}: {why}" for p, why in bad[:3])
+            raise DatasetError(f"dataset {name!r}: {len(bad)} of {len(samples)} files are not readable images "
+                               f"({first}{' ...' if len(bad) > 3 else ''}); remove or replace them")
         return Dataset(name, samples, loader)
     from biohash.data.roi import RoiError
 
@@ -321,7 +326,8 @@ _IITD = re.compile(r"^(\d+)_([lr])$", re.IGNORECASE)
 
 @DATASETS.register("iitd-iris", aliases=("iitd",))
 def iitd_iris(root: str | None = None, per_eye: bool = True) -> Dataset:
-    """IITD iris v1.0: `ROOT/NNN/KK_{L,R}.png` (NIR eye images, modality "ocular").
+    """IITD iris v1.0: `ROOT/NNN/KK_{L,R}.bmp` (the full database; .png or .jpg too), NIR eye images, modality
+    "ocular".
 
     per_eye (default): each eye is its own identity ("001l"), as periocular recognition treats them.
     """
@@ -332,7 +338,7 @@ def iitd_iris(root: str | None = None, per_eye: bool = True) -> Dataset:
         if m and path.parent.name.isdigit():
             person, eye = f"{int(path.parent.name):03d}", m.group(2).lower()
             samples.append(Sample(person + eye if per_eye else person, "ocular", int(m.group(1)), str(path), 1, eye))
-    return _dataset("iitd-iris", samples, base, "NNN/KK_{L,R}.png")
+    return _dataset("iitd-iris", samples, base, "NNN/KK_{L,R}.bmp|png")
 
 
 @DATASETS.register("images", aliases=("unlabeled",))

@@ -47,6 +47,25 @@ def image_size(data: bytes, where: str) -> tuple[int, int]:
         raise ImageError(f"{where}: not a readable image (PNG, JPEG, BMP or TIFF expected)") from None
 
 
+def unreadable(paths: list[str]) -> list[tuple[str, str]]:
+    """(path, reason) of files whose header is not an image: a cheap scan before a long job starts."""
+    from PIL import Image
+
+    bad = []
+    for path in paths:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(path) as im:
+                    im.size  # noqa: B018  (the header is read on open; size proves it parsed)
+        except Image.DecompressionBombError:
+            pass  # an image; decode_image applies the pixel cap when it is read
+        except Exception as err:  # noqa: BLE001
+            bad.append((path, "not a readable image" if not isinstance(err, OSError) or "identify" in str(err)
+                        else str(err)))
+    return bad
+
+
 def decode_image(data: bytes, where: str, colour: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Decode image bytes; `where` names the file or field in every error."""
     if not data:

@@ -71,8 +71,9 @@ class CohashConfig:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
         if self.init is not None and self.weights is not None:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
-        if self.bits <= 0 or self.bits % 8:
-            raise ValueError(f"bits must be a positive multiple of 8 (paper: {BITS}), got {self.bits}")
+        if self.bits not in BITS:
+            raise ValueError(f"bits must be one of {', '.join(map(str, BITS))} (the code lengths the hash layer, "
+                             f"store and matchers are built and tested for), got {self.bits}")
 
 
 Step = Callable[[CoHashNet, dict[str, torch.Tensor]], dict[str, torch.Tensor]]

@@ -48,8 +48,8 @@ class DhnConfig:
     def __post_init__(self) -> None:
         if self.loss not in ("softmax", "arcface"):
             raise ValueError(f"unknown loss {self.loss!r}; expected softmax or arcface")
-        if self.bits <= 0 or self.bits % 8:
-            raise ValueError(f"bits must be a positive multiple of 8, got {self.bits}")
+        if self.bits not in (16, 32, 64, 128, 256):
+            raise ValueError(f"bits must be one of 16, 32, 64, 128, 256, got {self.bits}")
         if not 0 <= self.freeze_blocks <= 5:
             raise ValueError(f"freeze_blocks must be 0..5, got {self.freeze_blocks}")
 
