@@ -74,3 +74,31 @@ def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+# tiny settings appended to each README command (the last value of a repeated option wins)
+TINY = {
+    ("train", "cohash"): ["--epochs", "1", "--image-size", "32", "--model", "tiny", "-b", "8", "--identities", "10",
+                          "--captures", "4"],
+    ("demo",): ["--epochs", "1", "--identities", "40", "--bits", "32"],
+}
+
+
+def test_readme_command_line_block_runs_with_tiny_settings(tmp_path, monkeypatch, shared_data):
+    """Every `biohash` line of the README's command-line block, as written plus tiny settings (real-data paths
+    point at ../shared/data). On main the paper-flags line had no --root and failed."""
+    (commands,) = _blocks("Command line")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    ran = 0
+    for line in commands:
+        if not line.startswith("biohash ") or "..." in line:
+            continue  # a background job (nohup pretrain) or a sketch of flags
+        args = shlex.split(line.replace("../shared/data", str(shared_data)))[1:]
+        extra = TINY.get(tuple(args[:2]), TINY.get(tuple(args[:1]), []))
+        if "--init" in args:  # a warm start fixes the backbone and its input size
+            extra = ["--epochs", "1", "-b", "16"]
+        result = runner.invoke(app, args + extra)
+        assert result.exit_code == 0, (line, result.output[-2000:])
+        ran += 1
+    assert ran == 7 and (tmp_path / "runs" / "myrun" / "report.md").is_file()
