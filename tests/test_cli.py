@@ -95,6 +95,7 @@ def test_the_papers_own_command_on_casia_trains_and_says_what_it_did(tmp_path, s
     out = " ".join(result.output.split())
     assert "batch size 256 is larger than the 240 training samples" in out
     assert "only vein images were found" in out and "bands=460,940" in out
+    assert "min so far, about 0.0 min left" in out  # every epoch line estimates the rest (main: none)
     run = next(p for p in tmp_path.iterdir() if (p / "metrics.json").is_file())
     strict = json.loads((run / "metrics.json").read_text(),
                         parse_constant=lambda c: pytest.fail(f"metrics.json holds {c}: not strict JSON"))

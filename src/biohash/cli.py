@@ -398,6 +398,7 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
         raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
     per_mode = evaluate_run(run, protocol if target is None else None, split, target=target)
     typer.echo(markdown_table(per_mode))
+    typer.echo(f"report: {run / 'report.md'} (scores, plots and metrics.json under {run / 'eval'})")
 
 
 @app.command()

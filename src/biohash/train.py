@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                        f"{cfg.batch_size}); lower --batch-size or add data")
     steps_per_epoch = len(loader)
     epoch = start
+    started = time.monotonic()
     try:
         with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
@@ -153,7 +155,10 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                 history.append(row)
                 write_json(run_dir / "history.json", history)
                 _save(last, snapshot(epoch + 1))
-                progress.console.print(_format_row(row))
+                elapsed = time.monotonic() - started
+                left = elapsed / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
+                progress.console.print(f"{_format_row(row)}  [{elapsed / 60:.1f} min so far, about "
+                                       f"{left / 60:.1f} min left]")
     except KeyboardInterrupt:
         _save(last, snapshot(epoch))
         console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
@@ -167,8 +172,6 @@ LOG_EVERY_S = 60.0  # without a terminal (nohup, CI logs) a plain progress line 
 
 
 def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> dict[str, float]:
-    import time
-
     model.train()
     sums: dict[str, float] = {}
     n = 0
