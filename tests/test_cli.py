@@ -161,3 +161,19 @@ def test_version_and_clear_bundle_errors(tmp_path):
     assert result.exit_code == 0 and result.output.strip() == f"biohash {__version__}"  # main: no such option
     line = _error_line(runner.invoke(app, ["identify", "--bundle", str(tmp_path / "nowhere"), "-i", "print=x.png"]))
     assert "bundle folder not found" in line  # main: "export the run first" for a folder that does not exist
+
+
+def test_train_help_shows_the_recipe_defaults():
+    """On main `train cohash --help` showed no defaults (the options are None until given); the shown values
+    must be the config dataclasses' own."""
+    import dataclasses
+
+    from biohash.data.config import DataConfig
+    from biohash.recipes.cohash import CohashConfig
+    from biohash.train import FitConfig
+
+    text = " ".join(runner.invoke(app, ["train", "cohash", "--help"], env={"COLUMNS": "250"}).output.split())
+    defaults = {f.name: f.default for cls in (CohashConfig, FitConfig, DataConfig) for f in dataclasses.fields(cls)}
+    for name in ("bits", "backbone", "batch_size", "epochs", "lr", "loss", "lambda_cross", "protocol",
+                 "test_fraction", "image_size"):
+        assert f"[default: ({defaults[name]})]" in text, name

@@ -52,6 +52,12 @@ def _drop_none(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
+def _dflt(shown: str, *decls: str, **kwargs):
+    """An option whose value stays None unless given (the recipe's default applies), with that default shown
+    in --help (tests/test_cli.py checks the shown values against the config dataclasses)."""
+    return typer.Option(None, *decls, show_default=shown, **kwargs)
+
+
 def _options(pairs: list[str] | None) -> dict[str, object]:
     """`--option KEY=VALUE` pairs for a dataset adapter; values parse as YAML scalars (10 -> int, a,b -> str)."""
     import yaml
@@ -86,38 +92,38 @@ def train_cohash(
     root: str | None = typer.Option(None, help="dataset folder (real databases)"),
     option: list[str] | None = typer.Option(None, "--option", "-o",
                                                help="dataset adapter option KEY=VALUE, e.g. bands=940"),
-    bits: int | None = typer.Option(None, help="code length: 16, 32, 64, 128 or 256"),
-    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (small, res18, ...)"),
+    bits: int | None = _dflt('64', help="code length: 16, 32, 64, 128 or 256"),
+    backbone: str | None = _dflt('small', "--backbone", "--model", help="registered backbone (small, res18, ...)"),
     weights: str | None = typer.Option(None, help="backbone weights: a local file, or imagenet (packaged "
                                        "with efficientnet_lite0)"),
     init: str | None = typer.Option(None, help="warm start: a trained run folder, or a shipped model zoo:NAME "
                                     "(biohash zoo lists them)"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
-    epochs: int | None = typer.Option(None, "--epochs", "--epoch"),
-    lr: float | None = typer.Option(None),
-    optimizer: str | None = typer.Option(None, help="adamw or sgd"),
-    schedule: str | None = typer.Option(None, help="cosine, step or constant"),
-    loss: str | None = typer.Option(None, help="csq (per-bit centroid + softmax, default) or arcface (angular "
+    batch_size: int | None = _dflt('64', "--batch-size", "-b"),
+    epochs: int | None = _dflt('20', "--epochs", "--epoch"),
+    lr: float | None = _dflt('0.01'),
+    optimizer: str | None = _dflt('adamw', help="adamw or sgd"),
+    schedule: str | None = _dflt('cosine', help="cosine, step or constant"),
+    loss: str | None = _dflt('csq', help="csq (per-bit centroid + softmax, default) or arcface (angular "
                                     "margin to the identity centroids)"),
-    arc_scale: float | None = typer.Option(None, help="ArcFace scale s (30)"),
-    arc_margin: float | None = typer.Option(None, help="ArcFace margin m in radians (0.5)"),
-    lambda_supcon: float | None = typer.Option(None, help="supervised contrastive weight (0; CCNet: 0.2)"),
-    lambda_quant: float | None = typer.Option(None), lambda_cross: float | None = typer.Option(None),
-    lambda_softmax: float | None = typer.Option(None, help="centroid-softmax weight (ours; 0 = paper's loss)"),
-    share: str | None = typer.Option(None, help="none (paper: two sub-networks), head (one hash layer, default) "
+    arc_scale: float | None = _dflt('30.0', help="ArcFace scale s (30)"),
+    arc_margin: float | None = _dflt('0.5', help="ArcFace margin m in radians (0.5)"),
+    lambda_supcon: float | None = _dflt('0.0', help="supervised contrastive weight (0; CCNet: 0.2)"),
+    lambda_quant: float | None = _dflt('0.05'), lambda_cross: float | None = _dflt('0.5'),
+    lambda_softmax: float | None = _dflt('1.0', help="centroid-softmax weight (ours; 0 = paper's loss)"),
+    share: str | None = _dflt('head', help="none (paper: two sub-networks), head (one hash layer, default) "
                                         "or all (one network)"),
-    dropout: float | None = typer.Option(None, help="dropout before the hash layer"),
-    protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
-    val_fraction: float | None = typer.Option(None, help="open set: share of identities that choose the "
+    dropout: float | None = _dflt('0.2', help="dropout before the hash layer"),
+    protocol: str | None = _dflt('open', help="open (identity-disjoint, default) or closed"),
+    val_fraction: float | None = _dflt('0.1', help="open set: share of identities that choose the "
                                               "checkpoint (0.1)"),
-    test_fraction: float | None = typer.Option(None, help="open set: share of identities held out for test (0.3); "
+    test_fraction: float | None = _dflt('0.3', help="open set: share of identities held out for test (0.3); "
                                                "0 trains on all others (test later on another folder)"),
     on_roi_failure: str | None = typer.Option(None, help="photos whose ROI cannot be cut: skip (default: left "
                                               "out and listed) or fail"),
-    identities: int | None = typer.Option(None, help="synthetic: number of palms"),
-    captures: int | None = typer.Option(None, help="synthetic: captures per palm and modality"),
-    image_size: int | None = typer.Option(None, "--image-size"),
-    seed: int | None = typer.Option(None),
+    identities: int | None = _dflt('200', help="synthetic: number of palms"),
+    captures: int | None = _dflt('8', help="synthetic: captures per palm and modality"),
+    image_size: int | None = _dflt('128', "--image-size"),
+    seed: int | None = _dflt('0'),
     name: str | None = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)"),
     runs: Path = typer.Option(Path("runs"), help="folder holding run folders"),
     resume: bool = typer.Option(False, help="continue an interrupted run of the same name"),

@@ -44,7 +44,7 @@ def mode_of(probe_modalities: list[str], against: str | None) -> str:
             raise RequestError("a print + vein probe is matched in fused mode; leave 'against' out")
         return "fused"
     if len(probe) != 1:
-        raise RequestError(f"give one probe modality, or print and vein together; got {probe or 'none'}")
+        raise RequestError(f"give one probe modality, or print and vein together; got {', '.join(probe) or 'none'}")
     m = probe[0]
     if against in (None, m):
         return m

@@ -58,7 +58,7 @@ def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg:
         modalities = tuple(dataset.modalities())
     if not modalities:
         raise RunError(f"dataset {data.dataset!r} has no print or vein samples and more than one other modality "
-                       f"(found {dataset.modalities()}); select one with --option")
+                       f"(found {', '.join(dataset.modalities())}); select one with --option")
     _one_branch_warning(data, modalities)
     fresh = data.fresh_captures and dataset.fresh is not None
     train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=not fresh, fresh=fresh,
@@ -99,7 +99,7 @@ def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit
             raise RunError(f"the teacher encodes {teacher.modalities[0]!r} images, not {modality!r}")
     modality = modality or dataset.modalities()[0]
     if modality not in dataset.modalities():
-        raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {dataset.modalities()})")
+        raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {', '.join(dataset.modalities())})")
     fresh = data.fresh_captures and dataset.fresh is not None
     train_set = PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
                                seed=fit_cfg.seed)
