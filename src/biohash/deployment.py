@@ -146,7 +146,8 @@ class Deployment:
         self._seq = changes.seq
 
     # --- operations --------------------------------------------------------------------------------------
-    def _threshold(self, mode: str) -> float | None:
+    def threshold(self, mode: str) -> float | None:
+        """The decision threshold (bits) of a mode at this deployment's FAR; None when the model has none."""
         value = self.thresholds.get(mode, {}).get(self.far)
         return None if value is None else float(value)
 
@@ -192,7 +193,7 @@ class Deployment:
         mode = mode_of(list(probe), against)
         with self._lock:
             d = self._distances_to_subject(subject, self._protect(probe), mode)
-        t = self._threshold(mode)
+        t = self.threshold(mode)
         return Decision(mode, d, t, None if t is None else d <= t)
 
     def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
@@ -219,7 +220,7 @@ class Deployment:
                     if s is not None and s not in best:
                         best[s] = float(d)
                 scored = sorted((d, s) for s, d in best.items())
-        t = self._threshold(mode)
+        t = self.threshold(mode)
         return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode,
                  "band": self.band(d)} for d, s in scored[:k]]
 
