@@ -57,6 +57,7 @@ def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
         assert result.exit_code == 0 or decision, (line, result.output)
         outputs.setdefault(args[1], []).append(result.output)
     assert outputs["enroll"][0].startswith("enrolled alice")
+    assert outputs["verify"][0].rstrip().endswith(": match") or "no threshold" in outputs["verify"][0]
     assert outputs["identify"][0].splitlines()[0].split("\t")[0] == "alice"  # her new capture finds her first
     assert "deleted 2 templates of alice" in outputs["delete"][0]
 

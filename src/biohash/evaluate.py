@@ -18,11 +18,13 @@ FAR_POINTS = (1e-3, 1e-2)
 def relaxed_codes(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
                   batch_size: int = 128) -> np.ndarray:
     """Relaxed codes in (-1, 1), (n, bits), of `samples` under one hashing network; their signs are the code."""
+    from rich.console import Console
     from rich.progress import track
 
     net.eval()
     batches = track(image_batches(dataset, samples, size, batch_size), total=-(-len(samples) // batch_size),
-                    description=f"encode {len(samples)} images", transient=True)
+                    description=f"encode {len(samples)} images", transient=True,
+                    disable=not Console().is_terminal)  # a log file gets no empty line per bar
     outs = [net(x).numpy() for x in batches]
     return np.concatenate(outs) if outs else np.zeros((0, net.bits), np.float32)
 
