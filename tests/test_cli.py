@@ -177,3 +177,9 @@ def test_train_help_shows_the_recipe_defaults():
     for name in ("bits", "backbone", "batch_size", "epochs", "lr", "loss", "lambda_cross", "protocol",
                  "test_fraction", "image_size"):
         assert f"[default: ({defaults[name]})]" in text, name
+
+
+def test_a_misspelt_dataset_option_is_one_line_naming_the_accepted_ones(tmp_path, shared_data):
+    line = _error_line(runner.invoke(app, ["train", "cohash", "--ds", "casiam", "--root",
+                                           str(shared_data / "casia-ms"), "-o", "bandz=940"]))
+    assert "takes no option 'bandz'" in line and "bands" in line  # main: a TypeError traceback, exit 1

@@ -49,6 +49,22 @@ class Registry(Generic[T]):
     def get(self, name: str) -> T:
         return self._items[self.canonical(name)]
 
+    def create(self, name: str, **kwargs: object):
+        """Call the factory registered as `name` with `kwargs` (None values dropped, so its defaults apply); an
+        argument it does not take is a one-line error listing the ones it does (not a TypeError traceback)."""
+        import inspect
+
+        factory = self.get(name)
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            unknown = sorted(set(kwargs) - set(params))
+            if unknown:
+                accepted = ", ".join(n for n, p in params.items() if p.kind is not p.VAR_POSITIONAL) or "none"
+                raise UnknownNameError(f"{self.kind} {self.canonical(name)!r} takes no option "
+                                       f"{', '.join(map(repr, unknown))}; it accepts: {accepted}")
+        return factory(**kwargs)
+
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a glob pattern, sorted."""
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))

@@ -64,9 +64,9 @@ def _natural_key(name: str) -> tuple[int, str]:
 
 
 def open_dataset(name: str, **kwargs: object) -> Dataset:
-    """Open a registered dataset; keyword arguments that are None are dropped so adapter defaults apply."""
-    factory = DATASETS.get(name)
-    return factory(**{k: v for k, v in kwargs.items() if v is not None})
+    """Open a registered dataset; keyword arguments that are None are dropped so adapter defaults apply, and
+    one the adapter does not take is an error naming the ones it does."""
+    return DATASETS.create(name, **kwargs)
 
 
 @DATASETS.register("synthetic", aliases=("syn",))
@@ -83,6 +83,3 @@ def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int
     return Dataset("synthetic", samples, lambda s: gen.render(int(s.identity), s.modality, s.capture),
                    fresh=lambda s, k: replace(s, capture=FRESH_CAPTURES + k))
 
-
-# Adapters for public databases and user folders register themselves on import (they need Dataset above).
-from biohash.data import databases  # noqa: F401

@@ -237,16 +237,14 @@ def create_backbone(name: str, in_chans: int = 1, weights: str | Path | None = N
     weights: None (random init), "imagenet" (weights packaged with biohash's dependencies, where the backbone
     has them: efficientnet_lite0) or a local state-dict file (e.g. torchvision's resnet18 file).
     """
-    factory = BACKBONES.get(name)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
     if weights == PRETRAINED:
         import inspect
 
-        if "pretrained" not in inspect.signature(factory).parameters:
+        if "pretrained" not in inspect.signature(BACKBONES.get(name)).parameters:
             raise ValueError(f"backbone {name!r} has no packaged weights; pass a local weights file instead "
                              f"(packaged: efficientnet_lite0)")
-        return factory(in_chans=in_chans, pretrained=True, **kwargs)
-    model = factory(in_chans=in_chans, **kwargs)
+        return BACKBONES.create(name, in_chans=in_chans, pretrained=True, **kwargs)
+    model = BACKBONES.create(name, in_chans=in_chans, **kwargs)
     if weights is not None:
         load_weights(model, weights)
     return model
