@@ -1,75 +1,11 @@
 """The `biohash` command line (typer). Heavy imports (torch) happen inside commands, so --help is instant."""
 from __future__ import annotations
 
-import functools
-import os
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="biohash: compact biometric hashing for palm print, palm vein and hand images.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
-train_app = typer.Typer(help="Train a model with one of the recipes.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
-
-
-def _show_version(value: bool) -> None:
-    if value:
-        from biohash import __version__
-
-        typer.echo(f"biohash {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
-                                       help="print the version and exit")) -> None:
-    """biohash: compact biometric hashing for palm print, palm vein and hand images."""
-
-
-def _friendly(fn: Callable) -> Callable:
-    """Turn user errors into one line on stderr and exit code 2 (BIOHASH_DEBUG=1 shows the traceback)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from biohash.errors import BiohashError
-
-        try:
-            return fn(*args, **kwargs)
-        except (BiohashError, ValueError, FileNotFoundError) as err:
-            if os.environ.get("BIOHASH_DEBUG"):
-                raise
-            typer.echo(f"error: {err}", err=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-def _drop_none(**kwargs):
-    return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _dflt(shown: str, *decls: str, **kwargs):
-    """An option whose value stays None unless given (the recipe's default applies), with that default shown
-    in --help (tests/test_cli.py checks the shown values against the config dataclasses)."""
-    return typer.Option(None, *decls, show_default=shown, **kwargs)
-
-
-def _options(pairs: list[str] | None) -> dict[str, object]:
-    """`--option KEY=VALUE` pairs for a dataset adapter; values parse as YAML scalars (10 -> int, a,b -> str)."""
-    import yaml
-
-    out: dict[str, object] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
-        parsed = yaml.safe_load(value) if value.strip() else None
-        out[key.strip().replace("-", "_")] = parsed
-    return out
+from biohash.cli_app import _dflt, _drop_none, _friendly, _options, app, train_app
 
 
 @app.command()
@@ -425,7 +361,7 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
 
 
 # registers enroll, verify, identify, delete, serve (cli_deploy) and pretrain, zoo (cli_zoo)
-from biohash import cli_deploy, cli_zoo  # noqa: E402,F401
+from biohash import cli_deploy, cli_zoo  # noqa: E402,F401  (they register on app)
 
 if __name__ == "__main__":  # python -m biohash.cli: run the imported module's app, which has every command
     from biohash.cli import app as registered

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from biohash.cli import _friendly, app
+from biohash.cli_app import _friendly, app
 
 _BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/export) or a run folder")
 _STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from biohash.cli import _drop_none, _friendly, app
+from biohash.cli_app import _drop_none, _friendly, app
 
 
 @app.command()

@@ -1,0 +1,53 @@
+"""The architecture's rules, checked on the source: no import cycle between modules, and the numpy stack
+(what a matching-only device installs) never imports torch."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "biohash"
+NUMPY_STACK = ("types", "codes", "metrics", "scores", "matching", "protect", "store", "access", "errors", "registry")
+
+
+def _module(path: Path) -> str:
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, top_level_only: bool) -> set[str]:
+    tree = ast.parse(path.read_text())
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    out = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out |= {f"{node.module}.{a.name}" for a in node.names}
+    return out
+
+
+def test_no_import_cycles_between_modules():
+    modules = {_module(p): p for p in SRC.rglob("*.py")}
+    graph = {m: {i for i in _imports(p, top_level_only=True) if i in modules and i != m} for m, p in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in sorted(graph[m]):
+            if state.get(n) == 1:
+                cycle = path[path.index(n):] + [n] if n in path else [m, n]
+                raise AssertionError(f"import cycle: {' -> '.join(cycle)}")
+            if n not in state:
+                visit(n, path + [n])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+
+
+def test_the_numpy_stack_never_imports_torch():
+    for name in NUMPY_STACK:
+        found = {i for i in _imports(SRC / f"{name}.py", top_level_only=False) if i.split(".")[0] in ("torch", "timm")}
+        assert not found, f"biohash.{name} imports {found}"
