@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/biohash demo
 
 test: $(TEST_STAMP)
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/python -m pytest -q tests
 
 bench: $(TEST_STAMP)

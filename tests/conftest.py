@@ -50,7 +50,8 @@ def postgres_server():
         shutil.chown(root, "postgres")
         as_user = ["runuser", "-u", "postgres", "--"]
     data, port = root / "data", _free_port()
-    run = lambda *cmd: subprocess.run(as_user + list(cmd), check=True, capture_output=True, text=True)
+    def run(*cmd):
+        return subprocess.run(as_user + list(cmd), check=True, capture_output=True, text=True)
     try:
         run(str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "biohash", "--no-sync")
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",

@@ -5,8 +5,15 @@ import warnings
 
 import pytest
 
-from biohash.access import (DEFAULT_SCOPES, KeyFileError, RateLimiter, check_subject, parse_keys, read_api_keys,
-                            read_protection_key)
+from biohash.access import (
+    DEFAULT_SCOPES,
+    KeyFileError,
+    RateLimiter,
+    check_subject,
+    parse_keys,
+    read_api_keys,
+    read_protection_key,
+)
 from biohash.errors import BiohashError
 
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_matching import clustered
 
 from biohash.codes import hamming, pack
 from biohash.protect import Protector, key_id, new_key
+from test_matching import clustered
 
 
 def test_same_key_keeps_every_distance_and_inverts():

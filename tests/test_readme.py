@@ -38,9 +38,8 @@ def after_demo(tmp_path, monkeypatch):
 
 
 def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
-    from conftest import _free_port
-
     from biohash.service import wait_until_healthy
+    from conftest import _free_port
 
     commands, shell = _blocks("Deployment: enroll, verify, identify, serve")
     runner = CliRunner()

@@ -201,9 +201,9 @@ def test_cli_enroll_verify_identify_delete(bundle, tmp_path):
 
 def test_load_against_the_real_server(bundle, tmp_path):
     import httpx
-    from conftest import _free_port
 
     from biohash.service import wait_until_healthy
+    from conftest import _free_port
 
     port = _free_port()
     (tmp_path / "keys").write_text(f"# operator key of the load test\n\n{KEY} enroll,match,codes,scores\n")
@@ -429,9 +429,9 @@ def test_two_servers_on_one_postgresql_database_miss_no_enrollment(bundle, tmp_p
     """The run that found the late-commit bug: two `serve` replicas on one database, enrollments through both
     at once; afterwards each replica identifies every acknowledged subject without a restart."""
     import httpx
-    from conftest import _free_port
 
     from biohash.service import wait_until_healthy
+    from conftest import _free_port
 
     url = postgres_server()
     keys = tmp_path / "keys"
@@ -476,9 +476,9 @@ def test_serve_says_where_it_listens_logs_each_request_and_documents_itself_offl
     """On main serve printed nothing, /docs pulled Swagger from a CDN (blank offline) and an OpenCV warning
     leaked into the log on a corrupt upload."""
     import httpx
-    from conftest import _free_port
 
     from biohash.service import wait_until_healthy
+    from conftest import _free_port
 
     port = _free_port()
     keys = tmp_path / "keys"

@@ -39,7 +39,8 @@ def plot_det(scores: dict[str, Scores], path: Path) -> None:
     """DET on normal-deviate axes, the usual biometric convention."""
     fig, ax = plt.subplots(figsize=(5, 4))
     ticks = np.array([1e-4, 1e-3, 1e-2, 0.05, 0.2, 0.5])
-    clip = lambda v: norm.ppf(np.clip(v, 1e-5, 1 - 1e-5))
+    def clip(v):
+        return norm.ppf(np.clip(v, 1e-5, 1 - 1e-5))
     for mode, s in scores.items():
         far, frr = metrics.det(s.genuine, s.impostor)
         ax.plot(clip(far), clip(frr), label=mode)

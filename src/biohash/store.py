@@ -20,7 +20,6 @@ import numpy as np
 from biohash.errors import BiohashError
 from biohash.types import Codes
 
-
 PAGE = 5_000  # rows per catch-up read and ids per IN (...) list
 
 

@@ -32,7 +32,8 @@ class Split:
     test_probe: list[Sample]
 
     def summary(self) -> dict[str, int]:
-        ids = lambda xs: len({s.identity for s in xs})
+        def ids(xs):
+            return len({s.identity for s in xs})
         return {"protocol": self.protocol, "train_samples": len(self.train), "train_identities": ids(self.train),
                 "val_identities": ids(self.val_probe), "test_identities": ids(self.test_probe),
                 "test_gallery": len(self.test_gallery), "test_probe": len(self.test_probe)}

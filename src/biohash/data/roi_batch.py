@@ -16,7 +16,6 @@ from biohash.data.databases import IMAGE_SUFFIXES, read_image
 from biohash.data.datasets import DatasetError
 from biohash.data.roi import METHODS, RoiError, find_square, grey_roi
 
-
 PAGE = 48  # photos per contact sheet page
 
 
