@@ -105,3 +105,13 @@ def test_gpa_runs_are_refused_by_quantize_and_export(tmp_path):
     (tmp_path / "g" / "config.yaml").write_text("recipe: gpa\ndata: {}\nmodel: {}\n")
     result = runner.invoke(app, ["export", str(tmp_path / "g")])
     assert result.exit_code != 0 and "hashing runs" in result.output
+
+
+def test_export_without_the_onnx_tools_says_what_to_install(tiny_run, monkeypatch):
+    """After `make demo` (no ONNX tools) the README's export line died in a traceback inside torch.onnx."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
+    result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
+    assert result.exit_code == 2 and "needs onnx: pip install -e '.[export]'" in result.output

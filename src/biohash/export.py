@@ -170,6 +170,13 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
     ONNX models with torch."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+    if fmt != "torch":
+        import importlib.util
+
+        missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise RunError(f"--format {fmt} needs {' and '.join(missing)}: pip install -e '.[export]' (or "
+                           f"--format torch for a bundle without ONNX)")
     run_dir = Path(run_dir)
     model, config, build_config = float_model(run_dir)
     out = run_dir / "export"
