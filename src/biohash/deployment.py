@@ -1,6 +1,6 @@
 """Deployment: an exported model + a template store + per-modality matchers, behind enroll / verify / identify /
 delete in the four modes (print, vein, fused, cross: enroll with vein, verify with print) and any single
-modality. The store is the truth; matchers are caches that catch up from its change counter before each
+modality; the modes are biohash.modes', the ones evaluation scores. The store is the truth; matchers are caches that catch up from its change counter before each
 search. With a protection key, codes are transformed before they are stored or matched (cancellable).
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from biohash.access import check_subject
 from biohash.data.images import check_usable
 from biohash.errors import BiohashError
 from biohash.matching import make_matcher
+from biohash.modes import Mode, ModeError, resolve
 from biohash.protect import Protector
 from biohash.store import StoreError, open_store
 from biohash.types import Codes
@@ -34,25 +35,6 @@ class Decision:
     distance: float  # Hamming distance in bits (fused: mean normalised distance x bits)
     threshold: float | None
     match: bool | None
-
-
-def mode_of(probe_modalities: list[str], against: str | None) -> str:
-    """Deployment mode of a request: fused (print + vein probes), cross / cross-rev, or the modality itself."""
-    probe = sorted(set(probe_modalities))
-    if probe == ["print", "vein"]:
-        if against not in (None, "fused"):
-            raise RequestError("a print + vein probe is matched in fused mode; leave 'against' out")
-        return "fused"
-    if len(probe) != 1:
-        raise RequestError(f"give one probe modality, or print and vein together; got {', '.join(probe) or 'none'}")
-    m = probe[0]
-    if against in (None, m):
-        return m
-    if (m, against) == ("print", "vein"):
-        return "cross"
-    if (m, against) == ("vein", "print"):
-        return "cross-rev"
-    raise RequestError(f"cannot match {m!r} probes against {against!r} templates")
 
 
 class Deployment:
@@ -176,43 +158,48 @@ class Deployment:
             raise NotFound(f"no templates for subject {subject!r}")
         return n
 
-    def _distances_to_subject(self, subject: str, probe: dict[str, Codes], mode: str) -> float:
+    def _mode(self, probe: dict[str, Codes], against: str | None) -> Mode:
+        try:
+            return resolve(list(probe), against)
+        except ModeError as err:
+            raise RequestError(str(err)) from None
+
+    def _distance_to_subject(self, subject: str, probe: dict[str, Codes], mode: Mode) -> float:
+        """Mean over the mode's (probe, gallery) modality pairs of the nearest template's distance (bits)."""
         from biohash.codes import hamming
 
         parts = []
-        for m, c in probe.items():
-            gallery_modality = {"cross": "vein", "cross-rev": "print"}.get(mode, m)
-            _, _, templates = self.store.templates(subject=subject, modality=gallery_modality)
+        for p, g in mode.pairs:
+            _, _, templates = self.store.templates(subject=subject, modality=g)
             if templates is None:
-                raise NotFound(f"subject {subject!r} has no {gallery_modality} template")
-            parts.append(hamming(c, templates).min())
+                raise NotFound(f"subject {subject!r} has no {g} template")
+            parts.append(hamming(probe[p], templates).min())
         return float(np.mean(parts))
 
     def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
         self.check_subject(subject)
-        mode = mode_of(list(probe), against)
+        mode = self._mode(probe, against)
         with self._lock:
-            d = self._distances_to_subject(subject, self._protect(probe), mode)
-        t = self.threshold(mode)
-        return Decision(mode, d, t, None if t is None else d <= t)
+            d = self._distance_to_subject(subject, self._protect(probe), mode)
+        t = self.threshold(mode.name)
+        return Decision(mode.name, d, t, None if t is None else d <= t)
 
     def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
         if not 1 <= k <= 100:
             raise RequestError(f"k must be between 1 and 100, got {k}")
-        mode = mode_of(list(probe), against)
+        mode = self._mode(probe, against)
         probe = self._protect(probe)
         with self._lock:
             self.sync()
-            if mode == "fused":
+            if len(mode.pairs) > 1:  # fused: candidates from each modality's index, then the exact mean distance
                 candidates = set()
-                for m, c in probe.items():
-                    _, ids = self.matchers[m].search(c, 10 * k)
+                for p, g in mode.pairs:
+                    _, ids = self.matchers[g].search(probe[p], 10 * k)
                     candidates |= set(self.store.subjects_of(ids[0]).values())
-                scored = sorted((self._distances_to_subject(s, probe, mode), s) for s in candidates)
+                scored = sorted((self._distance_to_subject(s, probe, mode), s) for s in candidates)
             else:
-                (m, c), = probe.items()
-                gallery = {"cross": "vein", "cross-rev": "print"}.get(mode, m)
-                dist, ids = self.matchers[gallery].search(c, 4 * k)
+                (p, g), = mode.pairs
+                dist, ids = self.matchers[g].search(probe[p], 4 * k)
                 subjects = self.store.subjects_of(ids[0])
                 best: dict[str, float] = {}
                 for d, i in zip(dist[0], ids[0]):
@@ -220,8 +207,8 @@ class Deployment:
                     if s is not None and s not in best:
                         best[s] = float(d)
                 scored = sorted((d, s) for s, d in best.items())
-        t = self.threshold(mode)
-        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode,
+        t = self.threshold(mode.name)
+        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode.name,
                  "band": self.band(d)} for d, s in scored[:k]]
 
     def health(self) -> dict:

@@ -8,7 +8,8 @@ from biohash import metrics
 from biohash.codes import from_real, similarity
 from biohash.data.datasets import Dataset
 from biohash.data.loaders import image_batches
-from biohash.scores import MODE_NAMES, CodeSet, mode_scores
+from biohash.modes import modes_for
+from biohash.scores import CodeSet, mode_scores
 from biohash.types import Sample, Scores
 
 FAR_POINTS = (1e-3, 1e-2)
@@ -57,14 +58,6 @@ def float_scores(mode: str, probe: np.ndarray, gallery: np.ndarray, p_set: CodeS
 
     return Scores(f"{mode}-float", unit(probe) @ unit(gallery).T, np.asarray(p_set.identities),
                   np.asarray(g_set.identities), p_set.names(), g_set.names())
-
-
-def modes_for(modalities: tuple[str, ...] | list[str]) -> tuple[str, ...]:
-    """Deployment modes a set of modalities supports: all four (and cross-rev) for print + vein, otherwise
-    same-modality matching of each (e.g. "ocular")."""
-    if {"print", "vein"} <= set(modalities):
-        return MODE_NAMES
-    return tuple(modalities)
 
 
 def score_metrics(scores: Scores) -> dict[str, float]:

@@ -1,7 +1,8 @@
 """Genuine/impostor score sets per deployment mode, built from codes; bob-style 4-column score files.
 
-Modes: "print" and "vein" (same modality), "fused" (mean of the print and vein similarities of one capture
-pair), "cross" (print probes against a vein gallery) and "cross-rev" (vein probes against a print gallery).
+Modes are biohash.modes' (shared with deployment): "print" and "vein" (same modality), "fused" (mean of the print
+and vein similarities of one capture pair), "cross" (print probes against a vein gallery) and "cross-rev" (vein
+probes against a print gallery).
 """
 from __future__ import annotations
 
@@ -11,9 +12,10 @@ from pathlib import Path
 import numpy as np
 
 from biohash.codes import similarity
+from biohash.modes import MODE_NAMES, mode
 from biohash.types import Codes, Scores
 
-MODE_NAMES = ("print", "vein", "fused", "cross", "cross-rev")
+__all__ = ["MODE_NAMES", "CodeSet", "mode_scores", "write_score_file", "read_score_file"]
 
 
 @dataclass(frozen=True)
@@ -55,27 +57,30 @@ def _scores(mode: str, probe: CodeSet, gallery: CodeSet, matrix: np.ndarray) -> 
                   probe.names(), gallery.names())
 
 
-def mode_scores(mode: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet]) -> Scores:
-    """Similarity matrix of one mode.
+def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet]) -> Scores:
+    """Similarity matrix of one mode (biohash.modes): the mean of its (probe, gallery) modality pairs' matrices;
+    with two pairs (fused) only captures present in every modality of a side take part, matched by (identity,
+    capture).
 
     Args:
-        mode: one of MODE_NAMES, or any modality both sides hold (e.g. "ocular": same-modality matching).
+        mode_name: one of MODE_NAMES, or any modality both sides hold (e.g. "ocular": same-modality matching).
         probe, gallery: CodeSets keyed by modality ("print", "vein", ...).
     """
-    if mode in ("print", "vein") or (mode in probe and mode in gallery and mode not in MODE_NAMES):
-        return _scores(mode, probe[mode], gallery[mode], similarity(probe[mode].codes, gallery[mode].codes))
-    if mode == "cross":
-        return _scores(mode, probe["print"], gallery["vein"], similarity(probe["print"].codes, gallery["vein"].codes))
-    if mode == "cross-rev":
-        return _scores(mode, probe["vein"], gallery["print"], similarity(probe["vein"].codes, gallery["print"].codes))
-    if mode == "fused":
-        pp, pv = _pair_rows(probe["print"], probe["vein"])
-        gp, gv = _pair_rows(gallery["print"], gallery["vein"])
-        p_print, g_print = probe["print"].take(pp), gallery["print"].take(gp)
-        s_print = similarity(p_print.codes, g_print.codes)
-        s_vein = similarity(probe["vein"].take(pv).codes, gallery["vein"].take(gv).codes)
-        return _scores(mode, p_print, g_print, (s_print + s_vein) / 2.0)
-    raise KeyError(f"unknown mode {mode!r}; expected one of: {', '.join(MODE_NAMES)}")
+    m = mode(mode_name)
+    missing = sorted({p for p, _ in m.pairs if p not in probe} | {g for _, g in m.pairs if g not in gallery})
+    if missing:
+        raise KeyError(f"mode {mode_name!r} needs {', '.join(missing)} codes on both sides; expected one of: "
+                       f"{', '.join(MODE_NAMES)}, or a modality both sides hold")
+    if len(m.pairs) == 1:
+        (p, g), = m.pairs
+        return _scores(mode_name, probe[p], gallery[g], similarity(probe[p].codes, gallery[g].codes))
+    (p1, g1), (p2, g2) = m.pairs
+    rp1, rp2 = _pair_rows(probe[p1], probe[p2])
+    rg1, rg2 = _pair_rows(gallery[g1], gallery[g2])
+    first_p, first_g = probe[p1].take(rp1), gallery[g1].take(rg1)
+    s1 = similarity(first_p.codes, first_g.codes)
+    s2 = similarity(probe[p2].take(rp2).codes, gallery[g2].take(rg2).codes)
+    return _scores(mode_name, first_p, first_g, (s1 + s2) / 2.0)
 
 
 def write_score_file(scores: Scores, path: str | Path) -> None:

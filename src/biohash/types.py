@@ -60,7 +60,7 @@ class Scores:
     """Comparison scores of one mode: higher means more likely the same identity.
 
     Attributes:
-        mode: one of scores.MODE_NAMES ("print", "vein", "fused", "cross", "cross-rev").
+        mode: one of modes.MODE_NAMES ("print", "vein", "fused", "cross", "cross-rev") or a modality.
         matrix: float array (n_probes, n_gallery), similarity in [0, 1] (1 - normalised Hamming distance).
         probe_ids: identity per probe row.
         gallery_ids: identity per gallery column.
