@@ -100,3 +100,19 @@ def test_fusion_is_the_mean_of_normalised_distances():
     assert fused_distances([np.array([[32]]), np.array([[0]])], [64, 64])[0, 0] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="one code length per modality"):
         fused_distances([np.zeros((1, 1))], [64, 64])
+
+
+def test_matchers_come_from_a_registry_users_can_extend():
+    from biohash.errors import UnknownNameError
+    from biohash.matching import MATCHERS, ExactMatcher, make_matcher
+
+    assert isinstance(make_matcher(64, "exact"), ExactMatcher)
+    assert make_matcher(64, "BIVF16:nprobe=4").params == {"nprobe": 4}
+
+    @MATCHERS.register("test_brute_force")
+    def brute(n_bits, spec, threads=1):
+        return ExactMatcher(n_bits, threads=1)
+
+    assert isinstance(make_matcher(64, "test_brute_force"), ExactMatcher)
+    with pytest.raises(UnknownNameError, match="unknown matcher 'annoy'; expected one of: BFlat, BHNSW, BIVF, exact"):
+        make_matcher(64, "annoy")

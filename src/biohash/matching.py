@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from biohash.registry import Registry
 from biohash.types import Codes
 
 
@@ -242,10 +243,28 @@ class FaissMatcher:
         return self._exact.distances(codes, ids)
 
 
-def make_matcher(n_bits: int, factory: str = "exact", threads: int = 1) -> ExactMatcher | FaissMatcher:
-    """A matcher from a factory string: "exact" or a faiss binary index ("BFlat", "BIVF1024:nprobe=16", ...);
+MATCHERS: Registry = Registry("matcher")  # name -> factory(n_bits, spec, threads) returning a Matcher
+
+
+@MATCHERS.register("exact")
+def _exact(n_bits: int, spec: str = "exact", threads: int = 1) -> ExactMatcher:
+    return ExactMatcher(n_bits, threads=threads)
+
+
+def _faiss(n_bits: int, spec: str, threads: int = 1) -> FaissMatcher:
+    return FaissMatcher(n_bits, spec)
+
+
+for _family in ("BFlat", "BIVF", "BHNSW"):
+    MATCHERS.register(_family)(_faiss)
+
+
+def make_matcher(n_bits: int, factory: str = "exact", threads: int = 1) -> Matcher:
+    """A matcher from a spec: a registered name ("exact", or your own via @MATCHERS.register), or a faiss binary
+    index ("BFlat", "BIVF1024:nprobe=16", "BHNSW32:efSearch=64"): the leading letters name the family.
     threads applies to the exact back-end (faiss follows its own OpenMP setting)."""
-    return ExactMatcher(n_bits, threads=threads) if factory == "exact" else FaissMatcher(n_bits, factory)
+    family = re.match(r"[A-Za-z_]+", factory)
+    return MATCHERS.get(family.group(0) if family else factory)(n_bits, factory, threads=threads)
 
 
 def fused_distances(parts: list[np.ndarray], n_bits: list[int]) -> np.ndarray:
