@@ -10,6 +10,7 @@ from biohash.cli_app import _friendly, app
 _BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/export) or a run folder")
 _STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")
 _IMAGE = typer.Option(None, "--image", "-i", help="MODALITY=PATH, e.g. print=palm.png (repeat for fused)")
+_CODE = typer.Option(None, "--code", "-c", help="MODALITY=HEX: a code computed on a device, instead of an image")
 _BACKEND = typer.Option("torch", help="encoder back-end: torch, onnx or onnx-int8")
 _KEY = typer.Option(None, "--key-file", help="protection key file (hex); templates are cancellable under it")
 _FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (stored with the model)")
@@ -27,40 +28,51 @@ def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path
     return Deployment(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
 
 
-def _images(pairs: list[str] | None) -> dict:
-    from biohash.data.databases import read_image
-
+def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
     out = {}
-    for pair in pairs or []:
-        modality, sep, path = pair.partition("=")
-        if not sep or not modality or not path:
-            raise ValueError(f"--image takes MODALITY=PATH, got {pair!r}")
-        out[modality] = read_image(path)
-    if not out:
-        raise ValueError("give at least one --image MODALITY=PATH")
+    for pair in pairs:
+        modality, sep, value = pair.partition("=")
+        if not sep or not modality or not value:
+            raise ValueError(f"{flag} takes {form}, got {pair!r}")
+        out[modality] = value
     return out
+
+
+def _probe(dep, images: list[str] | None, codes: list[str] | None) -> dict:
+    """Codes of the request: images encoded by the model, or hex codes a device computed (no torch needed)."""
+    from biohash.images import read_image
+
+    if bool(images) == bool(codes):
+        raise ValueError("give --image MODALITY=PATH or --code MODALITY=HEX (one per modality; both for fused), "
+                         "not both")
+    if codes:
+        return dep.codes_from_hex(_pairs(codes, "--code", "MODALITY=HEX"))
+    paths = _pairs(images, "--image", "MODALITY=PATH")
+    return dep.codes_from_images({m: read_image(path) for m, path in paths.items()})
 
 
 @app.command()
 @_friendly
 def enroll(subject: str = typer.Argument(..., help="subject id"), bundle: Path = _BUNDLE, store: str = _STORE,
-           image: list[str] | None = _IMAGE, backend: str = _BACKEND, key_file: Path | None = _KEY) -> None:
+           image: list[str] | None = _IMAGE, code: list[str] | None = _CODE, backend: str = _BACKEND,
+           key_file: Path | None = _KEY) -> None:
     """Enroll a subject: one template per given modality, stored in one transaction."""
     dep = _deployment(bundle, store, backend, key_file)
-    ids = dep.enroll(subject, dep.codes_from_images(_images(image)))
+    ids = dep.enroll(subject, _probe(dep, image, code))
     typer.echo(f"enrolled {subject}: templates {ids}")
 
 
 @app.command()
 @_friendly
 def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: str = _STORE,
-           image: list[str] | None = _IMAGE, against: str | None = typer.Option(None, help="gallery modality "
+           image: list[str] | None = _IMAGE, code: list[str] | None = _CODE,
+           against: str | None = typer.Option(None, help="gallery modality "
            "(cross mode: --image print=... --against vein)"), backend: str = _BACKEND,
            key_file: Path | None = _KEY, far: float = _FAR) -> None:
     """1:1: does the probe match the subject's templates? Exit code 0 on a match, 1 on a non-match, 3 when the
     model carries no threshold for this mode at this FAR."""
     dep = _deployment(bundle, store, backend, key_file, far)
-    d = dep.verify(subject, dep.codes_from_images(_images(image)), against)
+    d = dep.verify(subject, _probe(dep, image, code), against)
     if d.match is None:
         fars = sorted(f for f, t in dep.thresholds.get(d.mode, {}).items() if t is not None)
         have = f"thresholds exist at FAR {', '.join(fars)}" if fars else "the model has no threshold for this mode"
@@ -74,12 +86,12 @@ def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: st
 @app.command()
 @_friendly
 def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | None = _IMAGE,
-             against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
+             code: list[str] | None = _CODE, against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
              key_file: Path | None = _KEY, far: float = _FAR,
              matcher: str = typer.Option("exact", help="exact, BFlat, BIVF1024:nprobe=16, BHNSW32 ...")) -> None:
     """1:N: the k nearest enrolled subjects."""
     dep = _deployment(bundle, store, backend, key_file, far, matcher)
-    for c in dep.identify(dep.codes_from_images(_images(image)), against, k):
+    for c in dep.identify(_probe(dep, image, code), against, k):
         typer.echo(f"{c['subject']}\t{c['distance']:.1f}\t{c['mode']}\t"
                    f"{'match' if c['match'] else 'no match' if c['match'] is False else '-'}")
 

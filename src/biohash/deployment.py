@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from biohash.access import check_subject
-from biohash.data.images import check_usable
 from biohash.errors import BiohashError
+from biohash.images import check_usable
 from biohash.matching import make_matcher
 from biohash.modes import Mode, ModeError, resolve
 from biohash.protect import Protector

@@ -43,7 +43,19 @@ class Encoder:
         if failed and not allow_failed:
             raise ValueError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
                              f"codes disagree with torch); use another back-end or re-export")
-        self._run = self._torch_runner(threads) if backend == "torch" else self._onnx_runner(threads)
+        # torch loads on the first image (a device that only matches hex codes needs no torch); onnx at once
+        self._threads = threads
+        self._runner = None if backend == "torch" else self._onnx_runner(threads)
+
+    def _run(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
+        if self._runner is None:
+            import importlib.util
+
+            if importlib.util.find_spec("torch") is None:
+                raise ValueError("encoding images with the torch back-end needs torch: pip install 'biohash[train]' "
+                                 "(or --backend onnx with 'biohash[export]')")
+            self._runner = self._torch_runner(self._threads)
+        return self._runner(x, modality)
 
     def _torch_runner(self, threads: int | None):
         import torch

@@ -24,8 +24,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from biohash.access import ApiKey, RateLimiter
-from biohash.data.images import ImageError, ImageTooLarge, decode_image
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
+from biohash.images import ImageError, ImageTooLarge, decode_image
 
 log = logging.getLogger("biohash.service")
 audit = logging.getLogger("biohash.audit")

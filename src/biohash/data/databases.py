@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from biohash.data.datasets import DATASETS, Dataset, DatasetError
-from biohash.data.images import read_image, unreadable  # the one decoder (pixel cap)
+from biohash.images import read_image, unreadable  # the one decoder (pixel cap)
 from biohash.types import Sample
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")

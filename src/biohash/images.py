@@ -14,7 +14,6 @@ import os
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from biohash.errors import DatasetError
@@ -68,6 +67,11 @@ def unreadable(paths: list[str]) -> list[tuple[str, str]]:
 
 def decode_image(data: bytes, where: str, colour: bool = False, max_pixels: int | None = None) -> np.ndarray:
     """Decode image bytes; `where` names the file or field in every error."""
+    try:  # here, not at the top: a matching-only install imports this module without OpenCV
+        import cv2
+    except ImportError:
+        raise ImageError(f"{where}: decoding images needs OpenCV, which this matching-only install lacks: pip install "
+                         f"'biohash[train]' (or 'biohash[export]' to encode with onnxruntime)") from None
     if not data:
         raise ImageError(f"{where}: empty image")
     cap = MAX_PIXELS if max_pixels is None else max_pixels
