@@ -15,8 +15,9 @@ import base64
 import binascii
 import hmac
 import logging
+from dataclasses import dataclass
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
@@ -96,222 +97,284 @@ def api_docs_html(schema: dict) -> str:
             + "".join(rows) + "</table></body></html>")
 
 
+@dataclass
+class ServiceState:
+    """What the routes share, kept on app.state: the deployment and the access rules."""
+
+    deployment: Deployment
+    keys: list[ApiKey]
+    limiter: RateLimiter
+    max_body_bytes: int
+    max_pixels: int | None
+
+
+def _state(request: Request) -> ServiceState:
+    return request.app.state.biohash
+
+
+# ---- middleware and error handlers ---------------------------------------------------------------------------
+
+async def limit_body_and_audit(request: Request, call_next):
+    """Refuse bodies without or over the size limit before reading them; one audit line per request."""
+    request.state.audit = {}
+    limit = _state(request).max_body_bytes
+    if request.method in ("POST", "PUT", "PATCH"):
+        length = request.headers.get("content-length")
+        if length is None:
+            response = _error(411, "Content-Length required")
+        elif not length.isdigit() or int(length) > limit:
+            response = _error(413, f"body larger than {limit} bytes")
+        else:
+            response = await call_next(request)
+    else:
+        response = await call_next(request)
+    route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
+    path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
+    fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
+    audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
+               response.status_code, fields)
+    return response
+
+
+async def _invalid(_, err: RequestValidationError):
+    """pydantic's error list echoes the input: name the top-level field and the rule only."""
+    errors = err.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request"}
+    loc = list(first.get("loc", ()))  # deeper parts are the caller's own keys
+    where = loc[1] if len(loc) > 1 and loc[0] == "body" and isinstance(loc[1], str) else "body"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return _error(422, f"{where}: {first.get('msg', 'invalid')}{more}")
+
+
+async def _http_error(_, err: StarletteHTTPException):
+    return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
+
+
+async def _internal(_, err: Exception):  # logged for the operator; the caller gets no traceback
+    log.exception("internal error")
+    return _error(500, "internal error")
+
+
+def _status(code: int):
+    async def handler(_, err: Exception):
+        return _error(code, str(err))
+
+    return handler
+
+
+# Starlette picks the handler of the most specific class: Forbidden before RequestError, ImageTooLarge before
+# ImageError
+HANDLERS = [(Forbidden, _status(403)), (ImageTooLarge, _status(413)), (ImageError, _status(400)),
+            (RequestError, _status(400)), (NotFound, _status(404)), (RequestValidationError, _invalid),
+            (StarletteHTTPException, _http_error), (Exception, _internal)]
+
+
+# ---- access ----------------------------------------------------------------------------------------------------
+
+def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
+    """The caller's key (compared in constant time against every key), counted against its rate limit."""
+    st = _state(request)
+    given = (x_api_key or "").encode()
+    found = None
+    for k in st.keys:  # check every key: the time does not depend on which one matched
+        if hmac.compare_digest(given, k.secret.encode()):
+            found = k
+    if found is None:
+        raise HTTPException(status_code=401, detail="missing or invalid API key (X-API-Key header)")
+    request.state.key_id = found.id
+    wait = st.limiter.wait_needed(found.id)
+    if wait:
+        raise HTTPException(status_code=429, detail=f"rate limit of {st.limiter.per_minute} requests per minute "
+                            f"reached", headers={"Retry-After": str(max(1, round(wait)))})
+    return found
+
+
+def need(key: ApiKey, scope: str) -> None:
+    if scope not in key.scopes:
+        raise Forbidden(f"this API key lacks the {scope!r} scope")
+
+
+def note(request: Request, **fields) -> None:
+    """Fields of this request's audit line."""
+    request.state.audit.update({k: v for k, v in fields.items() if v is not None})
+
+
+# ---- probes and answers ----------------------------------------------------------------------------------------
+
+def _check_modalities(dep: Deployment, names) -> None:
+    unknown = [m for m in names if m not in dep.encoder.modalities]
+    if unknown:  # not echoed: a name is the caller's input
+        raise RequestError(f"unknown modality; this model takes {', '.join(dep.encoder.modalities)}")
+
+
+def probe_codes(st: ServiceState, key: ApiKey, probe: Probe) -> dict:
+    """Codes of a JSON probe: hex codes (with the 'codes' scope) or base64 images encoded here."""
+    dep = st.deployment
+    if bool(probe.images) == bool(probe.codes):
+        raise RequestError("give either 'images' or 'codes' (one entry per modality)")
+    _check_modalities(dep, probe.codes or probe.images)
+    if probe.codes:
+        need(key, "codes")
+        return dep.codes_from_hex(probe.codes)
+    images = {}
+    for m, text in probe.images.items():
+        try:
+            data = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise RequestError(f"{m}: image is not valid base64") from None
+        images[m] = decode_image(data, m, max_pixels=st.max_pixels)
+    return dep.codes_from_images(images)
+
+
+def upload_codes(st: ServiceState, files: dict) -> dict:
+    _check_modalities(st.deployment, files)
+    images = {m: decode_image(data, m, max_pixels=st.max_pixels) for m, data in files.items()}
+    return st.deployment.codes_from_images(images)
+
+
+def answer(dep: Deployment, d: Decision, key: ApiKey) -> dict:
+    """A verify answer: decision and band; distance and threshold only for the 'scores' scope."""
+    out = {"mode": d.mode, "match": d.match, "band": dep.band(d.distance)}
+    if "scores" in key.scopes:
+        out |= {"distance": d.distance, "threshold": d.threshold}
+    return out
+
+
+def candidates(found: list[dict], key: ApiKey) -> list[dict]:
+    shown = ("subject", "mode", "match", "band") + (("distance",) if "scores" in key.scopes else ())
+    return [{k: c[k] for k in shown} for c in found]
+
+
+def _decision(d: Decision) -> str:
+    return {True: "match", False: "no-match"}.get(d.match, "unknown")
+
+
+# ---- routes ------------------------------------------------------------------------------------------------------
+
+router = APIRouter()
+
+
+@router.get("/health")
+def health(request: Request) -> dict:
+    return _state(request).deployment.health()
+
+
+@router.get("/docs", include_in_schema=False)
+def docs(request: Request) -> HTMLResponse:
+    return HTMLResponse(api_docs_html(request.app.openapi()))
+
+
+@router.post("/v1/enroll")
+def enroll(req: EnrollRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "enroll")
+    note(request, subject=st.deployment.check_subject(req.subject))
+    ids = st.deployment.enroll(req.subject, probe_codes(st, key, req))
+    note(request, decision="enrolled")
+    return {"subject": req.subject, "template_ids": ids}
+
+
+@router.post("/v1/verify")
+def verify(req: VerifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "match")
+    note(request, subject=st.deployment.check_subject(req.subject))
+    d = st.deployment.verify(req.subject, probe_codes(st, key, req), req.against)
+    note(request, mode=d.mode, decision=_decision(d))
+    return {"subject": req.subject, **answer(st.deployment, d, key)}
+
+
+@router.post("/v1/identify")
+def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "match")
+    found = st.deployment.identify(probe_codes(st, key, req), req.against, req.k)
+    note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+    return {"candidates": candidates(found, key)}
+
+
+@router.delete("/v1/subjects/{subject}")
+def delete(subject: str, request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "enroll")
+    note(request, subject=st.deployment.check_subject(subject))
+    n = st.deployment.delete(subject)
+    note(request, decision="deleted")
+    return {"subject": subject, "deleted": n}
+
+
+async def uploads(request: Request) -> tuple[dict, dict]:
+    """Form fields and image bytes of a multipart upload; pixels are decoded later, off the event loop."""
+    form = await request.form(max_files=8, max_fields=8)
+    fields, files = {}, {}
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            fields[name] = value
+        else:
+            files[name] = await value.read()
+    if not files:
+        raise RequestError("no image uploaded: send one file field per modality (e.g. print=@palm.png)")
+    return fields, files
+
+
+def subject_field(request: Request, fields: dict) -> str:
+    if not fields.get("subject"):
+        raise RequestError("form field 'subject' is required")
+    note(request, subject=_state(request).deployment.check_subject(fields["subject"]))
+    return fields["subject"]
+
+
+@router.post("/v1/upload/enroll")
+async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "enroll")
+    fields, files = await uploads(request)
+    subject = subject_field(request, fields)
+    ids = await run_in_threadpool(lambda: st.deployment.enroll(subject, upload_codes(st, files)))
+    note(request, decision="enrolled")
+    return {"subject": subject, "template_ids": ids}
+
+
+@router.post("/v1/upload/verify")
+async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "match")
+    fields, files = await uploads(request)
+    subject = subject_field(request, fields)
+    d = await run_in_threadpool(lambda: st.deployment.verify(subject, upload_codes(st, files), fields.get("against")))
+    note(request, mode=d.mode, decision=_decision(d))
+    return {"subject": subject, **answer(st.deployment, d, key)}
+
+
+@router.post("/v1/upload/identify")
+async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
+    st = _state(request)
+    need(key, "match")
+    fields, files = await uploads(request)
+    k = fields.get("k", "5")
+    if not k.isdigit() or not 1 <= int(k) <= 100:
+        raise RequestError("form field 'k' must be a whole number from 1 to 100")
+    found = await run_in_threadpool(
+        lambda: st.deployment.identify(upload_codes(st, files), fields.get("against"), int(k)))
+    note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+    return {"candidates": candidates(found, key)}
+
+
 def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_bytes: int = 4 * 2**20,
-               max_pixels: int | None = None, rate_limit: int = 600):
-    """The FastAPI app; refuses to start without at least one API key. Plain strings are keys with the default
-    scopes; `rate_limit` is requests per minute per key (0: none); `max_pixels` caps decoded images."""
+               max_pixels: int | None = None, rate_limit: int = 600) -> FastAPI:
+    """The FastAPI app over one deployment; refuses to start without at least one API key. Plain strings are
+    keys with the default scopes; `rate_limit` is requests per minute per key (0: none); `max_pixels` caps
+    decoded images."""
     keys = [k if isinstance(k, ApiKey) else ApiKey(k) for k in api_keys if k]
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")
-    limiter = RateLimiter(rate_limit)
     app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.",
-                  docs_url=None, redoc_url=None)  # /docs is served below from the schema itself: no CDN
-
-    @app.middleware("http")
-    async def limit_body_and_audit(request: Request, call_next):
-        request.state.audit = {}
-        if request.method in ("POST", "PUT", "PATCH"):
-            length = request.headers.get("content-length")
-            if length is None:
-                response = _error(411, "Content-Length required")
-            elif not length.isdigit() or int(length) > max_body_bytes:
-                response = _error(413, f"body larger than {max_body_bytes} bytes")
-            else:
-                response = await call_next(request)
-        else:
-            response = await call_next(request)
-        route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
-        path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
-        fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
-        audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
-                   response.status_code, fields)
-        return response
-
-    @app.exception_handler(Forbidden)
-    async def forbidden(_, err: Forbidden):
-        return _error(403, str(err))
-
-    @app.exception_handler(ImageTooLarge)
-    async def too_large(_, err: ImageTooLarge):
-        return _error(413, str(err))
-
-    @app.exception_handler(ImageError)
-    async def bad_image(_, err: ImageError):
-        return _error(400, str(err))
-
-    @app.exception_handler(RequestError)
-    async def bad_request(_, err: RequestError):
-        return _error(400, str(err))
-
-    @app.exception_handler(NotFound)
-    async def not_found(_, err: NotFound):
-        return _error(404, str(err))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_, err: RequestValidationError):  # pydantic's list echoes the input: name field and rule only
-        first = err.errors()[0] if err.errors() else {"loc": (), "msg": "invalid request"}
-        loc = list(first.get("loc", ()))  # only the top-level field: deeper parts are the caller's own keys
-        where = loc[1] if len(loc) > 1 and loc[0] == "body" and isinstance(loc[1], str) else "body"
-        more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-        return _error(422, f"{where}: {first.get('msg', 'invalid')}{more}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(_, err: StarletteHTTPException):
-        return _error(err.status_code, str(err.detail), getattr(err, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def internal(_, err: Exception):  # logged for the operator; the caller gets no traceback
-        log.exception("internal error")
-        return _error(500, "internal error")
-
-    def caller(request: Request, x_api_key: str | None) -> ApiKey:
-        given = (x_api_key or "").encode()
-        found = None
-        for k in keys:  # check every key: the time does not depend on which one matched
-            if hmac.compare_digest(given, k.secret.encode()):
-                found = k
-        if found is None:
-            raise HTTPException(status_code=401, detail="missing or invalid API key (X-API-Key header)")
-        request.state.key_id = found.id
-        wait = limiter.wait_needed(found.id)
-        if wait:
-            raise HTTPException(status_code=429, detail=f"rate limit of {rate_limit} requests per minute reached",
-                                headers={"Retry-After": str(max(1, round(wait)))})
-        return found
-
-    def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
-        return caller(request, x_api_key)
-
-    def need(key: ApiKey, scope: str) -> None:
-        if scope not in key.scopes:
-            raise Forbidden(f"this API key lacks the {scope!r} scope")
-
-    def modalities(names) -> None:
-        unknown = [m for m in names if m not in deployment.encoder.modalities]
-        if unknown:  # not echoed: a name is the caller's input
-            raise RequestError(f"unknown modality; this model takes {', '.join(deployment.encoder.modalities)}")
-
-    def probe_codes(key: ApiKey, probe: Probe) -> dict:
-        if bool(probe.images) == bool(probe.codes):
-            raise RequestError("give either 'images' or 'codes' (one entry per modality)")
-        modalities(probe.codes or probe.images)
-        if probe.codes:
-            need(key, "codes")
-            return deployment.codes_from_hex(probe.codes)
-        images = {}
-        for m, text in probe.images.items():
-            try:
-                data = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError):
-                raise RequestError(f"{m}: image is not valid base64") from None
-            images[m] = decode_image(data, m, max_pixels=max_pixels)
-        return deployment.codes_from_images(images)
-
-    def answer(d: Decision, key: ApiKey) -> dict:
-        out = {"mode": d.mode, "match": d.match, "band": deployment.band(d.distance)}
-        if "scores" in key.scopes:
-            out |= {"distance": d.distance, "threshold": d.threshold}
-        return out
-
-    def candidates(found: list[dict], key: ApiKey) -> list[dict]:
-        shown = ("subject", "mode", "match", "band") + (("distance",) if "scores" in key.scopes else ())
-        return [{k: c[k] for k in shown} for c in found]
-
-    def note(request: Request, **fields) -> None:
-        request.state.audit.update({k: v for k, v in fields.items() if v is not None})
-
-    @app.get("/health")
-    def health() -> dict:
-        return deployment.health()
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> HTMLResponse:
-        return HTMLResponse(api_docs_html(app.openapi()))
-
-    @app.post("/v1/enroll")
-    def enroll(req: EnrollRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "enroll")
-        note(request, subject=deployment.check_subject(req.subject))
-        ids = deployment.enroll(req.subject, probe_codes(key, req))
-        note(request, decision="enrolled")
-        return {"subject": req.subject, "template_ids": ids}
-
-    @app.post("/v1/verify")
-    def verify(req: VerifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "match")
-        note(request, subject=deployment.check_subject(req.subject))
-        d = deployment.verify(req.subject, probe_codes(key, req), req.against)
-        note(request, mode=d.mode, decision={True: "match", False: "no-match"}.get(d.match, "unknown"))
-        return {"subject": req.subject, **answer(d, key)}
-
-    @app.post("/v1/identify")
-    def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "match")
-        found = deployment.identify(probe_codes(key, req), req.against, req.k)
-        note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
-        return {"candidates": candidates(found, key)}
-
-    @app.delete("/v1/subjects/{subject}")
-    def delete(subject: str, request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "enroll")
-        note(request, subject=deployment.check_subject(subject))
-        n = deployment.delete(subject)
-        note(request, decision="deleted")
-        return {"subject": subject, "deleted": n}
-
-    async def uploads(request: Request) -> tuple[dict, dict]:
-        """Form fields and image bytes; pixels are decoded later, off the event loop."""
-        form = await request.form(max_files=8, max_fields=8)
-        fields, files = {}, {}
-        for name, value in form.multi_items():
-            if isinstance(value, str):
-                fields[name] = value
-            else:
-                files[name] = await value.read()
-        if not files:
-            raise RequestError("no image uploaded: send one file field per modality (e.g. print=@palm.png)")
-        return fields, files
-
-    def codes_of(files: dict) -> dict:
-        modalities(files)
-        images = {m: decode_image(data, m, max_pixels=max_pixels) for m, data in files.items()}
-        return deployment.codes_from_images(images)
-
-    def subject_field(request: Request, fields: dict) -> str:
-        if not fields.get("subject"):
-            raise RequestError("form field 'subject' is required")
-        note(request, subject=deployment.check_subject(fields["subject"]))
-        return fields["subject"]
-
-    @app.post("/v1/upload/enroll")
-    async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "enroll")
-        fields, files = await uploads(request)
-        subject = subject_field(request, fields)
-        ids = await run_in_threadpool(lambda: deployment.enroll(subject, codes_of(files)))
-        note(request, decision="enrolled")
-        return {"subject": subject, "template_ids": ids}
-
-    @app.post("/v1/upload/verify")
-    async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "match")
-        fields, files = await uploads(request)
-        subject = subject_field(request, fields)
-        d = await run_in_threadpool(lambda: deployment.verify(subject, codes_of(files), fields.get("against")))
-        note(request, mode=d.mode, decision={True: "match", False: "no-match"}.get(d.match, "unknown"))
-        return {"subject": subject, **answer(d, key)}
-
-    @app.post("/v1/upload/identify")
-    async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
-        need(key, "match")
-        fields, files = await uploads(request)
-        k = fields.get("k", "5")
-        if not k.isdigit() or not 1 <= int(k) <= 100:
-            raise RequestError("form field 'k' must be a whole number from 1 to 100")
-        found = await run_in_threadpool(lambda: deployment.identify(codes_of(files), fields.get("against"), int(k)))
-        note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
-        return {"candidates": candidates(found, key)}
-
+                  docs_url=None, redoc_url=None)  # /docs is the router's own page, from the schema: no CDN
+    app.state.biohash = ServiceState(deployment, keys, RateLimiter(rate_limit), max_body_bytes, max_pixels)
+    app.middleware("http")(limit_body_and_audit)
+    for kind, handler in HANDLERS:
+        app.add_exception_handler(kind, handler)
+    app.include_router(router)
     return app
 
 
