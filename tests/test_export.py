@@ -71,12 +71,12 @@ def test_an_int8_export_below_the_agreement_bar_fails_and_is_refused(tiny_run, t
     result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])  # the default bar: 97 %
     assert result.exit_code == 0, result.output
     store = tmp_path / "t.db"
-    Deployment(tiny_run / "export", store).enroll("a", {"print": Encoder(tiny_run / "export").encode(
+    Deployment.from_bundle(tiny_run / "export", store).enroll("a", {"print": Encoder(tiny_run / "export").encode(
         [np.random.default_rng(1).integers(0, 255, (64, 64), dtype=np.uint8)], "print")})
-    Deployment(tiny_run / "export", store, backend="onnx")  # float codes: the same family as torch
+    Deployment.from_bundle(tiny_run / "export", store, backend="onnx")  # float codes: the same family as torch
     with pytest.raises(StoreError, match="codes of the float encoder, not int8"):
-        Deployment(tiny_run / "export", store, backend="onnx-int8")
-    Deployment(tiny_run / "export", store, backend="onnx-int8", mix_encoders=True)  # when told
+        Deployment.from_bundle(tiny_run / "export", store, backend="onnx-int8")
+    Deployment.from_bundle(tiny_run / "export", store, backend="onnx-int8", mix_encoders=True)  # when told
 
 
 def test_encoder_errors(tiny_run, tmp_path):

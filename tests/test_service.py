@@ -63,7 +63,7 @@ def client(bundle, tmp_path):
     meta = json.loads((fixed / "bundle.json").read_text())
     meta["thresholds"] = {m: {"0.001": 8} for m in ("print", "vein", "fused", "cross", "cross-rev")}
     (fixed / "bundle.json").write_text(json.dumps(meta))
-    dep = Deployment(fixed, tmp_path / "t.db")
+    dep = Deployment.from_bundle(fixed, tmp_path / "t.db")
     operator = ApiKey(KEY, frozenset(SCOPES))  # these tests drive the service with raw codes and read distances
     return TestClient(create_app(dep, [operator, "second-key"], max_body_bytes=200_000),
                       raise_server_exceptions=False)
@@ -162,10 +162,10 @@ def test_protected_templates_are_cancellable(bundle, tmp_path):
 
     rng = np.random.default_rng(3)
     code = {"print": _hex(rng.integers(0, 2, 32))}
-    old = Deployment(bundle, tmp_path / "p.db", key=b"deployment key #1 (revoked)")
+    old = Deployment.from_bundle(bundle, tmp_path / "p.db", key=b"deployment key #1 (revoked)")
     old.enroll("carol", old.codes_from_hex(code))
     assert old.verify("carol", old.codes_from_hex(code)).distance == 0.0
-    new = Deployment(bundle, tmp_path / "p.db", key=b"deployment key #2 (current)")
+    new = Deployment.from_bundle(bundle, tmp_path / "p.db", key=b"deployment key #2 (current)")
     assert new.verify("carol", new.codes_from_hex(code)).distance > 4  # the old template no longer matches
     new.store.delete("carol")
     new.enroll("carol", new.codes_from_hex(code))  # re-enrolled under the new key
@@ -247,7 +247,7 @@ def test_serve_starts_over_70000_templates_on_postgresql(bundle, postgres_server
     fp = json.loads((bundle / "bundle.json").read_text())["fingerprint"]
     codes = np.random.default_rng(8).integers(0, 256, (70_001, 4), dtype=np.uint8)
     open_store(url).enroll_batch([(f"s{k}", "print", c.tobytes()) for k, c in enumerate(codes)], 32, fp)
-    dep = Deployment(bundle, url)
+    dep = Deployment.from_bundle(bundle, url)
     assert dep.health()["templates"] == 70_001
     top = dep.identify({"print": dep.codes_from_hex({"print": codes[54_321].tobytes().hex()})["print"]}, k=1)
     assert top[0]["subject"] == "s54321" and top[0]["distance"] == 0
@@ -263,7 +263,7 @@ def hardened(bundle, tmp_path):
     from biohash.deployment import Deployment
     from biohash.service import create_app
 
-    dep = Deployment(bundle, tmp_path / "h.db")
+    dep = Deployment.from_bundle(bundle, tmp_path / "h.db")
     app = create_app(dep, [ApiKey(KEY, frozenset(SCOPES)), LIMITED], max_body_bytes=400_000)
     return TestClient(app, raise_server_exceptions=False)
 
@@ -364,7 +364,7 @@ def test_rate_limit_and_audit_lines(bundle, tmp_path, caplog):
     from biohash.deployment import Deployment
     from biohash.service import create_app
 
-    client = TestClient(create_app(Deployment(bundle, tmp_path / "r.db"), [LIMITED], rate_limit=3),
+    client = TestClient(create_app(Deployment.from_bundle(bundle, tmp_path / "r.db"), [LIMITED], rate_limit=3),
                         raise_server_exceptions=False)
     img = base64.b64encode(_png(_palm(1, 0, "print"))).decode()
     headers = {"X-API-Key": LIMITED}

@@ -25,7 +25,7 @@ def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path
     from biohash.access import read_protection_key
 
     key = read_protection_key(key_file) if key_file else None
-    return Deployment(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
+    return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
 
 
 def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:

@@ -45,7 +45,7 @@ def deploy_demo(run_dir: Path, console) -> dict:
     store = run_dir / "templates.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{store}{suffix}").unlink(missing_ok=True)
-    dep = Deployment(run_dir / "export", store)
+    dep = Deployment.from_bundle(run_dir / "export", store)
     modalities = sorted(gallery[people[0]])
     enc = {(side, m): dep.encoder.encode([dataset.load(captures[i][m]) for i in people], m)
            for side, captures in (("gallery", gallery), ("probe", probes)) for m in modalities}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -17,8 +18,11 @@ from biohash.images import check_usable
 from biohash.matching import make_matcher
 from biohash.modes import Mode, ModeError, resolve
 from biohash.protect import Protector
-from biohash.store import StoreError, open_store
+from biohash.store import StoreError, TemplateStore, open_store
 from biohash.types import Codes
+
+if TYPE_CHECKING:
+    from biohash.encoder import Encoder
 
 
 class RequestError(BiohashError):
@@ -40,24 +44,35 @@ class Decision:
 class Deployment:
     """Thread-safe (one lock) facade used by the CLI and the REST service."""
 
-    def __init__(self, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
-                 key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
-                 mix_encoders: bool = False) -> None:
-        from biohash.encoder import Encoder
-
-        self.encoder = Encoder(bundle, backend=backend, threads=threads)
-        self.bits, self.fingerprint = self.encoder.bits, self.encoder.fingerprint
-        # float (torch, onnx) and int8 codes of one model differ by a few bits: a store holds one family
-        self.store = open_store(store, n_bits=self.bits, fingerprint=self.fingerprint,
-                                encoder=None if mix_encoders else self.encoder.family)
-        self.protector = Protector(key, self.bits) if key else None
-        self.thresholds = self.encoder.meta.get("thresholds", {})
+    def __init__(self, encoder: Encoder, store: TemplateStore, matcher: str = "exact",
+                 protector: Protector | None = None, far: float = 1e-3) -> None:
+        """From parts: an encoder (or only its bundle's metadata, for hex codes), a store already bound to the
+        model, a matcher spec (biohash.matching.MATCHERS) and an optional protector. Most callers want
+        `Deployment.from_bundle`."""
+        self.encoder = encoder
+        self.bits, self.fingerprint = encoder.bits, encoder.fingerprint
+        self.store = store
+        self.protector = protector
+        self.thresholds = encoder.meta.get("thresholds", {})
         self.far = f"{far:g}"
         self.matcher_factory = matcher
-        self.matchers = {m: make_matcher(self.bits, matcher) for m in self.encoder.modalities}
+        self.matchers = {m: make_matcher(self.bits, matcher) for m in encoder.modalities}
         self._seq = 0
         self._lock = threading.Lock()
         self.sync()
+
+    @classmethod
+    def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
+                    key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
+                    mix_encoders: bool = False) -> Deployment:
+        """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model
+        and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ)."""
+        from biohash.encoder import Encoder
+
+        encoder = Encoder(bundle, backend=backend, threads=threads)
+        opened = open_store(store, n_bits=encoder.bits, fingerprint=encoder.fingerprint,
+                            encoder=None if mix_encoders else encoder.family)
+        return cls(encoder, opened, matcher, Protector(key, encoder.bits) if key else None, far)
 
     # --- inputs ------------------------------------------------------------------------------------------
     @staticmethod
