@@ -6,7 +6,8 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "biohash"
-NUMPY_STACK = ("types", "codes", "metrics", "scores", "matching", "protect", "store", "access", "errors", "registry")
+NUMPY_STACK = ("types", "codes", "metrics", "scores", "modes", "matching", "protect", "store", "store_conn", "access", "errors",
+               "registry", "images")
 
 
 def _module(path: Path) -> str:

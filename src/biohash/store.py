@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from biohash.errors import BiohashError
+from biohash.store_conn import _PgConn, _SqliteConn
 from biohash.types import Codes
 
 PAGE = 5_000  # rows per catch-up read and ids per IN (...) list
@@ -357,62 +358,3 @@ def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | No
     conn.execute("PRAGMA synchronous=FULL")  # an acknowledged enroll survives power loss, not just a crash
     conn.execute("PRAGMA busy_timeout=30000")
     return SqliteStore(_SqliteConn(conn), n_bits, fingerprint, encoder)
-
-
-class _SqliteConn:
-    """sqlite3 in autocommit mode with explicit BEGIN/COMMIT/ROLLBACK (so transactions are ours)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._c = conn
-
-    def execute(self, sql: str, params: tuple = ()):
-        return self._c.execute(sql, params)
-
-    def executemany(self, sql: str, rows: list[tuple]) -> None:
-        self._c.executemany(sql, rows)
-
-    def executescript(self, sql: str) -> None:
-        for statement in sql.split(";"):
-            if statement.strip():
-                self._c.execute(statement)
-
-    def commit(self) -> None:
-        if self._c.in_transaction:
-            self._c.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self._c.in_transaction:
-            self._c.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._c.close()
-
-
-class _PgConn:
-    """psycopg in autocommit mode with explicit BEGIN/COMMIT/ROLLBACK: reads never leave a transaction open."""
-
-    def __init__(self, conn) -> None:
-        self._c = conn
-
-    def execute(self, sql: str, params: tuple = ()):
-        return self._c.execute(sql, params)
-
-    def executemany(self, sql: str, rows: list[tuple]) -> None:
-        with self._c.cursor() as cur:
-            cur.executemany(sql, rows)
-
-    def _in_transaction(self) -> bool:
-        from psycopg.pq import TransactionStatus
-
-        return self._c.info.transaction_status != TransactionStatus.IDLE
-
-    def commit(self) -> None:
-        if self._in_transaction():
-            self._c.execute("COMMIT")
-
-    def rollback(self) -> None:
-        if self._in_transaction():
-            self._c.execute("ROLLBACK")
-
-    def close(self) -> None:
-        self._c.close()

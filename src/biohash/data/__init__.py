@@ -1,6 +1,6 @@
 """Dataset adapters, synthetic generator, ROI extraction and protocols.
 
 Importing the package registers every adapter: datasets.py defines Dataset and the registry, databases.py
-(imported here, not by datasets.py, so the two modules do not import each other) registers the adapters.
+and folders.py (imported here, not by datasets.py, so no module imports its importer) register the adapters.
 """
-from biohash.data import databases  # noqa: F401
+from biohash.data import databases, folders  # noqa: F401
