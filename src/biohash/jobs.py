@@ -282,6 +282,20 @@ def _cross_domain_check(source: DataConfig, target: DataConfig) -> None:
                        f"split whose test identities are unseen (e.g. the same --protocol and --seed)")
 
 
+def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, target: DataConfig | None) -> DataConfig:
+    """The data an evaluation scores: the run's own (under its protocol only) or a cross-domain target."""
+    if target is not None:
+        _cross_domain_check(data, target)
+        return dataclasses.replace(target, image_size=data.image_size)
+    if protocol is not None and protocol != data.protocol and protocol == "all":
+        raise RunError("--protocol all scores every identity, training ones included: use it on another folder "
+                       "(biohash eval RUN --root OTHER --protocol all)")
+    if protocol is not None and protocol != data.protocol:
+        raise RunError(f"{run_dir} was trained under the {data.protocol!r} protocol; evaluating it under "
+                       f"{protocol!r} would mix training and test samples. Train a run with --protocol {protocol}")
+    return data
+
+
 def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
                  target: DataConfig | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
@@ -295,16 +309,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     from biohash.scores import write_score_file
 
     config = read_config(run_dir)
-    data = DataConfig(**config["data"])
-    if target is not None:
-        _cross_domain_check(data, target)
-        data = dataclasses.replace(target, image_size=data.image_size)
-    elif protocol is not None and protocol != data.protocol and protocol == "all":
-        raise RunError("--protocol all scores every identity, training ones included: use it on another folder "
-                       "(biohash eval RUN --root OTHER --protocol all)")
-    elif protocol is not None and protocol != data.protocol:
-        raise RunError(f"{run_dir} was trained under the {data.protocol!r} protocol; evaluating it under "
-                       f"{protocol!r} would mix training and test samples. Train a run with --protocol {protocol}")
+    data = _evaluation_data(run_dir, DataConfig(**config["data"]), protocol, target)
     dataset, split = open_split(data)
     gallery, probe = (split.test_gallery, split.test_probe) if split_name == "test" else (split.val_gallery,
                                                                                            split.val_probe)

@@ -111,15 +111,8 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     # a model may ask for parameter groups with their own lr multiplier ("lr_scale"), e.g. a pretrained
     # backbone at a tenth of the new layers' rate
     optimizer = make_optimizer(model.param_groups() if hasattr(model, "param_groups") else model.parameters(), cfg)
-    start, best, history = 0, None, []
     last = ckpt_dir / "last.pt"
-    if last.exists():
-        state = torch.load(last, map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start, best, history = state["epoch"], state["best"], state["history"]
-        torch.set_rng_state(state["torch_rng"])
-        console.print(f"resumed from {last} at epoch {start}/{cfg.epochs}")
+    start, best, history = _resume(last, model, optimizer, cfg, console)
 
     def snapshot(epoch: int) -> dict:
         return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
@@ -128,26 +121,16 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     if len(loader) == 0:
         raise RunError(f"no training step: {len(loader.dataset)} training items make no full batch (batch size "
                        f"{cfg.batch_size}); lower --batch-size or add data")
-    steps_per_epoch = len(loader)
-    epoch = start
-    started = time.monotonic()
+    epoch, started = start, time.monotonic()
     try:
-        with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console,
-                      transient=False) as progress:
-            task = progress.add_task("fit", total=steps_per_epoch, epoch=f"{start + 1}/{cfg.epochs}", info="")
+        with _progress(console) as progress:
+            task = progress.add_task("fit", total=len(loader), epoch=f"{start + 1}/{cfg.epochs}", info="")
             for epoch in range(start, cfg.epochs):
-                if hasattr(loader.dataset, "epoch"):
-                    loader.dataset.epoch = epoch
-                if hasattr(loader.batch_sampler, "set_epoch"):
-                    loader.batch_sampler.set_epoch(epoch)
-                progress.reset(task, total=steps_per_epoch, epoch=f"{epoch + 1}/{cfg.epochs}", info="")
+                _set_epoch(loader, epoch)
+                progress.reset(task, total=len(loader), epoch=f"{epoch + 1}/{cfg.epochs}", info="")
                 row = _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task)
                 if validate is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-                    model.eval()
-                    with torch.no_grad():
-                        row.update(validate(model))
-                    model.train()
+                    row.update(_validate(model, validate))
                     if cfg.monitor in row and _better(row[cfg.monitor], best, cfg.monitor):
                         best = row[cfg.monitor]
                         _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1,
@@ -155,10 +138,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                 history.append(row)
                 write_json(run_dir / "history.json", history)
                 _save(last, snapshot(epoch + 1))
-                elapsed = time.monotonic() - started
-                left = elapsed / (epoch + 1 - start) * (cfg.epochs - epoch - 1)
-                progress.console.print(f"{_format_row(row)}  [{elapsed / 60:.1f} min so far, about "
-                                       f"{left / 60:.1f} min left]")
+                progress.console.print(f"{_format_row(row)}  {_eta(started, start, epoch, cfg.epochs)}")
     except KeyboardInterrupt:
         _save(last, snapshot(epoch))
         console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
@@ -166,6 +146,45 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     if not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
         _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": cfg.epochs})
     return history
+
+
+def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console) -> tuple[int, float | None, list]:
+    """(first epoch, best monitored value, history) from last.pt, with model, optimizer and RNG restored."""
+    if not last.exists():
+        return 0, None, []
+    state = torch.load(last, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    console.print(f"resumed from {last} at epoch {state['epoch']}/{cfg.epochs}")
+    return state["epoch"], state["best"], state["history"]
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False)
+
+
+def _set_epoch(loader, epoch: int) -> None:
+    """Tell datasets and samplers that draw per epoch (fresh synthetic captures, P x K batches) which one."""
+    if hasattr(loader.dataset, "epoch"):
+        loader.dataset.epoch = epoch
+    if hasattr(loader.batch_sampler, "set_epoch"):
+        loader.batch_sampler.set_epoch(epoch)
+
+
+def _validate(model: torch.nn.Module, validate: Callable) -> dict[str, float]:
+    model.eval()
+    with torch.no_grad():
+        out = validate(model)
+    model.train()
+    return out
+
+
+def _eta(started: float, start: int, epoch: int, epochs: int) -> str:
+    elapsed = time.monotonic() - started
+    left = elapsed / (epoch + 1 - start) * (epochs - epoch - 1)
+    return f"[{elapsed / 60:.1f} min so far, about {left / 60:.1f} min left]"
 
 
 LOG_EVERY_S = 60.0  # without a terminal (nohup, CI logs) a plain progress line this often replaces the bar
