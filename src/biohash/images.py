@@ -41,7 +41,7 @@ def image_size(data: bytes, where: str) -> tuple[int, int]:
             with Image.open(io.BytesIO(data)) as im:
                 return int(im.size[0]), int(im.size[1])
     except Image.DecompressionBombError:
-        raise ImageTooLarge(f"{where}: image declares more than {Image.MAX_IMAGE_PIXELS * 2:,} pixels") from None
+        raise ImageTooLarge(f"{where}: image declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels") from None
     except Exception:  # noqa: BLE001  (Pillow raises many types for non-images; all mean the same here)
         raise ImageError(f"{where}: not a readable image (PNG, JPEG, BMP or TIFF expected)") from None
 

@@ -115,7 +115,7 @@ class ExactMatcher:
                 np.add(acc[:m], tmp[:m], out=acc[:m])
             if acc[:m].min() > bound:  # the common case once the bound is tight: nothing here can enter
                 continue
-            hit = np.flatnonzero(acc[:m] <= bound)
+            hit = np.flatnonzero(np.less_equal(acc[:m], bound))
             if len(hit):
                 rows = np.concatenate([rows, hit + s])
                 dists = np.concatenate([dists, acc[hit]])

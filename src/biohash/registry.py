@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from biohash.errors import UnknownNameError
 
@@ -54,7 +54,7 @@ class Registry(Generic[T]):
         argument it does not take is a one-line error listing the ones it does (not a TypeError traceback)."""
         import inspect
 
-        factory = self.get(name)
+        factory = cast(Callable[..., Any], self.get(name))
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
         params = inspect.signature(factory).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):

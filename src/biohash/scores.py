@@ -95,7 +95,8 @@ def write_score_file(scores: Scores, path: str | Path) -> None:
 
 def read_score_file(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Read a 4-column score file back as (genuine, impostor) score arrays."""
-    genuine, impostor = [], []
+    genuine: list[float] = []
+    impostor: list[float] = []
     with Path(path).open() as f:
         for n, line in enumerate(f, 1):
             parts = line.split()

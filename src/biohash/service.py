@@ -217,7 +217,7 @@ def probe_codes(st: ServiceState, key: ApiKey, probe: Probe) -> dict:
         need(key, "codes")
         return dep.codes_from_hex(probe.codes)
     images = {}
-    for m, text in probe.images.items():
+    for m, text in (probe.images or {}).items():
         try:
             data = base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
@@ -234,7 +234,7 @@ def upload_codes(st: ServiceState, files: dict) -> dict:
 
 def answer(dep: Deployment, d: Decision, key: ApiKey) -> dict:
     """A verify answer: decision and band; distance and threshold only for the 'scores' scope."""
-    out = {"mode": d.mode, "match": d.match, "band": dep.band(d.distance)}
+    out: dict[str, object] = {"mode": d.mode, "match": d.match, "band": dep.band(d.distance)}
     if "scores" in key.scopes:
         out |= {"distance": d.distance, "threshold": d.threshold}
     return out
@@ -246,7 +246,7 @@ def candidates(found: list[dict], key: ApiKey) -> list[dict]:
 
 
 def _decision(d: Decision) -> str:
-    return {True: "match", False: "no-match"}.get(d.match, "unknown")
+    return "unknown" if d.match is None else "match" if d.match else "no-match"
 
 
 # ---- routes ------------------------------------------------------------------------------------------------------

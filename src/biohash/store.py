@@ -236,7 +236,8 @@ class TemplateStore:
 
     def templates(self, subject: str | None = None, modality: str | None = None) -> tuple[np.ndarray, list[str], Codes | None]:
         """(template ids, subjects, Codes) of the matching rows, in id order; Codes is None when empty."""
-        sql, params = "SELECT id, subject, codes, n_bits FROM templates WHERE 1 = 1", []
+        sql = "SELECT id, subject, codes, n_bits FROM templates WHERE 1 = 1"
+        params: list[object] = []
         if subject is not None:
             sql, params = sql + " AND subject = ?", params + [subject]
         if modality is not None:
