@@ -67,3 +67,9 @@ def test_short_modules_and_functions():
                 length = node.end_lineno - node.lineno + 1
                 where = f"{path.relative_to(SRC)}:{node.name}"
                 assert length <= 50 or where in LONG_ON_PURPOSE, f"{where} has {length} lines (at most 50)"
+
+
+def test_only_models_touch_the_hash_layer():
+    """Export, encoders and recipes read codes through the model's stages (embed_and_code, forward_head)."""
+    outside = [p for p in SRC.rglob("*.py") if "models" not in p.parts and ".hash(" in p.read_text()]
+    assert not outside, f"reach into a model's hash layer: {[str(p.relative_to(SRC)) for p in outside]}"

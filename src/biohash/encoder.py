@@ -71,8 +71,8 @@ class Encoder:
         def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
             net = model.net(modality)
             with torch.no_grad():
-                e = net.forward_embed(torch.from_numpy(x))
-                return e.numpy(), torch.tanh(net.hash(e)).numpy()
+                e, c = net.embed_and_code(torch.from_numpy(x))
+                return e.numpy(), c.numpy()
 
         return run
 

@@ -31,8 +31,7 @@ class _Branch(nn.Module):
         self.hashnet = hashnet
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e = self.hashnet.forward_embed(x)
-        return e, torch.tanh(self.hashnet.hash(e))
+        return self.hashnet.embed_and_code(x)
 
 
 def float_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:

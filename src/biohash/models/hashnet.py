@@ -53,6 +53,16 @@ class HashNet(nn.Module):
         """Embedding (B, embed_dim) that the hash layer reads."""
         return self.reduce(self.forward_features(x))
 
+    def forward_head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Relaxed code tanh(W e + b) of an embedding, without dropout: what export, encoders and embedding
+        distillation read beside the embedding (see `embed_and_code`)."""
+        return torch.tanh(self.hash(embedding))
+
+    def embed_and_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(embedding, relaxed code) in one pass."""
+        e = self.forward_embed(x)
+        return e, self.forward_head(e)
+
     def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
         """The hash layer's output W e + b before tanh, (B, bits); its sign is the code."""
         return self.hash(self.dropout(self.forward_embed(x)))

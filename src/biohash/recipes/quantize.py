@@ -51,16 +51,11 @@ def _freeze_batchnorm(net: nn.Module) -> None:
             m.eval()
 
 
-def _embed_and_code(hashnet: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    e = hashnet.forward_embed(x)
-    return e, torch.tanh(hashnet.hash(e))
-
-
 def embedding_distance(student: nn.Module, teacher: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
     """Mean ||n(e_S) - n(e_T)||^2 over a batch: the quantity the recipe lowers (0 = identical directions)."""
     with torch.no_grad():
-        e_t, _ = _embed_and_code(teacher.net(modality), x)
-    e_s, _ = _embed_and_code(student.net(modality), x)
+        e_t, _ = teacher.net(modality).embed_and_code(x)
+    e_s, _ = student.net(modality).embed_and_code(x)
     return (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
 
 
@@ -87,8 +82,8 @@ def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
                 continue
             x = batch[m]
             with torch.no_grad():
-                e_t, c_t = _embed_and_code(teacher.net(m), x)
-            e_s, c_s = _embed_and_code(net.net(m), x)
+                e_t, c_t = teacher.net(m).embed_and_code(x)
+            e_s, c_s = net.net(m).embed_and_code(x)
             l_e = (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
             l_c = (c_s - c_t).pow(2).mean()
             total = total + l_e + config.code_weight * l_c
