@@ -72,9 +72,12 @@ def test_hash_head_gives_codes_and_its_own_classifier():
     out = net.train()(torch.randn(4, 3, 64, 64))
     assert out["code"].shape == (4, 32) and out["hash_logits"].shape == (4, 6)
     assert out["code"].abs().max() < 1
-    assert net.eval().encode(torch.randn(3, 3, 64, 64)).shape == (3, 32)
+    assert net.eval().forward_code(torch.randn(3, 3, 64, 64)).shape == (3, 32)
+    x = torch.randn(2, 3, 64, 64)
+    assert torch.equal(net.eval()(x), net.forward_embed(x)) and net.modalities == ()  # named stages, as HashNet's
+    assert set(net.train().forward_train(x)) == {"logits", "code", "hash_logits"}
     with pytest.raises(ValueError, match="no hash head"):
-        GPANet(6, "tiny").encode(torch.randn(1, 3, 64, 64))
+        GPANet(6, "tiny").forward_code(torch.randn(1, 3, 64, 64))
 
 
 def test_11k_protocol_is_identity_disjoint_with_one_gallery_image_per_identity(shared_data):

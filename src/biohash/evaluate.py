@@ -90,9 +90,9 @@ def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sa
     with torch.no_grad():
         for name, samples in (("gallery", gallery), ("probe", probe)):
             batches = list(colour_batches(dataset, samples, size))
-            feats[name] = torch.cat([model(x) for x in batches]).numpy()
+            feats[name] = torch.cat([model.forward_embed(x) for x in batches]).numpy()
             if hashing:
-                codes[name] = from_real(torch.cat([model.encode(x) for x in batches]).numpy())
+                codes[name] = from_real(torch.cat([model.forward_code(x) for x in batches]).numpy())
     mode = probe[0].modality if probe else "features"
     p_ids, g_ids = np.array([p.identity for p in probe]), np.array([g.identity for g in gallery])
     scores = {mode: Scores(mode, feats["probe"] @ feats["gallery"].T, p_ids, g_ids)}
@@ -106,7 +106,7 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], pr
     """Scores and metrics for every mode the model's modalities support (codes), or of its float features
     when the model has no per-modality hashing branches (GPA-Net). floats=True adds "<modality>-float" modes:
     cosine of the relaxed codes before binarisation (same-modality only)."""
-    if not hasattr(model, "modalities"):
+    if not model.modalities:  # one network for every image (GPA-Net): float features, and codes with bits
         return evaluate_features(model, dataset, gallery, probe, size)
     g_float: dict[str, np.ndarray] = {}
     p_float: dict[str, np.ndarray] = {}

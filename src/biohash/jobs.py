@@ -315,7 +315,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
                                                                                            split.val_probe)
     model = load_model(run_dir, config)
     scores, per_mode = evaluate(model, dataset, gallery, probe, data.image_size,
-                                floats=hasattr(model, "modalities"))
+                                floats=bool(model.modalities))
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
     out = run_dir / "eval" / f"{prefix.replace('--', '-')}{data.protocol}-{split_name}"
     out.mkdir(parents=True, exist_ok=True)

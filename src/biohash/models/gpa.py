@@ -71,11 +71,15 @@ class _Embedding(nn.Module):
 class GPANet(nn.Module):
     """Global branch + Hp horizontal and Vp vertical part branches over one backbone.
 
-    forward(x) in training mode -> {"logits": [global, parts...], and with a hash head "hash_logits", "code"};
-    in eval mode -> the L2-normalised concatenation of the pooled vectors, (B, C * branches). encode(x) -> the
-    relaxed code in (-1, 1) of the hash head. global_branch=False gives the local-only ablation, Hp = Vp = 0
-    the global-only baseline.
+    Stages, named as HashNet's: forward_embed(x) -> the L2-normalised concatenation of the pooled vectors,
+    (B, C * branches); forward_code(x) -> the relaxed code in (-1, 1) of the hash head; forward_train(x) ->
+    {"logits": [global, parts...], and with a hash head "hash_logits", "code"} for the loss. forward(x) is
+    forward_train in training mode and forward_embed in eval mode. `modalities` is empty: one network for
+    whole-hand images, matched on float features (and codes with bits). global_branch=False gives the
+    local-only ablation, Hp = Vp = 0 the global-only baseline.
     """
+
+    modalities: tuple[str, ...] = ()
 
     def __init__(self, n_classes: int, backbone: str = "resnet50", horizontal: int = 2, vertical: int = 2,
                  in_chans: int = 3, weights: str | None = None, last_stride_one: bool = True,
@@ -111,15 +115,19 @@ class GPANet(nn.Module):
     def _code(self, vectors: list[torch.Tensor]) -> torch.Tensor:
         return torch.tanh(self.hash(F.normalize(torch.cat(vectors, dim=1), dim=1)))
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_embed(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(torch.cat(self.pooled(x), dim=1), dim=1)
+
+    def forward_code(self, x: torch.Tensor) -> torch.Tensor:
         if not self.bits:
             raise ValueError("this GPA-Net has no hash head; train it with bits set")
         return self._code(self.pooled(x))
 
     def forward(self, x: torch.Tensor) -> dict[str, object] | torch.Tensor:
+        return self.forward_train(x) if self.training else self.forward_embed(x)
+
+    def forward_train(self, x: torch.Tensor) -> dict[str, object]:
         vectors = self.pooled(x)
-        if not self.training:
-            return F.normalize(torch.cat(vectors, dim=1), dim=1)
         out: dict[str, object] = {"logits": [head(v) for head, v in zip(self.heads, vectors)]}
         if self.bits:
             code = self._code(vectors)
