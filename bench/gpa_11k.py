@@ -73,7 +73,7 @@ class AspectCache:
 def _features(net: GPANet, z: torch.Tensor, codes: bool = False) -> np.ndarray:
     net.eval()
     with torch.no_grad():
-        out = torch.cat([(net.encode(c) if codes else net(c)) for c in z.split(256)])
+        out = torch.cat([(net.forward_code(c) if codes else net.forward_embed(c)) for c in z.split(256)])
     return np.sign(out.numpy()) / np.sqrt(out.shape[1]) if codes else out.numpy()
 
 
