@@ -1,7 +1,8 @@
 """Deployment: an exported model + a template store + per-modality matchers, behind enroll / verify / identify /
 delete in the four modes (print, vein, fused, cross: enroll with vein, verify with print) and any single
-modality; the modes are biohash.modes', the ones evaluation scores. The store is the truth; matchers are caches that catch up from its change counter before each
-search. With a protection key, codes are transformed before they are stored or matched (cancellable).
+modality; the modes are biohash.modes', the ones evaluation scores. The store is the truth; matchers are
+caches that catch up from its change counter before each search. With a protection key, codes are
+transformed before they are stored or matched (cancellable).
 """
 from __future__ import annotations
 
@@ -85,9 +86,9 @@ class Deployment:
 
     def codes_from_images(self, images: dict[str, np.ndarray]) -> dict[str, Codes]:
         """Codes of one image per modality; images too small or blank to match are refused."""
+        self.check_modalities(images)
         out = {}
         for m, img in images.items():
-            self._check_modality(m)
             try:
                 check_usable(img, m)
             except BiohashError as err:
@@ -96,9 +97,9 @@ class Deployment:
         return out
 
     def codes_from_hex(self, codes: dict[str, str]) -> dict[str, Codes]:
+        self.check_modalities(codes)
         out = {}
         for m, text in codes.items():
-            self._check_modality(m)
             try:
                 raw = bytes.fromhex(text)
             except (ValueError, TypeError):
@@ -109,9 +110,10 @@ class Deployment:
             out[m] = Codes(np.frombuffer(raw, np.uint8).reshape(1, -1).copy(), self.bits)
         return out
 
-    def _check_modality(self, m: str) -> None:
-        if m not in self.encoder.modalities:
-            raise RequestError(f"unknown modality {m!r}; this model takes {', '.join(self.encoder.modalities)}")
+    def check_modalities(self, names) -> None:
+        """Refuse modalities the model lacks (the name is not echoed: it is the caller's input)."""
+        if any(m not in self.encoder.modalities for m in names):
+            raise RequestError(f"unknown modality; this model takes {', '.join(self.encoder.modalities)}")
 
     def _protect(self, codes: dict[str, Codes]) -> dict[str, Codes]:
         return {m: self.protector.protect(c) for m, c in codes.items()} if self.protector else codes

@@ -145,10 +145,11 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64,
         e_ref, c_ref = reference.embed_batch(images, m)
         for backend in reference.meta["onnx"].get(m, {}):
             e, c = encoders[backend].embed_batch(images, m)
+            agreement = float(((c > 0) == (c_ref > 0)).mean())
             checks[f"{m}/{backend}"] = {"max_abs_embedding_diff": float(np.abs(e - e_ref).max()),
-                                        "bit_agreement": float(((c > 0) == (c_ref > 0)).mean()),
+                                        "bit_agreement": agreement, "passed": agreement >= min_agreement,
                                         "images": len(images)}
-    failed = [k for k, c in checks.items() if c["bit_agreement"] < min_agreement]
+    failed = [k for k, c in checks.items() if not c["passed"]]
     meta = {**reference.meta, "checks": checks, "min_agreement": min_agreement, "failed_checks": failed}
     (bundle_dir / "bundle.json").write_text(json.dumps(meta, indent=2))
     return checks

@@ -31,15 +31,22 @@ class ImageTooLarge(ImageError):
     """An image declaring more pixels than allowed (refused before decoding; HTTP 413)."""
 
 
+def _header_size(source) -> tuple[int, int]:
+    """(width, height) read by Pillow from the header alone (opening decodes no pixels)."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's own bomb warning: our cap decides
+        with Image.open(source) as im:
+            return int(im.size[0]), int(im.size[1])
+
+
 def image_size(data: bytes, where: str) -> tuple[int, int]:
     """(width, height) from the header alone; refuses what Pillow cannot identify as an image."""
     from PIL import Image
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # Pillow's own bomb warning: our cap decides
-            with Image.open(io.BytesIO(data)) as im:
-                return int(im.size[0]), int(im.size[1])
+        return _header_size(io.BytesIO(data))
     except Image.DecompressionBombError:
         raise ImageTooLarge(f"{where}: image declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0):,} pixels") from None
     except Exception:  # noqa: BLE001  (Pillow raises many types for non-images; all mean the same here)
@@ -53,10 +60,7 @@ def unreadable(paths: list[str]) -> list[tuple[str, str]]:
     bad = []
     for path in paths:
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with Image.open(path) as im:
-                    im.size  # noqa: B018  (the header is read on open; size proves it parsed)
+            _header_size(path)
         except Image.DecompressionBombError:
             pass  # an image; decode_image applies the pixel cap when it is read
         except Exception as err:  # noqa: BLE001

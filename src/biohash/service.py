@@ -201,18 +201,12 @@ def note(request: Request, **fields) -> None:
 
 # ---- probes and answers ----------------------------------------------------------------------------------------
 
-def _check_modalities(dep: Deployment, names) -> None:
-    unknown = [m for m in names if m not in dep.encoder.modalities]
-    if unknown:  # not echoed: a name is the caller's input
-        raise RequestError(f"unknown modality; this model takes {', '.join(dep.encoder.modalities)}")
-
-
 def probe_codes(st: ServiceState, key: ApiKey, probe: Probe) -> dict:
     """Codes of a JSON probe: hex codes (with the 'codes' scope) or base64 images encoded here."""
     dep = st.deployment
     if bool(probe.images) == bool(probe.codes):
         raise RequestError("give either 'images' or 'codes' (one entry per modality)")
-    _check_modalities(dep, probe.codes or probe.images)
+    dep.check_modalities(probe.codes or probe.images or {})  # before decoding anything
     if probe.codes:
         need(key, "codes")
         return dep.codes_from_hex(probe.codes)
@@ -227,7 +221,7 @@ def probe_codes(st: ServiceState, key: ApiKey, probe: Probe) -> dict:
 
 
 def upload_codes(st: ServiceState, files: dict) -> dict:
-    _check_modalities(st.deployment, files)
+    st.deployment.check_modalities(files)  # before decoding anything
     images = {m: decode_image(data, m, max_pixels=st.max_pixels) for m, data in files.items()}
     return st.deployment.codes_from_images(images)
 
@@ -247,6 +241,10 @@ def candidates(found: list[dict], key: ApiKey) -> list[dict]:
 
 def _decision(d: Decision) -> str:
     return "unknown" if d.match is None else "match" if d.match else "no-match"
+
+
+def _note_found(request: Request, found: list[dict]) -> None:
+    note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
 
 
 # ---- routes ------------------------------------------------------------------------------------------------------
@@ -289,7 +287,7 @@ def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)
     st = _state(request)
     need(key, "match")
     found = st.deployment.identify(probe_codes(st, key, req), req.against, req.k)
-    note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+    _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
 
@@ -317,19 +315,20 @@ async def uploads(request: Request) -> tuple[dict, dict]:
     return fields, files
 
 
-def subject_field(request: Request, fields: dict) -> str:
+async def subject_upload(request: Request) -> tuple[dict, dict, str]:
+    """Fields, files and the checked subject of an upload that names one (enroll, verify)."""
+    fields, files = await uploads(request)
     if not fields.get("subject"):
         raise RequestError("form field 'subject' is required")
     note(request, subject=_state(request).deployment.check_subject(fields["subject"]))
-    return fields["subject"]
+    return fields, files, fields["subject"]
 
 
 @router.post("/v1/upload/enroll")
 async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "enroll")
-    fields, files = await uploads(request)
-    subject = subject_field(request, fields)
+    _, files, subject = await subject_upload(request)
     ids = await run_in_threadpool(lambda: st.deployment.enroll(subject, upload_codes(st, files)))
     note(request, decision="enrolled")
     return {"subject": subject, "template_ids": ids}
@@ -339,8 +338,7 @@ async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
 async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "match")
-    fields, files = await uploads(request)
-    subject = subject_field(request, fields)
+    fields, files, subject = await subject_upload(request)
     d = await run_in_threadpool(lambda: st.deployment.verify(subject, upload_codes(st, files), fields.get("against")))
     note(request, mode=d.mode, decision=_decision(d))
     return {"subject": subject, **answer(st.deployment, d, key)}
@@ -356,7 +354,7 @@ async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict
         raise RequestError("form field 'k' must be a whole number from 1 to 100")
     found = await run_in_threadpool(
         lambda: st.deployment.identify(upload_codes(st, files), fields.get("against"), int(k)))
-    note(request, candidates=len(found), decision="match" if any(c["match"] for c in found) else "no-match")
+    _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
 

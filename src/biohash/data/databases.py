@@ -60,9 +60,8 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
     if transform is None:
         bad = unreadable([s.path for s in samples])  # found now, not an hour into training
         if bad:
-            first = "; ".join(f"{p}: {why}" for p, why in bad[:3])
             raise DatasetError(f"dataset {name!r}: {len(bad)} of {len(samples)} files are not readable images "
-                               f"({first}{' ...' if len(bad) > 3 else ''}); remove or replace them")
+                               f"({_first_three(bad)}); remove or replace them")
         return Dataset(name, samples, loader)
     from biohash.data.roi import RoiError
 
@@ -74,10 +73,15 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
         except (RoiError, DatasetError) as err:
             skipped.append((sample.path, str(err).replace(f"{sample.path}: ", "")))
     if skipped and (on_roi_failure == "fail" or not kept):
-        first = "; ".join(f"{Path(p).name}: {why}" for p, why in skipped[:3])
-        raise DatasetError(f"dataset {name!r}: no ROI for {len(skipped)} of {len(samples)} images ({first}"
-                           f"{' ...' if len(skipped) > 3 else ''}); on_roi_failure=skip leaves them out")
+        raise DatasetError(f"dataset {name!r}: no ROI for {len(skipped)} of {len(samples)} images "
+                           f"({_first_three(skipped, lambda p: Path(p).name)}); on_roi_failure=skip "
+                           f"leaves them out")
     return Dataset(name, kept, loader, skipped=skipped)
+
+
+def _first_three(failures: list[tuple[str, str]], label: Callable[[str], str] = str) -> str:
+    """'file: reason; ...' of the first three (path, reason) failures, '...' when there are more."""
+    return "; ".join(f"{label(p)}: {why}" for p, why in failures[:3]) + (" ..." if len(failures) > 3 else "")
 
 
 def _choose(values: Iterable[str | int] | str | int | None, known: tuple[str, ...], what: str) -> tuple[str, ...] | None:
