@@ -19,7 +19,7 @@ from pathlib import Path
 from _common import RESULTS, report
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train_hashing
+from biohash.jobs import evaluate_run, train
 from biohash.recipes.dhn import DhnConfig
 from biohash.recipes.distill import DistillConfig
 from biohash.train import FitConfig
@@ -65,13 +65,13 @@ def main() -> None:
         data = sets[name]
         fit_cfg = FitConfig(epochs=args.epochs, batch_size=32, lr=1e-3, val_every=2, seed=args.seed)
         base = RESULTS / "distill_runs" / name
-        plan = [("teacher", "dhn", DhnConfig(backbone=args.teacher_model, bits=128)),
-                ("student alone", "dhn", DhnConfig(backbone="student", bits=128, head="avg")),
-                ("distilled student", "distill", DistillConfig(teacher=str(base / "teacher")))]
-        for label, recipe, method in plan:
+        plan = [("teacher", DhnConfig(backbone=args.teacher_model, bits=128)),
+                ("student alone", DhnConfig(backbone="student", bits=128, head="avg")),
+                ("distilled student", DistillConfig(teacher=str(base / "teacher")))]
+        for label, method in plan:
             run = base / label.replace(" ", "-")
             if not (run / "train_time.json").exists():  # finished runs are reused, interrupted ones resumed
-                train_hashing(run, data, recipe, method, fit_cfg, resume=run.exists())
+                train(run, data, method, fit_cfg, resume=run.exists())
             seconds = json.loads((run / "train_time.json").read_text())["seconds"]
             m = next(iter(evaluate_run(run).values()))
             c = cost(run)

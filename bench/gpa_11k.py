@@ -133,7 +133,8 @@ def run_full_reference(root: Path, size: int, epochs: int) -> dict[str, float]:
     import tempfile
 
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run, train_gpa
+    from biohash.jobs import evaluate_run
+    from biohash.jobs import train as train_run
     from biohash.train import FitConfig
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,7 +143,7 @@ def run_full_reference(root: Path, size: int, epochs: int) -> dict[str, float]:
         fit_cfg = FitConfig(epochs=epochs, batch_size=20, lr=0.02, optimizer="sgd", schedule="step",
                             warmup_epochs=0, val_every=5, seed=0)
         t0 = time.time()
-        run = train_gpa(Path(tmp) / "full", data, GpaConfig(LITE0, weights="imagenet"),
+        run = train_run(Path(tmp) / "full", data, GpaConfig(LITE0, weights="imagenet"),
                         fit_cfg)
         m = evaluate_run(run)["palmar"]
         return {"rank1": m["rank1"], "map": m["map"], "seconds": time.time() - t0}

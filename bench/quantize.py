@@ -26,7 +26,7 @@ from _common import RESULTS, report
 
 from biohash.data.config import DataConfig, open_split
 from biohash.evaluate import score_metrics
-from biohash.jobs import evaluate_run, load_model, quantize_run, train_cohash
+from biohash.jobs import evaluate_run, load_model, quantize_run, train
 from biohash.models.quant import quantized_size_bytes
 from biohash.recipes.cohash import CohashConfig
 from biohash.recipes.quantize import QuantizeConfig
@@ -53,8 +53,8 @@ def ocular_run(data_root: Path, epochs: int) -> Path:
     if not (run / "checkpoints" / "best.pt").exists():
         shutil.rmtree(run, ignore_errors=True)
         data = DataConfig(dataset="iitd-iris", root=str(data_root / "iitd-iris"), protocol="open", seed=0)
-        train_cohash(run, data, CohashConfig(backbone="small", bits=128),
-                     FitConfig(epochs=epochs, batch_size=64, lr=1e-3, val_every=2, seed=0))
+        train(run, data, CohashConfig(backbone="small", bits=128),
+              FitConfig(epochs=epochs, batch_size=64, lr=1e-3, val_every=2, seed=0))
     return run
 
 

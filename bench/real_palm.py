@@ -29,7 +29,7 @@ from pathlib import Path
 from _common import RESULTS, report
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train_cohash
+from biohash.jobs import evaluate_run, train
 from biohash.recipes.cohash import CohashConfig
 from biohash.train import FitConfig
 
@@ -108,7 +108,7 @@ def main() -> None:
                 seed = f"-seed{args.seed}" if args.seed else ""  # each seed draws its own split: its own runs
                 run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}{seed}"
                 t0 = time.time()
-                train_cohash(run, data, method, fit_cfg, resume=run.exists(), threads=args.threads)
+                train(run, data, method, fit_cfg, resume=run.exists(), threads=args.threads)
                 seconds = time.time() - t0
                 per_mode = evaluate_run(run)
                 runs[run.name] = str(run)

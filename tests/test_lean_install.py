@@ -52,3 +52,5 @@ def test_the_base_install_enrolls_and_identifies_hex_codes_without_torch(tmp_pat
     r = run("identify", "--bundle", str(bundle), "--store", store, "--image", f"print={image}")
     assert r.returncode == 2 and "pip install 'biohash[train]'" in r.stderr, r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+    r = run("train", "cohash", "--epochs", "1")  # the train commands come from recipes, which need torch
+    assert r.returncode == 2 and "training needs torch and cv2" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -52,13 +52,13 @@ def test_supcon_matches_slow_reference():
 
 def test_arcface_cohash_recipe_trains_and_separates(tmp_path):
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run, train_cohash
+    from biohash.jobs import evaluate_run, train
     from biohash.recipes.cohash import CohashConfig
     from biohash.train import FitConfig
 
     data = DataConfig(identities=30, captures=4, image_size=64, seed=3)
     method = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_supcon=0.2)
-    train_cohash(tmp_path / "arc", data, method, FitConfig(epochs=6, batch_size=16, lr=3e-3, seed=0))
+    train(tmp_path / "arc", data, method, FitConfig(epochs=6, batch_size=16, lr=3e-3, seed=0))
     history = json.loads((tmp_path / "arc" / "history.json").read_text())
     assert {"arcface_print", "arcface_vein", "supcon"} <= set(history[0]) and "centroid_print" not in history[0]
     assert history[-1]["loss"] < history[0]["loss"]

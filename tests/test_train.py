@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train_cohash
+from biohash.jobs import evaluate_run, train
 from biohash.recipes.cohash import CohashConfig
 from biohash.runs import RunError
 from biohash.train import FitConfig, fit, lr_factor
@@ -19,7 +19,7 @@ TINY_MODEL = CohashConfig(backbone="tiny", bits=32)
 def trained_run(tmp_path_factory):
     torch.set_num_threads(2)
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    train_cohash(run, TINY_DATA, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0))
+    train(run, TINY_DATA, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0))
     return run
 
 
@@ -70,7 +70,7 @@ def test_open_set_evaluation_of_closed_run_is_refused(trained_run):
 
 def test_existing_run_needs_resume(trained_run):
     with pytest.raises(RunError, match="--resume"):
-        train_cohash(trained_run, TINY_DATA, TINY_MODEL, FitConfig(epochs=1))
+        train(trained_run, TINY_DATA, TINY_MODEL, FitConfig(epochs=1))
 
 
 def _tiny_setup():
@@ -122,8 +122,8 @@ def test_lr_schedule_warms_up_then_decays():
 def test_resume_with_other_settings_is_refused(trained_run):
     other = DataConfig(identities=17, captures=6, image_size=64, protocol="closed", seed=0)
     with pytest.raises(RunError, match="other data"):
-        train_cohash(trained_run, other, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0),
-                     resume=True)
+        train(trained_run, other, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0),
+              resume=True)
 
 
 def test_a_run_that_would_train_no_step_is_an_error(tmp_path):

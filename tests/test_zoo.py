@@ -16,7 +16,7 @@ def test_unknown_zoo_name_lists_the_shipped_ones():
 
 def test_pretrain_publish_and_init_from_zoo(tmp_path):
     from biohash.data.config import DataConfig
-    from biohash.jobs import train_cohash
+    from biohash.jobs import train
     from biohash.pretrain import pretrain, publish
     from biohash.recipes.cohash import CohashConfig, build
     from biohash.train import FitConfig
@@ -43,8 +43,8 @@ def test_pretrain_publish_and_init_from_zoo(tmp_path):
     monkey.setattr(zoo, "ZOO", shelf)
     try:
         target = DataConfig(identities=12, captures=4, image_size=64, seed=12)
-        train_cohash(tmp_path / "ft", target, CohashConfig(backbone="tiny", bits=32, init="zoo:tiny-test"),
-                     FitConfig(epochs=1, batch_size=8))
+        train(tmp_path / "ft", target, CohashConfig(backbone="tiny", bits=32, init="zoo:tiny-test"),
+              FitConfig(epochs=1, batch_size=8))
     finally:
         monkey.undo()
     assert "init: zoo:tiny-test" in (tmp_path / "ft" / "config.yaml").read_text()

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from biohash.cli_app import _dflt, _drop_none, _friendly, _options, app, train_app
+from biohash.cli_app import _drop_none, _friendly, _options, app
 
 
 @app.command()
@@ -21,91 +21,6 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
     typer.echo(f"wrote {identities * captures * 2} images to {out}; contact sheet {sheet}")
 
 
-@train_app.command("cohash")
-@_friendly
-def train_cohash(
-    dataset: str = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name"),
-    root: str | None = typer.Option(None, help="dataset folder (real databases)"),
-    option: list[str] | None = typer.Option(None, "--option", "-o",
-                                               help="dataset adapter option KEY=VALUE, e.g. bands=940"),
-    bits: int | None = _dflt('64', help="code length: 16, 32, 64, 128 or 256"),
-    backbone: str | None = _dflt('small', "--backbone", "--model", help="registered backbone (small, res18, ...)"),
-    weights: str | None = typer.Option(None, help="backbone weights: a local file, or imagenet (packaged "
-                                       "with efficientnet_lite0)"),
-    init: str | None = typer.Option(None, help="warm start: a trained run folder, or a shipped model zoo:NAME "
-                                    "(biohash zoo lists them)"),
-    batch_size: int | None = _dflt('64', "--batch-size", "-b"),
-    epochs: int | None = _dflt('20', "--epochs", "--epoch"),
-    lr: float | None = _dflt('0.01'),
-    optimizer: str | None = _dflt('adamw', help="adamw or sgd"),
-    schedule: str | None = _dflt('cosine', help="cosine, step or constant"),
-    loss: str | None = _dflt('csq', help="csq (per-bit centroid + softmax, default) or arcface (angular "
-                                    "margin to the identity centroids)"),
-    arc_scale: float | None = _dflt('30.0', help="ArcFace scale s (30)"),
-    arc_margin: float | None = _dflt('0.5', help="ArcFace margin m in radians (0.5)"),
-    lambda_supcon: float | None = _dflt('0.0', help="supervised contrastive weight (0; CCNet: 0.2)"),
-    lambda_quant: float | None = _dflt('0.05'), lambda_cross: float | None = _dflt('0.5'),
-    lambda_softmax: float | None = _dflt('1.0', help="centroid-softmax weight (ours; 0 = paper's loss)"),
-    share: str | None = _dflt('head', help="none (paper: two sub-networks), head (one hash layer, default) "
-                                        "or all (one network)"),
-    dropout: float | None = _dflt('0.2', help="dropout before the hash layer"),
-    protocol: str | None = _dflt('open', help="open (identity-disjoint, default) or closed"),
-    val_fraction: float | None = _dflt('0.1', help="open set: share of identities that choose the "
-                                              "checkpoint (0.1)"),
-    test_fraction: float | None = _dflt('0.3', help="open set: share of identities held out for test (0.3); "
-                                               "0 trains on all others (test later on another folder)"),
-    on_roi_failure: str | None = typer.Option(None, help="photos whose ROI cannot be cut: skip (default: left "
-                                              "out and listed) or fail"),
-    identities: int | None = _dflt('200', help="synthetic: number of palms"),
-    captures: int | None = _dflt('8', help="synthetic: captures per palm and modality"),
-    image_size: int | None = _dflt('128', "--image-size"),
-    seed: int | None = _dflt('0'),
-    name: str | None = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)"),
-    runs: Path = typer.Option(Path("runs"), help="folder holding run folders"),
-    resume: bool = typer.Option(False, help="continue an interrupted run of the same name"),
-    threads: int | None = typer.Option(None, help="torch CPU threads"),
-) -> None:
-    """Train PalmCohashNet: one hashing network per modality towards shared identity centroids."""
-    from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run
-    from biohash.jobs import train_cohash as run_training
-    from biohash.recipes.cohash import CohashConfig
-    from biohash.report import markdown_table
-    from biohash.runs import run_name
-    from biohash.train import FitConfig
-
-    options = {**_drop_none(on_roi_failure=on_roi_failure), **_options(option)}
-    data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
-                                   image_size=image_size, protocol=protocol, seed=seed, val_fraction=val_fraction,
-                                   test_fraction=test_fraction), options=options)
-    method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, init=init, loss=loss,
-                                       arc_scale=arc_scale, arc_margin=arc_margin, lambda_supcon=lambda_supcon,
-                                       lambda_quant=lambda_quant,
-                                       lambda_cross=lambda_cross, lambda_softmax=lambda_softmax,
-                                       share=share, dropout=dropout))
-    fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
-                                     schedule=schedule, seed=seed))
-    run_dir = runs / (name or run_name("cohash"))
-    run_training(run_dir, data, method, fit_cfg, resume=resume, threads=threads)
-    if data.protocol == "open" and data.test_fraction == 0:
-        typer.echo(f"run folder: {run_dir} (no test identities: evaluate on another folder of people with "
-                   f"biohash eval {run_dir} --ds {data.dataset} --root OTHER --protocol all)")
-        return
-    per_mode = evaluate_run(run_dir)
-    typer.echo(markdown_table(per_mode))
-    typer.echo(f"run folder: {run_dir}")
-
-
-def _data_and_fit(dataset, root, option, protocol, identities, captures, image_size, seed, epochs, batch_size, lr):
-    from biohash.data.config import DataConfig
-    from biohash.train import FitConfig
-
-    data = DataConfig(**_drop_none(dataset=dataset, root=root, identities=identities, captures=captures,
-                                   image_size=image_size, protocol=protocol, seed=seed), options=_options(option))
-    fit_cfg = FitConfig(**_drop_none(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed))
-    return data, fit_cfg
-
-
 def _finish(run_dir: Path) -> None:
     from biohash.jobs import evaluate_run
     from biohash.report import markdown_table
@@ -114,119 +29,9 @@ def _finish(run_dir: Path) -> None:
     typer.echo(f"run folder: {run_dir}")
 
 
-_DS = typer.Option("synthetic", "--dataset", "--ds", help="registered dataset name")
 _ROOT = typer.Option(None, help="dataset folder (real databases)")
 _OPT = typer.Option(None, "--option", "-o", help="dataset adapter option KEY=VALUE")
 _NAME = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)")
-
-
-@train_app.command("dhn")
-@_friendly
-def train_dhn(
-    dataset: str = _DS, root: str | None = _ROOT, option: list[str] | None = _OPT,
-    modality: str | None = typer.Option(None, help="which images to hash (default: the dataset's first)"),
-    bits: int | None = typer.Option(None, help="code length (paper: 128)"),
-    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (default vgg16)"),
-    weights: str | None = typer.Option(None, help="backbone weights file (e.g. torchvision vgg16) or imagenet"),
-    margin: float | None = typer.Option(None, help="pairwise margin t (default 180 * bits / 128)"),
-    w_quant: float | None = typer.Option(None, help="quantization weight w (paper 0.5)"),
-    freeze_blocks: int | None = typer.Option(None, help="VGG-16 conv blocks frozen when weights are given (4)"),
-    loss: str | None = typer.Option(None, help="identity term: softmax (paper) or arcface (angular margin)"),
-    lambda_supcon: float | None = typer.Option(None, help="supervised contrastive weight (0)"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
-    epochs: int | None = typer.Option(None, "--epochs", "--epoch"), lr: float | None = typer.Option(None),
-    protocol: str | None = typer.Option(None, help="open (identity-disjoint, default) or closed"),
-    identities: int | None = typer.Option(None, help="synthetic: number of palms"),
-    captures: int | None = typer.Option(None, help="synthetic: captures per palm"),
-    image_size: int | None = typer.Option(None, "--image-size"), seed: int | None = typer.Option(None),
-    name: str | None = _NAME, runs: Path = typer.Option(Path("runs")), resume: bool = typer.Option(False),
-) -> None:
-    """Train the distilled-hashing teacher (DHN): VGG-16 + tanh hash layer, pairwise + quantization loss."""
-    from biohash.jobs import train_hashing
-    from biohash.recipes.dhn import DhnConfig
-    from biohash.runs import run_name
-
-    data, fit_cfg = _data_and_fit(dataset, root, option, protocol, identities, captures, image_size, seed, epochs,
-                                  batch_size, lr)
-    method = DhnConfig(**_drop_none(backbone=backbone, bits=bits, weights=weights, margin=margin, w_quant=w_quant,
-                                    freeze_blocks=freeze_blocks, loss=loss, lambda_supcon=lambda_supcon))
-    run_dir = runs / (name or run_name("dhn"))
-    train_hashing(run_dir, data, "dhn", method, fit_cfg, modality=modality, resume=resume)
-    _finish(run_dir)
-
-
-@train_app.command("distill")
-@_friendly
-def train_distill(
-    teacher: Path = typer.Option(..., help="the DHN teacher's run folder"),
-    dataset: str | None = typer.Option(None, "--dataset", "--ds", help="default: the teacher's dataset"),
-    root: str | None = _ROOT, option: list[str] | None = _OPT,
-    backbone: str | None = typer.Option(None, "--backbone", "--model", help="student backbone (default student)"),
-    alpha: float | None = typer.Option(None, help="code L2 weight (paper 5)"),
-    beta: float | None = typer.Option(None, help="soft-target weight in L_v (paper 10)"),
-    m: float | None = typer.Option(None, help="label cross-entropy weight in L_c (paper 0.2)"),
-    n: float | None = typer.Option(None, help="soft-target weight in L_c (paper 0.8)"),
-    batch_size: int | None = typer.Option(None, "--batch-size", "-b"),
-    epochs: int | None = typer.Option(None, "--epochs", "--epoch"), lr: float | None = typer.Option(None),
-    seed: int | None = typer.Option(None), name: str | None = _NAME, runs: Path = typer.Option(Path("runs")),
-    resume: bool = typer.Option(False),
-) -> None:
-    """Distil a DHN teacher into the light student (2 conv + FC-512 + FC-bits), teacher frozen."""
-    from biohash.data.config import DataConfig
-    from biohash.jobs import train_hashing
-    from biohash.recipes.distill import DistillConfig
-    from biohash.runs import read_config, run_name
-
-    t_data = dict(read_config(teacher)["data"])  # same data and protocol as the teacher unless told otherwise
-    if dataset is not None:
-        t_data.update(dataset=dataset, root=root, options=_options(option))
-    data = DataConfig(**t_data)
-    _, fit_cfg = _data_and_fit(data.dataset, None, None, None, None, None, None, seed, epochs, batch_size, lr)
-    method = DistillConfig(**_drop_none(teacher=str(teacher), backbone=backbone, alpha=alpha, beta=beta, m=m, n=n))
-    run_dir = runs / (name or run_name("distill"))
-    train_hashing(run_dir, data, "distill", method, fit_cfg, resume=resume)
-    _finish(run_dir)
-
-
-@train_app.command("gpa")
-@_friendly
-def train_gpa(
-    dataset: str = typer.Option("11k-hands", "--dataset", "--ds", help="whole-hand dataset (11k-hands, hd, folder)"),
-    root: str | None = _ROOT, option: list[str] | None = _OPT,
-    aspect: str | None = typer.Option(None, help="11K aspect: dorsal-right, dorsal-left, palmar-right, palmar-left"),
-    backbone: str | None = typer.Option(None, "--backbone", "--model", help="registered backbone (default resnet50)"),
-    weights: str | None = typer.Option(None, help="backbone weights file (e.g. torchvision resnet50)"),
-    horizontal: int | None = typer.Option(None, help="horizontal parts Hp (2)"),
-    vertical: int | None = typer.Option(None, help="vertical parts Vp (2)"),
-    part_weight: float | None = typer.Option(None, help="lambda, weight of the part losses (1)"),
-    global_branch: bool = typer.Option(True, "--global/--no-global", help="--no-global: local-only ablation"),
-    bits: int | None = typer.Option(None, help="add a hash head with this many bits (binary codes for matching)"),
-    batch_size: int = typer.Option(20, "--batch-size", "-b"),
-    epochs: int = typer.Option(60, "--epochs", "--epoch"), lr: float = typer.Option(0.02),
-    image_size: int | None = typer.Option(None, "--image-size", help="input side (paper 384; default 128)"),
-    protocol: str = typer.Option("11k", help="11k or hd (the paper's), open or closed"),
-    seed: int = typer.Option(0, help="also picks the protocol's random draw (the paper repeats 10)"),
-    name: str | None = _NAME, runs: Path = typer.Option(Path("runs")), resume: bool = typer.Option(False),
-) -> None:
-    """Train GPA-Net (global + horizontal/vertical part branches) for whole-hand identification."""
-    from biohash.data.config import DataConfig
-    from biohash.jobs import train_gpa as run_training
-    from biohash.recipes.gpa import GpaConfig
-    from biohash.runs import run_name
-    from biohash.train import FitConfig
-
-    options = {"colour": True, **_options(option)}
-    if aspect is not None:
-        options.update(aspects=aspect, accessories="exclude")  # the paper leaves out images with accessories
-    data = DataConfig(**_drop_none(dataset=dataset, root=root, image_size=image_size, protocol=protocol, seed=seed),
-                      options=options)
-    method = GpaConfig(**_drop_none(backbone=backbone, weights=weights, horizontal=horizontal, vertical=vertical,
-                                    part_weight=part_weight, bits=bits), global_branch=global_branch)
-    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="sgd", schedule="step",
-                        warmup_epochs=0, seed=seed)
-    run_dir = runs / (name or run_name("gpa"))
-    run_training(run_dir, data, method, fit_cfg, resume=resume)
-    _finish(run_dir)
 
 
 @app.command()
@@ -360,8 +165,8 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
              backbone=backbone, init=None if init.lower() == "none" else init)
 
 
-# registers enroll, verify, identify, delete, serve (cli_deploy) and pretrain, zoo (cli_zoo)
-from biohash import cli_deploy, cli_zoo  # noqa: E402,F401  (they register on app)
+# registers train (cli_train), enroll, verify, identify, delete, serve (cli_deploy) and pretrain, zoo (cli_zoo)
+from biohash import cli_deploy, cli_train, cli_zoo  # noqa: E402,F401  (they register on app)
 
 if __name__ == "__main__":  # python -m biohash.cli: run the imported module's app, which has every command
     from biohash.cli import app as registered

@@ -10,8 +10,6 @@ import typer
 
 app = typer.Typer(help="biohash: compact biometric hashing for palm print, palm vein and hand images.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
-train_app = typer.Typer(help="Train a model with one of the recipes.", no_args_is_help=True)
-app.add_typer(train_app, name="train")
 
 
 def _show_version(value: bool) -> None:
@@ -50,12 +48,6 @@ def _friendly(fn: Callable) -> Callable:
 
 def _drop_none(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
-
-
-def _dflt(shown: str, *decls: str, **kwargs):
-    """An option whose value stays None unless given (the recipe's default applies), with that default shown
-    in --help (tests/test_cli.py checks the shown values against the config dataclasses)."""
-    return typer.Option(None, *decls, show_default=shown, **kwargs)
 
 
 def _options(pairs: list[str] | None) -> dict[str, object]:

@@ -34,21 +34,19 @@ class _Branch(nn.Module):
         return self.hashnet.embed_and_code(x)
 
 
-def float_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
-    """The run's selected model as a plain float network, the run config, and the config that rebuilds it
-    (a quantized run: its source's, with the quantized weight values baked in)."""
+def float_model(run_dir: Path, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+    """The run's selected model as a plain float network, the config that rebuilds it (a quantized run: its
+    source's, with the quantized weight values baked in) and the recipe's notes for bundle.json."""
+    from biohash.recipes.base import RECIPES, get_recipe
     from biohash.restore import load_model
 
-    config = read_config(run_dir)
-    if config.get("recipe") not in ("cohash", "dhn", "distill", "quantize"):
-        raise RunError(f"{run_dir} is a {config.get('recipe')!r} run; export handles hashing runs "
-                       f"(cohash, dhn, distill, quantize)")
-    model = load_model(run_dir, config)
-    if config["recipe"] == "quantize":
-        from biohash.models.quant import bake
-
-        return bake(model).eval(), config, config["source_config"]
-    return model, config, config
+    recipe = get_recipe(config.get("recipe"), config.get("recipe_module"))
+    source = config.get("source_config") or config  # a derived run (quantize) exports like its source
+    if get_recipe(source.get("recipe"), source.get("recipe_module")).produces != "codes":
+        coding = [n for n in RECIPES.names() if RECIPES.get(n).produces == "codes"]
+        raise RunError(f"{run_dir} is a {config.get('recipe')!r} run of float features; export handles hashing runs "
+                       f"with per-modality codes ({', '.join(coding)})")
+    return recipe.for_export(load_model(run_dir, config), config)
 
 
 def fingerprint(state: dict[str, torch.Tensor], bits: int) -> str:
@@ -177,7 +175,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
             raise RunError(f"--format {fmt} needs {' and '.join(missing)}: pip install -e '.[export]' (or "
                            f"--format torch for a bundle without ONNX)")
     run_dir = Path(run_dir)
-    model, config, build_config = float_model(run_dir)
+    config = read_config(run_dir)
+    model, build_config, notes = float_model(run_dir, config)
     out = run_dir / "export"
     out.mkdir(parents=True, exist_ok=True)
     state = model.state_dict()
@@ -190,9 +189,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
         "centroids": hasattr(model, "centroids"), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "onnx": {}, "checks": {}, "thresholds": validation_thresholds(model, config),
         "thresholds_from": "validation split of the run's protocol: max Hamming distance accepted per target FAR",
+        **notes,
     }
-    if config["recipe"] == "quantize":
-        bundle["quantized"] = {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}
     for m in model.modalities:
         if fmt == "torch":
             continue

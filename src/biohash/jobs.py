@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -13,9 +13,6 @@ from biohash.data.config import DataConfig, open_split
 from biohash.restore import load_model
 from biohash.runs import RunError, environment, read_config, write_config, write_json
 from biohash.train import FitConfig
-
-if TYPE_CHECKING:
-    from biohash.recipes.cohash import CohashConfig
 
 console = Console()
 
@@ -32,118 +29,37 @@ def _clip_batch(fit_cfg: FitConfig, n_items: int, what: str = "training samples"
     return dataclasses.replace(fit_cfg, batch_size=n_items)
 
 
-def _one_branch_warning(data: DataConfig, modalities: tuple[str, ...]) -> None:
-    if len(modalities) != 1 or modalities[0] not in ("print", "vein"):
-        return
-    other = "print" if modalities[0] == "vein" else "vein"
-    hint = {"casia-ms": "add a visible band, e.g. -o bands=460,940 (460 nm shows the print)"}.get(
-        data.dataset, "select the other modality with the adapter's options (biohash datasets lists them)")
-    console.print(f"[bold yellow]warning: only {modalities[0]} images were found: this co-hash run has one "
-                  f"branch, no {other} branch, no fused or cross mode; {hint}")
+def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resume: bool = False,
+          threads: int | None = None) -> Path:
+    """Train (or resume) a run of the recipe whose settings `method` holds: open the data, let the recipe
+    build its training set, model and loss step, and fit with the checkpoint chosen on the validation split
+    (evaluate_run then scores it on the test split)."""
+    from biohash.recipes.base import recipe_for
 
-
-def train_cohash(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: FitConfig,
-                 resume: bool = False, threads: int | None = None, per_identity: int = 0,
-                 workers: int = 0) -> Path:
-    """Train (or resume) a co-hashing run in `run_dir`; the checkpoint is selected on the validation split
-    (evaluate_run then scores it on the test split). per_identity > 0 draws batches of that many items of each
-    identity (P x K; 2 by default when the supervised contrastive term is on, so it always has positives; on
-    generated data it also renders each identity once per batch). workers: data-loading processes."""
-    from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet
-    from biohash.recipes.cohash import build
-
+    recipe = recipe_for(method)
     dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
-    modalities = tuple(m for m in ("print", "vein") if m in dataset.modalities())
-    if not modalities and len(dataset.modalities()) == 1:  # one other modality (ocular, dorsal): one branch
-        modalities = tuple(dataset.modalities())
-    if not modalities:
-        raise RunError(f"dataset {data.dataset!r} has no print or vein samples and more than one other modality "
-                       f"(found {', '.join(dataset.modalities())}); select one with --option")
-    _one_branch_warning(data, modalities)
-    fresh = data.fresh_captures and dataset.fresh is not None
-    train_set = PairedTrainSet(dataset, split.train, modalities, data.image_size, augment=not fresh, fresh=fresh,
-                               seed=fit_cfg.seed)
+    train_set = recipe.training_set(method, dataset, split, data, fit_cfg.seed)
     fit_cfg = _clip_batch(fit_cfg, len(train_set))
-    model, step = build(method, len(train_set.classes), modalities, seed=fit_cfg.seed)
-    config = {"recipe": "cohash", "data": dataclasses.asdict(data),
-              "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes),
-                        "modalities": list(modalities)},
-              "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    per_identity = per_identity or (2 if method.lambda_supcon > 0 else 0)
-    if per_identity:
-        labels = [train_set.classes[a.identity] for a in train_set.anchors]
-        batches = IdentityBatchSampler(labels, fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
-                                       per_identity, seed=fit_cfg.seed)
-        loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=workers)
-    else:
-        loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True,
-                                             drop_last=True, num_workers=workers)
+    model, step, shape = recipe.build(method, train_set, fit_cfg.seed)
+    config = {"recipe": recipe.name, "data": dataclasses.asdict(data),
+              "model": {**dataclasses.asdict(method), **shape}, "fit": dataclasses.asdict(fit_cfg),
+              "split": split.summary()}
+    if not type(recipe).__module__.startswith("biohash."):
+        config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
+    loader = _loader(train_set, fit_cfg, recipe.batch_identities(method))
     return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
 
 
-def train_hashing(run_dir: Path, data: DataConfig, recipe: str, method: Any, fit_cfg: FitConfig,
-                  modality: str | None = None, resume: bool = False, threads: int | None = None) -> Path:
-    """Train (or resume) a one-modality hashing run: recipe "dhn" (teacher) or "distill" (student of
-    method.teacher). Batches hold 4 captures of each of batch_size / 4 identities (pairs for the pairwise loss);
-    the checkpoint is chosen on the validation split."""
-    from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet
+def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int) -> torch.utils.data.DataLoader:
+    """Shuffled batches, or P x K batches of `per_identity` items of each identity."""
+    from biohash.data.loaders import IdentityBatchSampler
 
-    if recipe not in ("dhn", "distill"):
-        raise ValueError(f"unknown recipe {recipe!r}; expected dhn or distill")
-    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
-    teacher = None
-    if recipe == "distill":
-        teacher = load_model(Path(method.teacher))
-        modality = modality or teacher.modalities[0]
-        if modality != teacher.modalities[0]:
-            raise RunError(f"the teacher encodes {teacher.modalities[0]!r} images, not {modality!r}")
-    modality = modality or dataset.modalities()[0]
-    if modality not in dataset.modalities():
-        raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {', '.join(dataset.modalities())})")
-    fresh = data.fresh_captures and dataset.fresh is not None
-    train_set = PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
-                               seed=fit_cfg.seed)
-    fit_cfg = _clip_batch(fit_cfg, len(train_set))
-    if recipe == "dhn":
-        from biohash.recipes.dhn import build
-
-        model, step = build(method, len(train_set.classes), modality, seed=fit_cfg.seed)
-        n_classes = len(train_set.classes)
-    else:
-        from biohash.recipes.distill import build
-
-        if teacher.classifier.out_features != len(train_set.classes):
-            raise RunError(f"the teacher knows {teacher.classifier.out_features} identities, this training split "
-                           f"has {len(train_set.classes)}: distil on the teacher's dataset and protocol")
-        model, step = build(method, teacher, seed=fit_cfg.seed)
-        n_classes = teacher.classifier.out_features
-    config = {"recipe": recipe, "data": dataclasses.asdict(data),
-              "model": {**dataclasses.asdict(method), "n_classes": n_classes, "modality": modality,
-                        "bits": model.bits},
-              "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    labels = [train_set.classes[a.identity] for a in train_set.anchors]
-    sampler = IdentityBatchSampler(labels, fit_cfg.batch_size, per_identity=4, seed=fit_cfg.seed)
-    loader = torch.utils.data.DataLoader(train_set, batch_sampler=sampler, num_workers=0)
-    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
-
-
-def train_gpa(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resume: bool = False,
-              threads: int | None = None) -> Path:
-    """Train (or resume) a GPA-Net whole-hand identification run on colour images (give the dataset
-    colour=True); the checkpoint is chosen on the validation split, scored by cosine on float features."""
-    from biohash.data.loaders import HandTrainSet
-    from biohash.recipes.gpa import build
-
-    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
-    train_set = HandTrainSet(dataset, split.train, data.image_size, augment=True, seed=fit_cfg.seed)
-    fit_cfg = _clip_batch(fit_cfg, len(train_set))
-    model, step = build(method, len(train_set.classes), seed=fit_cfg.seed)
-    config = {"recipe": "gpa", "data": dataclasses.asdict(data),
-              "model": {**dataclasses.asdict(method), "n_classes": len(train_set.classes)},
-              "fit": dataclasses.asdict(fit_cfg), "split": split.summary()}
-    loader = torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
-                                         num_workers=0)
-    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
+    if not per_identity:
+        return torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
+                                           num_workers=fit_cfg.workers)
+    batches = IdentityBatchSampler(train_set.labels(), fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
+                                   per_identity, seed=fit_cfg.seed)
+    return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=fit_cfg.workers)
 
 
 def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
@@ -173,6 +89,7 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
     (fit_cfg given) or plain post-training calibration (fit_cfg None). The new run evaluates like its source
     (same data and protocol); no checkpoint is chosen on labelled data: the final weights are the result."""
     from biohash.data.loaders import UnlabeledSet
+    from biohash.recipes.base import get_recipe
     from biohash.recipes.quantize import build, calibrate
     from biohash.train import fit, save_checkpoint, seed_everything
 
@@ -181,9 +98,10 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
     if threads:
         torch.set_num_threads(threads)
     source_config = read_config(source_run)
-    if source_config.get("recipe") not in ("cohash", "dhn", "distill"):
-        raise RunError(f"{source_run} is a {source_config.get('recipe')!r} run; quantization distils hashing "
-                       f"runs (cohash, dhn, distill)")
+    source_recipe = get_recipe(source_config.get("recipe"), source_config.get("recipe_module"))
+    if source_recipe.produces != "codes" or not source_recipe.trains:
+        raise RunError(f"{source_run} is a {source_config.get('recipe')!r} run; quantization distils trained "
+                       f"hashing runs (cohash, dhn, distill)")
     teacher = load_model(source_run, source_config)
     source_data = DataConfig(**source_config["data"])
     seed = fit_cfg.seed if fit_cfg else 0
@@ -330,7 +248,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     history = json.loads(history_path.read_text()) if history_path.exists() else None
     kind = {"open": "identity-disjoint", "closed": "per-identity sample split"}.get(
         data.protocol, "id-order halves, one enrolled image per test identity")
-    context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"]["backbone"],
+    context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"].get("backbone", "-"),
                "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
     if skipped:
         context["images skipped (no ROI)"] = f"{skipped}, listed in roi_failures.json"
@@ -364,7 +282,7 @@ def run_demo(run_dir: Path, epochs: int = 10, identities: int = 1000, bits: int 
     t0 = time.time()
     data = DataConfig(dataset="synthetic", identities=identities, captures=4, protocol="open", seed=seed)
     fit_cfg = FitConfig(epochs=epochs, batch_size=64, lr=1e-3, val_every=2, seed=seed)
-    train_cohash(run_dir, data, CohashConfig(backbone=backbone, bits=bits, init=init), fit_cfg, resume=not fresh)
+    train(run_dir, data, CohashConfig(backbone=backbone, bits=bits, init=init), fit_cfg, resume=not fresh)
     per_mode = evaluate_run(run_dir)
     table = Table(title=f"co-hashing, {bits} bits, synthetic open set (identity-disjoint test palms)")
     for col in ["mode"] + [title for _, title, _ in TABLE_COLUMNS]:

@@ -39,12 +39,14 @@ def pretrain(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: Fit
              threads: int | None = None, workers: int = 1) -> Path:
     """Train (or resume) a pretraining run: co-hashing on `data` with P x K batches (4 captures of each
     identity) and `workers` processes rendering captures beside the training."""
-    from biohash.jobs import train_cohash
+    import dataclasses
+
+    from biohash.jobs import train
 
     if data.dataset != "synthetic":
         raise ValueError(f"pretraining draws synthetic palms; got dataset {data.dataset!r}")
-    return train_cohash(run_dir, data, method, fit_cfg, resume=resume, threads=threads, per_identity=4,
-                        workers=workers)
+    return train(run_dir, data, dataclasses.replace(method, per_identity=4),
+                 dataclasses.replace(fit_cfg, workers=workers), resume=resume, threads=threads)
 
 
 def publish(run_dir: Path, name: str, command: str, zoo_dir: Path | None = None) -> Path:

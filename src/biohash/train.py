@@ -10,7 +10,6 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,35 +23,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from biohash.fit_config import FitConfig
 from biohash.runs import RunError, write_json
 
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULES = ("cosine", "step", "constant")
-
-
-@dataclass
-class FitConfig:
-    """Training settings shared by every recipe."""
-
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-2
-    weight_decay: float = 5e-4
-    optimizer: str = "adamw"
-    schedule: str = "cosine"
-    warmup_epochs: int = 1
-    val_every: int = 1
-    monitor: str = "val_eer"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-
+__all__ = ["FitConfig", "fit", "lr_factor", "save_checkpoint", "seed_everything"]  # FitConfig lives in fit_config
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

@@ -49,6 +49,10 @@ class PairedTrainSet(TorchDataset):
     def __len__(self) -> int:
         return len(self.anchors)
 
+    def labels(self) -> list[int]:
+        """Class index of each item, in item order (for identity-balanced batches)."""
+        return [self.classes[a.identity] for a in self.anchors]
+
     def _image(self, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
         img = self.dataset.load(sample)
         if self.augment:
@@ -172,6 +176,10 @@ class HandTrainSet(TorchDataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def labels(self) -> list[int]:
+        """Class index of each item, in item order."""
+        return [self.classes[s.identity] for s in self.samples]
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         sample = self.samples[index]

@@ -1,1 +1,1 @@
-"""One module per method: a config dataclass, build(), and the loss step."""
+"""One module per method: a settings dataclass, build(), the loss step and its registered Recipe (see base)."""

@@ -14,18 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-import torch
+from rich.console import Console
 
-from biohash.losses import (
-    ArcFaceLoss,
-    CentroidLoss,
-    CentroidSoftmaxLoss,
-    CrossModalityLoss,
-    QuantizationLoss,
-    SupConLoss,
-)
-from biohash.models.cohash import CoHashNet
+from biohash.recipes.base import Recipe, option, register_recipe
+from biohash.runs import RunError
 
 BITS = (16, 32, 64, 128, 256)
 LOSSES = ("csq", "arcface")
@@ -46,49 +40,79 @@ class CohashConfig:
 
     loss, arc_scale, arc_margin, lambda_supcon, supcon_temperature: see the module docstring (ArcFace s = 30,
     m = 0.5 and supervised contrastive T = 0.07 as in CompNet / CCNet).
+
+    per_identity > 0 draws batches of that many items of each identity (on generated data it also renders
+    each identity once per batch).
     """
 
-    backbone: str = "small"
-    bits: int = 64
-    weights: str | None = None
-    lambda_quant: float = 0.05
-    lambda_softmax: float = 1.0
-    softmax_scale: float = 16.0
-    lambda_cross: float = 0.5
-    cross_margin: float = 0.25
-    share: str = "head"
-    dropout: float = 0.2
-    grid: int = 4
-    init: str | None = None
-    loss: str = "csq"
-    arc_scale: float = 30.0
-    arc_margin: float = 0.5
-    lambda_supcon: float = 0.0
-    supcon_temperature: float = 0.07
+    backbone: str = option("small", "registered backbone (small, res18, compnet_lite, ...)")
+    bits: int = option(64, "code length: 16, 32, 64, 128 or 256")
+    weights: str | None = option(None, "backbone weights: a local file, or imagenet (packaged with efficientnet_lite0)")
+    lambda_quant: float = option(0.05, "quantization loss weight")
+    lambda_softmax: float = option(1.0, "centroid-softmax weight (ours; 0 = paper's loss)")
+    softmax_scale: float = option(16.0, "scale of the centroid softmax")
+    lambda_cross: float = option(0.5, "cross-modality loss weight")
+    cross_margin: float = option(0.25, "margin of the cross-modality loss")
+    share: str = option("head", "none (paper: two sub-networks), head (one hash layer) or all (one network)")
+    dropout: float = option(0.2, "dropout before the hash layer")
+    grid: int = option(4, "side of the spatial head's pooling grid")
+    init: str | None = option(None, "warm start: a trained run folder, or a shipped model zoo:NAME (biohash zoo "
+                              "lists them)")
+    loss: str = option("csq", "csq (per-bit centroid + softmax) or arcface (angular margin to the identity centroids)")
+    arc_scale: float = option(30.0, "ArcFace scale s")
+    arc_margin: float = option(0.5, "ArcFace margin m in radians")
+    lambda_supcon: float = option(0.0, "supervised contrastive weight (CCNet: 0.2)")
+    supcon_temperature: float = option(0.07, "supervised contrastive temperature")
+    per_identity: int = option(0, "captures of each identity per batch (P x K); 0 = shuffled batches, or 2 "
+                               "when the supervised contrastive term is on")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
         if self.init is not None and self.weights is not None:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
+        if self.per_identity < 0:
+            raise ValueError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
             raise ValueError(f"bits must be one of {', '.join(map(str, BITS))} (the code lengths the hash layer, "
                              f"store and matchers are built and tested for), got {self.bits}")
 
 
-Step = Callable[[CoHashNet, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
+if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train cohash --help` stays instant
+    import torch
+
+    from biohash.models.cohash import CoHashNet
+
+    Step = Callable[[CoHashNet, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
 
 def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
           seed: int = 0) -> tuple[CoHashNet, Step]:
     """The model and its loss step. A batch holds one image tensor per modality and `label` (B,)."""
     from biohash.models.backbones import BACKBONES
+    from biohash.models.cohash import CoHashNet
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share,
                       config.dropout, config.grid)
     if config.init is not None:
         warm_start(model, config.init)
+    return model, loss_step(config)
+
+
+def loss_step(config: CohashConfig) -> Step:
+    """The loss step (net, batch) -> {"loss": total, parts...} of the module docstring."""
+    import torch
+
+    from biohash.losses import (
+        ArcFaceLoss,
+        CentroidLoss,
+        CentroidSoftmaxLoss,
+        CrossModalityLoss,
+        QuantizationLoss,
+        SupConLoss,
+    )
+
     centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
     softmax = CentroidSoftmaxLoss(config.softmax_scale)
     arcface = ArcFaceLoss(config.arc_scale, config.arc_margin)
@@ -121,13 +145,15 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
             total = total + config.lambda_supcon * parts["supcon"]
         return {"loss": total, **parts}
 
-    return model, step
+    return step
 
 
 def warm_start(model: CoHashNet, source: str) -> int:
     """Copy matching tensors (same name and shape, centroids excepted) from a run's best checkpoint; returns
     how many were copied and refuses a source that shares nothing."""
     from pathlib import Path
+
+    import torch
 
     from biohash.zoo import resolve
 
@@ -144,3 +170,55 @@ def warm_start(model: CoHashNet, source: str) -> int:
         raise ValueError(f"init: {path} has no tensor matching this model (other backbone or modalities?)")
     model.load_state_dict(copied, strict=False)
     return len(copied)
+
+
+def _one_branch_warning(data: Any, modalities: tuple[str, ...]) -> None:
+    if len(modalities) != 1 or modalities[0] not in ("print", "vein"):
+        return
+    other = "print" if modalities[0] == "vein" else "vein"
+    hint = {"casia-ms": "add a visible band, e.g. -o bands=460,940 (460 nm shows the print)"}.get(
+        data.dataset, "select the other modality with the adapter's options (biohash datasets lists them)")
+    Console().print(f"[bold yellow]warning: only {modalities[0]} images were found: this co-hash run has one "
+                    f"branch, no {other} branch, no fused or cross mode; {hint}")
+
+
+def branch_modalities(dataset: Any, data: Any) -> tuple[str, ...]:
+    """The modality branches a dataset gives co-hashing: print and vein where present, else its one other
+    modality (ocular, dorsal); more than one other modality must be chosen with an adapter option."""
+    modalities = tuple(m for m in ("print", "vein") if m in dataset.modalities())
+    if not modalities and len(dataset.modalities()) == 1:
+        modalities = tuple(dataset.modalities())
+    if not modalities:
+        raise RunError(f"dataset {data.dataset!r} has no print or vein samples and more than one other modality "
+                       f"(found {', '.join(dataset.modalities())}); select one with --option")
+    _one_branch_warning(data, modalities)
+    return modalities
+
+
+@register_recipe
+class CohashRecipe(Recipe):
+    """Train PalmCohashNet: one hashing network per modality towards shared identity centroids."""
+
+    name = "cohash"
+    config = CohashConfig
+
+    def training_set(self, method, dataset, split, data, seed):
+        from biohash.data.loaders import PairedTrainSet
+
+        fresh = data.fresh_captures and dataset.fresh is not None
+        return PairedTrainSet(dataset, split.train, branch_modalities(dataset, data), data.image_size,
+                              augment=not fresh, fresh=fresh, seed=seed)
+
+    def build(self, method, train_set, seed):
+        model, step = build(method, len(train_set.classes), train_set.modalities, seed=seed)
+        return model, step, {"n_classes": len(train_set.classes), "modalities": list(train_set.modalities)}
+
+    def batch_identities(self, method):
+        return method.per_identity or (2 if method.lambda_supcon > 0 else 0)
+
+    def rebuild(self, config):
+        settings = dict(config["model"])
+        n_classes, modalities = settings.pop("n_classes"), tuple(settings.pop("modalities"))
+        settings["init"] = None  # a trained run loads its own checkpoint; the warm-start source may be gone
+        seed = (config.get("fit") or {}).get("seed", 0)
+        return build(CohashConfig(**settings), n_classes, modalities, seed=seed)[0]

@@ -7,12 +7,16 @@ frozen (the paper trains block 5 and the fully connected layers).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
+from biohash.recipes.base import Recipe, option, register_recipe
+from biohash.runs import RunError
 
-from biohash.losses import ArcFaceLoss, L1QuantizationLoss, PairwiseHashLoss, SupConLoss
-from biohash.models.hashnet import HashClassifier
+if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train dhn --help` stays instant
+    import torch
+
+    from biohash.losses import L1QuantizationLoss, PairwiseHashLoss
+    from biohash.models.hashnet import HashClassifier
 
 VGG_BLOCK_ENDS = (4, 9, 16, 23, 30)  # indices of the max-pools closing VGG-16's five conv blocks
 
@@ -31,19 +35,20 @@ class DhnConfig:
         7x7 map do; "avg" pools them away (on synthetic palms it learned far slower: 32 % EER after 8 epochs).
     """
 
-    backbone: str = "vgg16"
-    bits: int = 128
-    weights: str | None = None
-    margin: float | None = None
-    w_quant: float = 0.5
-    w_class: float = 1.0
-    freeze_blocks: int = 4
-    dropout: float = 0.0
-    head: str = "spatial"
-    loss: str = "softmax"
-    arc_scale: float = 30.0
-    arc_margin: float = 0.5
-    lambda_supcon: float = 0.0
+    backbone: str = option("vgg16", "registered backbone (paper: vgg16)")
+    bits: int = option(128, "code length (paper: 128)")
+    modality: str | None = option(None, "which images to hash (default: the dataset's first modality)")
+    weights: str | None = option(None, "backbone weights file (e.g. torchvision vgg16) or imagenet")
+    margin: float | None = option(None, "pairwise margin t (default 180 * bits / 128)")
+    w_quant: float = option(0.5, "quantization weight w (paper 0.5)")
+    w_class: float = option(1.0, "identity cross-entropy weight")
+    freeze_blocks: int = option(4, "VGG-16 conv blocks frozen when weights are given (paper 4)")
+    dropout: float = option(0.0, "dropout before the hash layer")
+    head: str = option("spatial", "spatial (keeps positions, as VGG-16's FC layers) or avg (global pooling)")
+    loss: str = option("softmax", "identity term: softmax (paper) or arcface (angular margin)")
+    arc_scale: float = option(30.0, "ArcFace scale s")
+    arc_margin: float = option(0.5, "ArcFace margin m in radians")
+    lambda_supcon: float = option(0.0, "supervised contrastive weight")
 
     def __post_init__(self) -> None:
         if self.loss not in ("softmax", "arcface"):
@@ -68,6 +73,8 @@ def hash_and_class_losses(model: HashClassifier, images: torch.Tensor, labels: t
                           pairwise: PairwiseHashLoss, quant: L1QuantizationLoss, w_quant: float,
                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Codes, logits and the loss parts shared by teacher and student: L_h, L_q and the label cross-entropy."""
+    import torch.nn.functional as F
+
     codes, logits = model(images)
     parts = {"pairwise": pairwise(codes, labels), "quant": quant(codes), "class": F.cross_entropy(logits, labels)}
     return codes, logits, parts
@@ -75,7 +82,11 @@ def hash_and_class_losses(model: HashClassifier, images: torch.Tensor, labels: t
 
 def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int = 0):
     """The teacher and its loss step; a batch holds `modality` images and `label`."""
+    import torch
+
+    from biohash.losses import ArcFaceLoss, L1QuantizationLoss, PairwiseHashLoss, SupConLoss
     from biohash.models.backbones import BACKBONES
+    from biohash.models.hashnet import HashClassifier
 
     BACKBONES.canonical(config.backbone)
     torch.manual_seed(seed)
@@ -98,3 +109,44 @@ def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int 
         return {"loss": loss, **parts}
 
     return model, step
+
+
+def one_modality_set(dataset, split, data, modality: str, seed: int):
+    """Training items of one modality, 4 captures of each identity per batch (pairs for the pairwise loss)."""
+    from biohash.data.loaders import PairedTrainSet
+
+    if modality not in dataset.modalities():
+        raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {', '.join(dataset.modalities())})")
+    fresh = data.fresh_captures and dataset.fresh is not None
+    return PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
+                          seed=seed)
+
+
+def rebuild_hash_classifier(config) -> HashClassifier:
+    """The untrained HashClassifier of a saved dhn or distill run."""
+    from biohash.models.hashnet import HashClassifier
+
+    m = config["model"]
+    return HashClassifier(m["backbone"], m["bits"], m["n_classes"], m["modality"], head=m.get("head", "avg"))
+
+
+@register_recipe
+class DhnRecipe(Recipe):
+    """Train the distilled-hashing teacher (DHN): VGG-16 + tanh hash layer, pairwise + quantization loss."""
+
+    name = "dhn"
+    config = DhnConfig
+
+    def training_set(self, method, dataset, split, data, seed):
+        return one_modality_set(dataset, split, data, method.modality or dataset.modalities()[0], seed)
+
+    def build(self, method, train_set, seed):
+        modality = train_set.modalities[0]
+        model, step = build(method, len(train_set.classes), modality, seed=seed)
+        return model, step, {"n_classes": len(train_set.classes), "modality": modality, "bits": model.bits}
+
+    def batch_identities(self, method):
+        return 4
+
+    def rebuild(self, config):
+        return rebuild_hash_classifier(config)

@@ -10,34 +10,32 @@ w = 0.5, alpha = 5, beta = 10, m = 0.2, n = 0.8, teacher temperature 20, student
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+from biohash.recipes.base import Recipe, option, register_recipe
+from biohash.recipes.dhn import hash_and_class_losses, one_modality_set, rebuild_hash_classifier
+from biohash.runs import RunError, read_config
 
-from biohash.losses import (
-    CodeL2Loss,
-    L1QuantizationLoss,
-    PairwiseHashLoss,
-    SoftTargetLoss,
-)
-from biohash.models.hashnet import HashClassifier
-from biohash.recipes.dhn import hash_and_class_losses
+if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train distill --help` stays instant
+    from biohash.models.hashnet import HashClassifier
 
 
 @dataclass
 class DistillConfig:
     """Student settings; `teacher` is the DHN run folder whose best checkpoint teaches."""
 
-    teacher: str = ""
-    backbone: str = "student"
-    head: str = "avg"  # the student's FC-512 output goes straight into its FC-bits hash layer (Table 1)
-    margin: float | None = None
-    w_quant: float = 0.5
-    alpha: float = 5.0
-    beta: float = 10.0
-    m: float = 0.2
-    n: float = 0.8
-    teacher_temperature: float = 20.0
-    student_temperature: float = 5.0
+    teacher: str = option("", "the DHN teacher's run folder")
+    backbone: str = option("student", "student backbone (Table 1: 2 conv + FC-512)")
+    head: str = option("avg", "avg: the student's FC-512 output goes straight into its FC-bits hash layer")
+    margin: float | None = option(None, "pairwise margin t (default 180 * bits / 128)")
+    w_quant: float = option(0.5, "quantization weight w (paper 0.5)")
+    alpha: float = option(5.0, "code L2 weight (paper 5)")
+    beta: float = option(10.0, "soft-target weight in L_v (paper 10)")
+    m: float = option(0.2, "label cross-entropy weight in L_c (paper 0.2)")
+    n: float = option(0.8, "soft-target weight in L_c (paper 0.8)")
+    teacher_temperature: float = option(20.0, "teacher softmax temperature (paper 20)")
+    student_temperature: float = option(5.0, "student softmax temperature (paper 5)")
 
     def __post_init__(self) -> None:
         if not self.teacher:
@@ -46,7 +44,11 @@ class DistillConfig:
 
 def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
     """The student (same bits, classes and modality as the teacher) and its loss step; the teacher is frozen."""
+    import torch
+
+    from biohash.losses import CodeL2Loss, L1QuantizationLoss, PairwiseHashLoss, SoftTargetLoss
     from biohash.models.backbones import BACKBONES
+    from biohash.models.hashnet import HashClassifier
 
     BACKBONES.canonical(config.backbone)
     torch.manual_seed(seed)
@@ -74,3 +76,38 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
         return {"loss": verification + classification, **parts}
 
     return student, step
+
+
+def _teacher(method: DistillConfig) -> HashClassifier:
+    from biohash.restore import load_model
+
+    return load_model(Path(method.teacher))
+
+
+@register_recipe
+class DistillRecipe(Recipe):
+    """Distil a DHN teacher into the light student (2 conv + FC-512 + FC-bits), teacher frozen."""
+
+    name = "distill"
+    config = DistillConfig
+
+    def inherited_data(self, method):
+        return dict(read_config(Path(method.teacher))["data"])
+
+    def training_set(self, method, dataset, split, data, seed):
+        return one_modality_set(dataset, split, data, _teacher(method).modalities[0], seed)
+
+    def build(self, method, train_set, seed):
+        teacher = _teacher(method)
+        if teacher.classifier.out_features != len(train_set.classes):
+            raise RunError(f"the teacher knows {teacher.classifier.out_features} identities, this training split "
+                           f"has {len(train_set.classes)}: distil on the teacher's dataset and protocol")
+        model, step = build(method, teacher, seed=seed)
+        return model, step, {"n_classes": teacher.classifier.out_features, "modality": teacher.modalities[0],
+                             "bits": model.bits}
+
+    def batch_identities(self, method):
+        return 4
+
+    def rebuild(self, config):
+        return rebuild_hash_classifier(config)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-from torch import nn
+from biohash.recipes.base import Recipe, get_recipe, register_recipe
 
-from biohash.models.quant import quantize_model, set_observing
+if TYPE_CHECKING:  # torch loads when a model is built (the built-in recipes register without it)
+    import torch
+    from torch import nn
 
 SOURCES = ("synthetic", "folder", "real")
 
@@ -46,6 +47,8 @@ class QuantizeConfig:
 
 
 def _freeze_batchnorm(net: nn.Module) -> None:
+    from torch import nn
+
     for m in net.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm):
             m.eval()
@@ -53,6 +56,9 @@ def _freeze_batchnorm(net: nn.Module) -> None:
 
 def embedding_distance(student: nn.Module, teacher: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
     """Mean ||n(e_S) - n(e_T)||^2 over a batch: the quantity the recipe lowers (0 = identical directions)."""
+    import torch
+    import torch.nn.functional as F
+
     with torch.no_grad():
         e_t, _ = teacher.net(modality).embed_and_code(x)
     e_s, _ = student.net(modality).embed_and_code(x)
@@ -62,6 +68,11 @@ def embedding_distance(student: nn.Module, teacher: nn.Module, x: torch.Tensor, 
 def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
     """The fake-quantized student (a copy of `teacher`) and its distillation step. A batch maps each of the
     teacher's modalities to a tensor of unlabeled images (B, 1, H, W)."""
+    import torch
+    import torch.nn.functional as F
+
+    from biohash.models.quant import quantize_model, set_observing
+
     teacher = teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
@@ -94,15 +105,42 @@ def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
     return student, step
 
 
-@torch.no_grad()
 def calibrate(student: nn.Module, batches: Iterable[dict[str, torch.Tensor]]) -> nn.Module:
     """Post-training quantization: set activation ranges from unlabeled batches (running min/max), no
     training; the ranges are then frozen."""
+    import torch
+
+    from biohash.models.quant import set_observing
+
     student.eval()
     set_observing(student, True)
-    for batch in batches:
-        for m in student.modalities:
-            if m in batch:
-                student.net(m)(batch[m])
+    with torch.no_grad():
+        for batch in batches:
+            for m in student.modalities:
+                if m in batch:
+                    student.net(m)(batch[m])
     set_observing(student, False)
     return student
+
+
+@register_recipe
+class QuantizeRecipe(Recipe):
+    """A low-bit copy of another run (`biohash quantize`, not `biohash train`): rebuilt as its source's model,
+    fake-quantized; exported as a float network holding the quantized weight values."""
+
+    name = "quantize"
+    config = QuantizeConfig
+    trains = False
+
+    def rebuild(self, config):
+        from biohash.models.quant import quantize_model
+
+        source = config["source_config"]
+        base = get_recipe(source.get("recipe"), source.get("recipe_module")).rebuild(source)
+        return quantize_model(base, config["model"]["quant"]["bits"])
+
+    def for_export(self, model, config):
+        from biohash.models.quant import bake
+
+        notes = {"quantized": {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}}
+        return bake(model).eval(), config["source_config"], notes

@@ -1,0 +1,34 @@
+"""FitConfig: the training settings every recipe shares (torch-free, so the CLI shows them without torch)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+@dataclass
+class FitConfig:
+    """Training settings shared by every recipe."""
+
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-2
+    weight_decay: float = 5e-4
+    optimizer: str = "adamw"
+    schedule: str = "cosine"
+    warmup_epochs: int = 1
+    val_every: int = 1
+    monitor: str = "val_eer"
+    seed: int = 0
+    workers: int = 0  # data-loading processes beside the training (0: load in the training process)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
+        if self.workers < 0:
+            raise ValueError(f"workers must be >= 0, got {self.workers}")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")

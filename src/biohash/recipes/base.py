@@ -1,0 +1,124 @@
+"""The recipe contract: a training method is one registered `Recipe` (its settings dataclass, its training
+data, build, rebuild from a saved run, what it produces). jobs.train, restore, export and the CLI's
+`biohash train NAME` commands ask the recipe, so adding a method touches its own module only.
+
+A recipe defined outside biohash registers itself when its module is imported; a run records that module
+(`recipe_module` in config.yaml) so that eval, export and encoders in another process import it again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from biohash.registry import Registry
+from biohash.runs import RunError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from biohash.data.config import DataConfig
+    from biohash.data.datasets import Dataset
+    from biohash.data.protocols import Split
+
+PRODUCES = ("codes", "floats")
+
+
+def option(default: Any, help: str) -> Any:
+    """A settings field with the help text `biohash train NAME --help` shows beside its default."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+class Recipe:
+    """Base of every training method: subclass it, set the class attributes, implement `training_set`,
+    `build` and `rebuild`, and decorate the class with `@register_recipe`.
+
+    name: the registered name (`biohash train NAME`; config.yaml's `recipe`).
+    config: the method's settings dataclass; each field becomes an option of `biohash train NAME` with its
+        default shown and its help from the field's metadata (`option(default, help)`).
+    produces: "codes" (per-modality hashing branches: Hamming modes in evaluation, ONNX export, encoders) or
+        "floats" (one float feature network scored by cosine; codes beside them where it has a hash head).
+    data_defaults, fit_defaults: DataConfig / FitConfig values this method defaults differently.
+    flags: CLI spellings of settings fields other than --field-name (e.g. {"global_branch": ("--global/--no-global",)}).
+    trains: False for a recipe built from another run (quantize), which has its own command.
+    """
+
+    name: ClassVar[str] = ""
+    config: ClassVar[type]
+    produces: ClassVar[str] = "codes"
+    data_defaults: ClassVar[dict[str, Any]] = {}
+    fit_defaults: ClassVar[dict[str, Any]] = {}
+    flags: ClassVar[dict[str, tuple[str, ...]]] = {}
+    trains: ClassVar[bool] = True
+
+    def training_set(self, method: Any, dataset: Dataset, split: Split, data: DataConfig, seed: int) -> Any:
+        """The labelled training items (a torch Dataset whose `labels()` lists each item's class index)."""
+        raise NotImplementedError
+
+    def build(self, method: Any, train_set: Any, seed: int) -> tuple[nn.Module, Callable, dict[str, Any]]:
+        """The model, its loss step (model, batch) -> {"loss": ..., parts}, and what rebuild needs beyond the
+        settings (recorded under config.yaml's `model`, e.g. n_classes)."""
+        raise NotImplementedError
+
+    def rebuild(self, config: dict[str, Any]) -> nn.Module:
+        """The untrained model of a saved run, shaped by its config.yaml (its checkpoint is loaded after)."""
+        raise NotImplementedError
+
+    def batch_identities(self, method: Any) -> int:
+        """Items of each identity per batch (P x K batches); 0 draws shuffled batches."""
+        return 0
+
+    def data_options(self, method: Any) -> dict[str, Any]:
+        """Dataset adapter options the settings imply (GPA-Net's aspect selects 11K images)."""
+        return {}
+
+    def inherited_data(self, method: Any) -> dict[str, Any] | None:
+        """DataConfig fields the method implies (a student: its teacher's data); None: the CLI defaults."""
+        return None
+
+    def for_export(self, model: nn.Module, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict]:
+        """The float network export writes, the config that rebuilds it, and notes for bundle.json."""
+        return model, config, {}
+
+
+RECIPES: Registry[Recipe] = Registry("recipe")
+
+
+def register_recipe(cls: type[Recipe]) -> type[Recipe]:
+    """Class decorator: register one instance of a Recipe subclass under its `name`."""
+    if not cls.name or cls.produces not in PRODUCES:
+        raise ValueError(f"recipe {cls.__name__}: set name and produces (one of {', '.join(PRODUCES)})")
+    if not dataclasses.is_dataclass(getattr(cls, "config", None)):
+        raise ValueError(f"recipe {cls.name!r}: config must be a dataclass of the method's settings")
+    RECIPES.register(cls.name)(cls())
+    return cls
+
+
+def get_recipe(name: str | None, module: str | None = None) -> Recipe:
+    """The recipe registered as `name`; `module` (a run's recipe_module) is imported first when the recipe is
+    not registered yet. The built-in recipes register on first use."""
+    importlib.import_module("biohash.recipes.builtin")
+    if name not in RECIPES and module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise RunError(f"recipe {name!r} lives in module {module!r}, which cannot be imported: {err}") from None
+    if name is None or name not in RECIPES:
+        raise RunError(f"unknown recipe {name!r}; registered: {', '.join(RECIPES.names())}")
+    return RECIPES.get(name)
+
+
+def recipe_for(method: Any) -> Recipe:
+    """The recipe whose settings dataclass `method` is an instance of."""
+    importlib.import_module("biohash.recipes.builtin")
+    for name in RECIPES.names():
+        if type(method) is RECIPES.get(name).config:
+            return RECIPES.get(name)
+    raise RunError(f"no registered recipe takes settings of type {type(method).__name__}")
+
+
+def trained_recipes() -> list[Recipe]:
+    """Every registered recipe that `biohash train NAME` offers."""
+    importlib.import_module("biohash.recipes.builtin")
+    return [RECIPES.get(n) for n in RECIPES.names() if RECIPES.get(n).trains]
