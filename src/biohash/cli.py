@@ -21,16 +21,17 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
     typer.echo(f"wrote {identities * captures * 2} images to {out}; contact sheet {sheet}")
 
 
-def _finish(run_dir: Path) -> None:
+def _finish(run_dir: Path, device: str = "auto") -> None:
     from biohash.jobs import evaluate_run
     from biohash.report import markdown_table
 
-    typer.echo(markdown_table(evaluate_run(run_dir)))
+    typer.echo(markdown_table(evaluate_run(run_dir, device=device)))
     typer.echo(f"run folder: {run_dir}")
 
 
 _ROOT = typer.Option(None, help="dataset folder (real databases)")
 _OPT = typer.Option(None, "--option", "-o", help="dataset adapter option KEY=VALUE")
+_DEVICE = typer.Option("auto", help="auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps")
 _NAME = typer.Option(None, "--name", "--comment", help="run name (folder under --runs)")
 
 
@@ -46,7 +47,8 @@ def quantize(
     ptq: bool = typer.Option(False, "--ptq", help="post-training calibration only (the baseline), no distillation"),
     epochs: int = typer.Option(10), batch_size: int = typer.Option(64, "--batch-size", "-b"),
     lr: float = typer.Option(2e-3, help="SGD (Nesterov) learning rate at batch 64; scaled with the batch"),
-    seed: int = typer.Option(0), name: str | None = _NAME,
+    seed: int = typer.Option(0), name: str | None = _NAME, device: str = _DEVICE,
+    amp: str = typer.Option("off", help="mixed precision: off, bf16 or fp16 (GPU)"),
 ) -> None:
     """Quantize a trained run by embedding-level distillation on unlabeled (by default synthetic) images."""
     from biohash.jobs import quantize_run
@@ -55,10 +57,11 @@ def quantize(
 
     method = QuantizeConfig(bits=bits, source=data, look=look, root=root, images=images)
     fit_cfg = None if ptq else FitConfig(epochs=epochs, batch_size=batch_size, lr=lr * batch_size / 64,
-                                         optimizer="sgd", schedule="cosine", warmup_epochs=0, seed=seed)
+                                         optimizer="sgd", schedule="cosine", warmup_epochs=0, seed=seed,
+                                         device=device, amp=amp)
     out = run.parent / (name or f"{run.name}-{'ptq' if ptq else 'qat'}-w{bits}-{data}")
     quantize_run(run, out, method, fit_cfg)
-    _finish(out)
+    _finish(out, device)
 
 
 @app.command()
@@ -70,6 +73,8 @@ def export(
                                     "training images)"),
     min_agreement: float = typer.Option(97.0, help="least % of code bits an ONNX model must share with torch; "
                                         "below it the export fails and the model is refused by encoders"),
+    device: str = typer.Option("cpu", help="where the torch reference runs in the export check (auto, cpu, "
+                               "cuda, cuda:N, mps)"),
 ) -> None:
     """Write the run's artifact bundle (weights, config, metadata, preprocessing) and ONNX models under
     RUN/export/, and check them against torch."""
@@ -78,7 +83,7 @@ def export(
 
     bundle = export_run(run, fmt=format, calibration=calibration)
     typer.echo(f"bundle: {run / 'export'}  fingerprint {bundle['fingerprint']}")
-    checks = check_bundle(run, source=calibration, min_agreement=min_agreement / 100)
+    checks = check_bundle(run, source=calibration, min_agreement=min_agreement / 100, device=device)
     for key, check in checks.items():
         typer.echo(f"{key}: max |embedding diff| {check['max_abs_embedding_diff']:.2e}, "
                    f"bit agreement with torch {100 * check['bit_agreement']:.2f} %")
@@ -117,7 +122,8 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
              dataset: str | None = typer.Option(None, "--dataset", "--ds",
                                                 help="cross-domain: evaluate on this dataset's test split instead"),
              root: str | None = _ROOT, option: list[str] | None = _OPT,
-             aspect: str | None = typer.Option(None, help="cross-domain on 11K: the aspect to test on")) -> None:
+             aspect: str | None = typer.Option(None, help="cross-domain on 11K: the aspect to test on"),
+             device: str = _DEVICE) -> None:
     """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md. With --dataset
     (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
     from biohash.data.config import DataConfig
@@ -143,7 +149,7 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
                                          seed=source["seed"]), options=options)
     elif root is not None:
         raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
-    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target)
+    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device)
     typer.echo(markdown_table(per_mode))
     typer.echo(f"report: {run / 'report.md'} (scores, plots and metrics.json under {run / 'eval'})")
 

@@ -20,7 +20,7 @@ SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--mod
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
                "test_fraction", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
-              "workers")
+              "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
         "protocol": "open (identity-disjoint), closed, all, or a database's own (11k, hd)",
         "identities": "synthetic: number of palms", "captures": "synthetic: captures per palm and modality",
@@ -28,7 +28,9 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "test_fraction": "open set: share of identities held out for test; 0 trains on all others (test later "
                          "on another folder)", "seed": "seeds training and the protocol's draw",
         "optimizer": "adamw or sgd", "schedule": "cosine, step or constant",
-        "workers": "data-loading processes beside training"}
+        "workers": "data-loading processes beside training",
+        "device": "auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps; under torchrun each process takes "
+                  "cuda:LOCAL_RANK", "amp": "mixed precision: off, bf16 (CPU or GPU) or fp16 (GPU)"}
 
 
 class RecipeCommands(TyperGroup):
@@ -154,9 +156,13 @@ def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
     fit_cfg = FitConfig(**fit, seed=given["seed"] if given.get("seed") is not None else data.seed)
     run_dir = given["runs"] / (given["name"] or run_name(recipe.name))
     train(run_dir, data, method, fit_cfg, resume=given["resume"], threads=given["threads"])
+    from biohash.devices import processes
+
+    if not processes().main:  # under torchrun, rank 0 evaluates
+        return
     if data.protocol == "open" and data.test_fraction == 0:
         typer.echo(f"run folder: {run_dir} (no test identities: evaluate on another folder of people with "
                    f"biohash eval {run_dir} --ds {data.dataset} --root OTHER --protocol all)")
         return
-    typer.echo(markdown_table(evaluate_run(run_dir)))
+    typer.echo(markdown_table(evaluate_run(run_dir, device=fit_cfg.device)))
     typer.echo(f"run folder: {run_dir}")

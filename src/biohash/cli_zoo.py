@@ -28,9 +28,12 @@ def pretrain(
     threads: int | None = typer.Option(None, help="torch CPU threads"),
     workers: int = typer.Option(1, help="processes rendering synthetic captures beside training"),
     publish: str | None = typer.Option(None, help="when done, ship the result into the zoo under this name"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps"),
+    amp: str = typer.Option("off", help="mixed precision: off, bf16 or fp16 (GPU)"),
 ) -> None:
     """Pretrain co-hashing (print + vein) on many synthetic identities, fresh captures every epoch; resumable.
     Run it in the background (nohup ... &) and rerun with --resume after a stop."""
+    from biohash.devices import processes
     from biohash.jobs import evaluate_run
     from biohash.pretrain import pretrain as run_pretraining
     from biohash.pretrain import pretrain_data
@@ -41,10 +44,12 @@ def pretrain(
 
     data = pretrain_data(identities)
     method = CohashConfig(**_drop_none(backbone=backbone, bits=bits, loss=loss, lambda_supcon=lambda_supcon))
-    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_every=1, seed=seed)
+    fit_cfg = FitConfig(epochs=epochs, batch_size=batch_size, lr=lr, val_every=1, seed=seed, device=device, amp=amp)
     run_dir = runs / name
     run_pretraining(run_dir, data, method, fit_cfg, resume=resume, threads=threads, workers=workers)
-    typer.echo(markdown_table(evaluate_run(run_dir)))
+    if not processes().main:  # under torchrun, rank 0 evaluates and publishes
+        return
+    typer.echo(markdown_table(evaluate_run(run_dir, device=device)))
     if publish:
         argv = [a for a in sys.argv[1:] if a != "--resume"]
         path = publish_run(run_dir, publish, "biohash " + shlex.join(argv))

@@ -25,7 +25,7 @@ class Encoder:
         return "int8" if self.backend.endswith("int8") else "float"
 
     def __init__(self, bundle: str | Path, backend: str = "torch", threads: int | None = None,
-                 allow_failed: bool = False) -> None:
+                 allow_failed: bool = False, device: str = "cpu") -> None:
         self.path = Path(bundle)
         meta_path = self.path / "bundle.json"
         if not self.path.is_dir():
@@ -44,7 +44,7 @@ class Encoder:
             raise ValueError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
                              f"codes disagree with torch); use another back-end or re-export")
         # torch loads on the first image (a device that only matches hex codes needs no torch); onnx at once
-        self._threads = threads
+        self._threads, self._device = threads, device  # device: where the torch back-end runs (--device)
         self._runner = None if backend == "torch" else self._onnx_runner(threads)
 
     def _run(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
@@ -60,19 +60,21 @@ class Encoder:
     def _torch_runner(self, threads: int | None):
         import torch
 
+        from biohash.devices import resolve_device
         from biohash.restore import build_untrained
 
         if threads:
             torch.set_num_threads(threads)
+        device = resolve_device(self._device)
         model = build_untrained(self.meta["build_config"])
         model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
-        model.eval()
+        model.to(device).eval()
 
         def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
             net = model.net(modality)
             with torch.no_grad():
-                e, c = net.embed_and_code(torch.from_numpy(x))
-                return e.numpy(), c.numpy()
+                e, c = net.embed_and_code(torch.from_numpy(x).to(device))
+                return e.float().cpu().numpy(), c.float().cpu().numpy()
 
         return run
 
@@ -126,7 +128,7 @@ class Encoder:
 
 
 def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64,
-                 min_agreement: float = 0.97) -> dict[str, dict[str, float]]:
+                 min_agreement: float = 0.97, device: str = "cpu") -> dict[str, dict[str, float]]:
     """Compare every ONNX model of RUN/export with the torch back-end on `n` calibration images: max
     |embedding difference| and the fraction of code bits that agree; recorded in bundle.json under checks.
     Models under `min_agreement` are listed in bundle.json's failed_checks, and Encoder refuses them."""
@@ -135,7 +137,7 @@ def check_bundle(run_dir: str | Path, source: str = "synthetic", n: int = 64,
 
     run_dir = Path(run_dir)
     bundle_dir = run_dir / "export"
-    reference = Encoder(bundle_dir, backend="torch")
+    reference = Encoder(bundle_dir, backend="torch", device=device)
     config = read_config(run_dir)
     backends = sorted({b for files in reference.meta["onnx"].values() for b in files})
     encoders = {b: Encoder(bundle_dir, backend=b, allow_failed=True) for b in backends}  # each loads its sessions once

@@ -8,6 +8,7 @@ from biohash import metrics
 from biohash.codes import from_real, similarity
 from biohash.data.datasets import Dataset
 from biohash.data.loaders import image_batches
+from biohash.devices import model_device
 from biohash.modes import modes_for
 from biohash.scores import CodeSet, mode_scores
 from biohash.types import Sample, Scores
@@ -26,7 +27,8 @@ def relaxed_codes(net: torch.nn.Module, dataset: Dataset, samples: list[Sample],
     batches = track(image_batches(dataset, samples, size, batch_size), total=-(-len(samples) // batch_size),
                     description=f"encode {len(samples)} images", transient=True,
                     disable=not Console().is_terminal)  # a log file gets no empty line per bar
-    outs = [net(x).numpy() for x in batches]
+    device = model_device(net)
+    outs = [net(x.to(device)).float().cpu().numpy() for x in batches]
     return np.concatenate(outs) if outs else np.zeros((0, net.bits), np.float32)
 
 
@@ -90,9 +92,11 @@ def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sa
     with torch.no_grad():
         for name, samples in (("gallery", gallery), ("probe", probe)):
             batches = list(colour_batches(dataset, samples, size))
-            feats[name] = torch.cat([model.forward_embed(x) for x in batches]).numpy()
+            device = model_device(model)
+            feats[name] = torch.cat([model.forward_embed(x.to(device)).float().cpu() for x in batches]).numpy()
             if hashing:
-                codes[name] = from_real(torch.cat([model.forward_code(x) for x in batches]).numpy())
+                codes[name] = from_real(torch.cat([model.forward_code(x.to(device)).float().cpu()
+                                                   for x in batches]).numpy())
     mode = probe[0].modality if probe else "features"
     p_ids, g_ids = np.array([p.identity for p in probe]), np.array([g.identity for g in gallery])
     scores = {mode: Scores(mode, feats["probe"] @ feats["gallery"].T, p_ids, g_ids)}

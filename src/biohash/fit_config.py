@@ -5,6 +5,9 @@ from dataclasses import dataclass
 
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
+AMP = ("off", "bf16", "fp16")
+# where and how a run computes, not what it learns: a run may resume on another device, precision or loader
+RUNTIME_FIELDS = ("device", "amp", "workers")
 
 
 @dataclass
@@ -22,12 +25,16 @@ class FitConfig:
     monitor: str = "val_eer"
     seed: int = 0
     workers: int = 0  # data-loading processes beside the training (0: load in the training process)
+    device: str = "auto"  # auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps
+    amp: str = "off"  # mixed precision: off, bf16 or fp16 (GPU)
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of: {', '.join(OPTIMIZERS)}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
+        if self.amp not in AMP:
+            raise ValueError(f"unknown --amp {self.amp!r}; expected one of: {', '.join(AMP)}")
         if self.workers < 0:
             raise ValueError(f"workers must be >= 0, got {self.workers}")
         if self.epochs < 1 or self.batch_size < 1:

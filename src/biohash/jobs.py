@@ -33,33 +33,75 @@ def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resu
           threads: int | None = None) -> Path:
     """Train (or resume) a run of the recipe whose settings `method` holds: open the data, let the recipe
     build its training set, model and loss step, and fit with the checkpoint chosen on the validation split
-    (evaluate_run then scores it on the test split)."""
+    (evaluate_run then scores it on the test split). Under torchrun every process runs this; rank 0 writes."""
     from biohash.recipes.base import recipe_for
 
     recipe = recipe_for(method)
-    dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
-    train_set = recipe.training_set(method, dataset, split, data, fit_cfg.seed)
-    fit_cfg = _clip_batch(fit_cfg, len(train_set))
-    model, step, shape = recipe.build(method, train_set, fit_cfg.seed)
-    config = {"recipe": recipe.name, "data": dataclasses.asdict(data),
-              "model": {**dataclasses.asdict(method), **shape}, "fit": dataclasses.asdict(fit_cfg),
-              "split": split.summary()}
-    if not type(recipe).__module__.startswith("biohash."):
-        config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
-    loader = _loader(train_set, fit_cfg, recipe.batch_identities(method))
-    return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
+    procs = _join(fit_cfg)
+    try:
+        dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
+        train_set = recipe.training_set(method, dataset, split, data, fit_cfg.seed)
+        per_identity = recipe.batch_identities(method)
+        fit_cfg = _split_batch(_clip_batch(fit_cfg, len(train_set)), per_identity, procs.world)
+        model, step, shape = recipe.build(method, train_set, fit_cfg.seed)
+        config = {"recipe": recipe.name, "data": dataclasses.asdict(data),
+                  "model": {**dataclasses.asdict(method), **shape}, "fit": dataclasses.asdict(fit_cfg),
+                  "split": split.summary()}
+        if not type(recipe).__module__.startswith("biohash."):
+            config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
+        loader = _loader(train_set, fit_cfg, per_identity, procs)
+        return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
+    finally:
+        _leave(procs)
 
 
-def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int) -> torch.utils.data.DataLoader:
-    """Shuffled batches, or P x K batches of `per_identity` items of each identity."""
-    from biohash.data.loaders import IdentityBatchSampler
+def _join(fit_cfg: FitConfig) -> Any:
+    """Check the device, join a torchrun launch's process group, and quiet every process but rank 0."""
+    from biohash.devices import check_precision, join_process_group, processes, resolve_device
 
-    if not per_identity:
-        return torch.utils.data.DataLoader(train_set, batch_size=fit_cfg.batch_size, shuffle=True, drop_last=True,
-                                           num_workers=fit_cfg.workers)
-    batches = IdentityBatchSampler(train_set.labels(), fit_cfg.batch_size - fit_cfg.batch_size % per_identity,
-                                   per_identity, seed=fit_cfg.seed)
-    return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=fit_cfg.workers)
+    device = resolve_device(fit_cfg.device, processes().local_rank)
+    check_precision(device, fit_cfg.amp)
+    procs = join_process_group(device)
+    console.quiet = not procs.main
+    return procs
+
+
+def _leave(procs: Any) -> None:
+    import torch.distributed as dist
+
+    console.quiet = False
+    if procs.world > 1 and dist.is_initialized():
+        dist.barrier()  # the group stays until the process exits: destroying it on both ranks at once (gloo)
+        # now and then aborted one of them ("terminate called without an active exception")
+
+
+def _split_batch(fit_cfg: FitConfig, per_identity: int, world: int) -> FitConfig:
+    """The global batch must split into `world` equal shares of whole identity groups (K items each)."""
+    unit = world * max(per_identity, 1)
+    if fit_cfg.batch_size % unit == 0:
+        return fit_cfg
+    size = fit_cfg.batch_size - fit_cfg.batch_size % unit
+    if size < unit * (2 if per_identity else 1):
+        raise RunError(f"batch size {fit_cfg.batch_size} cannot be shared by {world} processes in groups of "
+                       f"{max(per_identity, 1)} captures of an identity; raise --batch-size to {2 * unit} or more")
+    console.print(f"[yellow]warning: batch size {fit_cfg.batch_size} is not a multiple of {unit} ({world} "
+                  f"process(es) x {max(per_identity, 1)} captures of an identity); training with {size}")
+    return dataclasses.replace(fit_cfg, batch_size=size)
+
+
+def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int, procs: Any) -> torch.utils.data.DataLoader:
+    """Global batches drawn from (seed, epoch), shuffled or P x K (`per_identity` items of each identity), of
+    which this process loads its share; workers and pinned memory as the run asks."""
+    from biohash.data.loaders import IdentityBatchSampler, RankSlice, ShuffledBatches
+    from biohash.devices import resolve_device
+
+    batches: Any = (IdentityBatchSampler(train_set.labels(), fit_cfg.batch_size, per_identity, seed=fit_cfg.seed)
+                    if per_identity else ShuffledBatches(len(train_set), fit_cfg.batch_size, seed=fit_cfg.seed))
+    if procs.world > 1:
+        batches = RankSlice(batches, procs.rank, procs.world)
+    gpu = resolve_device(fit_cfg.device, procs.local_rank).type == "cuda"
+    return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=fit_cfg.workers,
+                                       pin_memory=gpu, persistent_workers=fit_cfg.workers > 0)
 
 
 def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
@@ -89,20 +131,17 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
     (fit_cfg given) or plain post-training calibration (fit_cfg None). The new run evaluates like its source
     (same data and protocol); no checkpoint is chosen on labelled data: the final weights are the result."""
     from biohash.data.loaders import UnlabeledSet
-    from biohash.recipes.base import get_recipe
+    from biohash.devices import processes
     from biohash.recipes.quantize import build, calibrate
     from biohash.train import fit, save_checkpoint, seed_everything
 
+    if processes().world > 1:
+        raise RunError("quantization runs in one process (a single GPU is plenty): start it without torchrun")
     if (run_dir / "checkpoints" / "best.pt").exists():
         raise RunError(f"{run_dir} already holds a run; choose another --name")
     if threads:
         torch.set_num_threads(threads)
-    source_config = read_config(source_run)
-    source_recipe = get_recipe(source_config.get("recipe"), source_config.get("recipe_module"))
-    if source_recipe.produces != "codes" or not source_recipe.trains:
-        raise RunError(f"{source_run} is a {source_config.get('recipe')!r} run; quantization distils trained "
-                       f"hashing runs (cohash, dhn, distill)")
-    teacher = load_model(source_run, source_config)
+    source_config, teacher = _hashing_teacher(source_run)
     source_data = DataConfig(**source_config["data"])
     seed = fit_cfg.seed if fit_cfg else 0
     seed_everything(seed)
@@ -118,7 +157,7 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
                                                        "ptq": fit_cfg is None},
               "fit": dataclasses.asdict(fit_cfg) if fit_cfg else None, "seed": seed}
     write_config(run_dir, config)
-    write_json(run_dir / "environment.json", environment())
+    _write_environment(run_dir, fit_cfg)
     console.print(f"[bold]quantize[/] {source_run} -> {run_dir}: W{method.bits}A{method.bits}, "
                   f"{'distillation' if fit_cfg else 'post-training calibration'} on {len(train_set)} "
                   f"{method.source} images per branch")
@@ -132,6 +171,18 @@ def quantize_run(source_run: Path, run_dir: Path, method: Any, fit_cfg: FitConfi
     return run_dir
 
 
+def _hashing_teacher(source_run: Path) -> tuple[dict[str, Any], torch.nn.Module]:
+    """The config and selected model of a trained hashing run (what quantization distils)."""
+    from biohash.recipes.base import get_recipe
+
+    source_config = read_config(source_run)
+    source_recipe = get_recipe(source_config.get("recipe"), source_config.get("recipe_module"))
+    if source_recipe.produces != "codes" or not source_recipe.trains:
+        raise RunError(f"{source_run} is a {source_config.get('recipe')!r} run; quantization distils trained "
+                       f"hashing runs (cohash, dhn, distill)")
+    return source_config, load_model(source_run, source_config)
+
+
 def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, threads: int | None):
     """What every training job does first: refuse to overwrite a run, set threads and seeds, open the data."""
     from biohash.train import seed_everything
@@ -142,7 +193,8 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
         torch.set_num_threads(threads)
     seed_everything(fit_cfg.seed)
     dataset, split = open_split(data)
-    _note_skipped(run_dir, dataset)
+    if not console.quiet:  # rank 0 of a torchrun launch, or the only process
+        _note_skipped(run_dir, dataset)
     return dataset, split
 
 
@@ -162,25 +214,44 @@ def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Modul
                     loader: torch.utils.data.DataLoader, dataset: Any, split: Any, resume: bool) -> Path:
     """What every training job does last: check a resume matches, write config and environment, fit with
     validation on the split's validation captures, record the training time."""
+    from biohash.devices import processes
     from biohash.evaluate import validation
     from biohash.train import fit
 
+    fit_cfg = FitConfig(**config["fit"])
+    procs = processes()
     _check_resume(run_dir, config, resume)
-    write_config(run_dir, config)
-    write_json(run_dir / "environment.json", environment())
+    if procs.main:
+        write_config(run_dir, config)
+        _write_environment(run_dir, fit_cfg)
     console.print(f"[bold]train {config['recipe']}[/] {run_dir}: {split.summary()}")
     size = config["data"]["image_size"]
     t0 = time.time()
-    fit(model, step, loader, FitConfig(**config["fit"]), run_dir,
+    fit(model, step, loader, fit_cfg, run_dir,
         validate=validation(dataset, split.val_gallery, split.val_probe, size), console=console)
-    write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
+    if procs.main:
+        write_json(run_dir / "train_time.json", {"seconds": time.time() - t0})
     return run_dir
+
+
+def _write_environment(run_dir: Path, fit_cfg: FitConfig | None) -> None:
+    """environment.json: versions and machine, and where the run trains (device, precision, processes)."""
+    from biohash.devices import describe, processes, resolve_device
+
+    where = describe(resolve_device(fit_cfg.device, processes().local_rank), fit_cfg.amp, processes()) \
+        if fit_cfg else {}
+    write_json(run_dir / "environment.json", {**environment(), **where})
 
 
 def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
     if resume and (run_dir / "config.yaml").exists():
-        before = read_config(run_dir)
-        changed = [k for k in ("data", "model", "fit") if before.get(k) != config[k]]
+        from biohash.fit_config import RUNTIME_FIELDS
+
+        def what(c: dict[str, Any]) -> dict[str, Any]:  # a run may resume on another device or world size
+            return {**c, "fit": {k: v for k, v in (c.get("fit") or {}).items() if k not in RUNTIME_FIELDS}}
+
+        before, now = what(read_config(run_dir)), what(config)
+        changed = [k for k in ("data", "model", "fit") if before.get(k) != now[k]]
         if changed:
             raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
                            f"same flags (see its config.yaml) or choose another --name")
@@ -215,7 +286,7 @@ def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, targ
 
 
 def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
-                 target: DataConfig | None = None) -> dict[str, dict[str, float]]:
+                 target: DataConfig | None = None, device: str = "auto") -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
     metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/. With `target`, evaluate across
     domains instead: the model as trained, on another dataset's (or aspect's) split, under
@@ -231,7 +302,9 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     dataset, split = open_split(data)
     gallery, probe = (split.test_gallery, split.test_probe) if split_name == "test" else (split.val_gallery,
                                                                                            split.val_probe)
-    model = load_model(run_dir, config)
+    from biohash.devices import resolve_device
+
+    model = load_model(run_dir, config).to(resolve_device(device))
     scores, per_mode = evaluate(model, dataset, gallery, probe, data.image_size,
                                 floats=bool(model.modalities))
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"

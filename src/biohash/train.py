@@ -23,6 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from biohash.devices import autocast, barrier, grad_scaler, processes, resolve_device, to_device
 from biohash.fit_config import FitConfig
 from biohash.runs import RunError, write_json
 
@@ -70,16 +71,32 @@ def _better(value: float, best: float | None, monitor: str) -> bool:
     return value > best if monitor.endswith(("acc", "rank1", "map", "tar")) else value < best
 
 
+class StepModule(torch.nn.Module):
+    """The model and its recipe's loss step as one module: DistributedDataParallel must see the forward pass
+    that uses the parameters (a step calls the model's named stages, not its forward)."""
+
+    def __init__(self, model: torch.nn.Module, step: Callable) -> None:
+        super().__init__()
+        self.model, self.step = model, step
+
+    def forward(self, batch: dict) -> dict:
+        return self.step(self.model, batch)
+
+
 def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoader, cfg: FitConfig,
         run_dir: Path, validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         console: Console | None = None) -> list[dict]:
-    """Train `model` for cfg.epochs, resuming from run_dir/checkpoints/last.pt when it exists.
+    """Train `model` for cfg.epochs on cfg.device, resuming from run_dir/checkpoints/last.pt when it exists.
 
     Every epoch appends a row (mean of each loss part, lr, validation metrics) to history.json. The
     checkpoint with the best validation `cfg.monitor` is kept as best.pt. Ctrl-C saves last.pt at the
-    start of the interrupted epoch and re-raises, so the run can be resumed.
+    start of the interrupted epoch and re-raises, so the run can be resumed. Under torchrun every process
+    trains its slice of each global batch (gradients averaged by DDP); rank 0 alone validates and writes.
     """
     console = console or Console()
+    procs = processes()
+    device = resolve_device(cfg.device, procs.local_rank)
+    engine = _engine(model.to(device), step, device, procs.world)
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     # a model may ask for parameter groups with their own lr multiplier ("lr_scale"), e.g. a pretrained
@@ -87,46 +104,69 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     optimizer = make_optimizer(model.param_groups() if hasattr(model, "param_groups") else model.parameters(), cfg)
     last = ckpt_dir / "last.pt"
     start, best, history = _resume(last, model, optimizer, cfg, console)
-
-    def snapshot(epoch: int) -> dict:
-        return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
-                "history": history, "torch_rng": torch.get_rng_state()}
-
     if len(loader) == 0:
         raise RunError(f"no training step: {len(loader.dataset)} training items make no full batch (batch size "
                        f"{cfg.batch_size}); lower --batch-size or add data")
     epoch, started = start, time.monotonic()
+    run = _Epochs(engine, model, loader, optimizer, cfg, device, procs.main)
     try:
-        with _progress(console) as progress:
+        with _progress(console, procs.main) as progress:
             task = progress.add_task("fit", total=len(loader), epoch=f"{start + 1}/{cfg.epochs}", info="")
             for epoch in range(start, cfg.epochs):
                 _set_epoch(loader, epoch)
                 progress.reset(task, total=len(loader), epoch=f"{epoch + 1}/{cfg.epochs}", info="")
-                row = _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task)
-                if validate is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-                    row.update(_validate(model, validate))
-                    if cfg.monitor in row and _better(row[cfg.monitor], best, cfg.monitor):
-                        best = row[cfg.monitor]
-                        _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1,
-                                                     cfg.monitor: best})
-                history.append(row)
-                write_json(run_dir / "history.json", history)
-                _save(last, snapshot(epoch + 1))
-                progress.console.print(f"{_format_row(row)}  {_eta(started, start, epoch, cfg.epochs)}")
+                row = run.train_epoch(epoch, progress, task)
+                if procs.main:
+                    best = _validate_and_keep(model, validate, row, best, epoch, cfg, ckpt_dir)
+                    history.append(row)
+                    write_json(run_dir / "history.json", history)
+                    _save(last, _snapshot(model, optimizer, epoch + 1, best, history))
+                    progress.console.print(f"{_format_row(row)}  {_eta(started, start, epoch, cfg.epochs)}")
+                barrier()
     except KeyboardInterrupt:
-        _save(last, snapshot(epoch))
-        console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
+        if procs.main:
+            _save(last, _snapshot(model, optimizer, epoch, best, history))
+            console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
         raise
-    if not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
+    if procs.main and not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
         _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": cfg.epochs})
+    barrier()
     return history
+
+
+def _engine(model: torch.nn.Module, step: Callable, device: torch.device, world: int) -> torch.nn.Module:
+    """The module a training step calls: model + step, wrapped in DDP under torchrun. A step uses the same
+    parameters every time (a static graph), so parameters it never reads, such as a classifier one loss
+    ignores, need no search of the graph each step."""
+    engine: torch.nn.Module = StepModule(model, step)
+    if world > 1:
+        engine = torch.nn.parallel.DistributedDataParallel(
+            engine, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True)
+    return engine
+
+
+def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None, history: list) -> dict:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
+            "history": history, "torch_rng": torch.get_rng_state()}
+
+
+def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: int, cfg: FitConfig,
+                       ckpt_dir: Path) -> float | None:
+    """Validate when due (adds the metrics to `row`); a better monitored value writes best.pt."""
+    if validate is None or not ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+        return best
+    row.update(_validate(model, validate))
+    if cfg.monitor in row and _better(row[cfg.monitor], best, cfg.monitor):
+        best = row[cfg.monitor]
+        _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1, cfg.monitor: best})
+    return best
 
 
 def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console) -> tuple[int, float | None, list]:
     """(first epoch, best monitored value, history) from last.pt, with model, optimizer and RNG restored."""
     if not last.exists():
         return 0, None, []
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch.load(last, map_location="cpu", weights_only=False)  # any device or world size wrote it
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
@@ -134,9 +174,10 @@ def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console) -> t
     return state["epoch"], state["best"], state["history"]
 
 
-def _progress(console: Console) -> Progress:
+def _progress(console: Console, show: bool = True) -> Progress:
     return Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False)
+                    TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False,
+                    disable=not show)
 
 
 def _set_epoch(loader, epoch: int) -> None:
@@ -164,32 +205,63 @@ def _eta(started: float, start: int, epoch: int, epochs: int) -> str:
 LOG_EVERY_S = 60.0  # without a terminal (nohup, CI logs) a plain progress line this often replaces the bar
 
 
-def _train_epoch(model, step, loader, optimizer, cfg, epoch, progress, task) -> dict[str, float]:
-    model.train()
-    sums: dict[str, float] = {}
-    n = 0
-    plain = not progress.console.is_terminal
-    t0 = last = time.monotonic()
-    for i, batch in enumerate(loader):
-        for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(cfg, epoch + i / max(len(loader), 1))
-        out = step(model, batch)
-        optimizer.zero_grad(set_to_none=True)
-        out["loss"].backward()
-        optimizer.step()
-        for k, v in out.items():
-            sums[k] = sums.get(k, 0.0) + float(v.detach())
-        n += 1
-        progress.update(task, advance=1, info=f"loss {sums['loss'] / n:.4f}")
-        if plain and time.monotonic() - last > LOG_EVERY_S:
-            last = time.monotonic()
-            rate = n / (last - t0)
-            progress.console.print(f"epoch {epoch + 1}/{cfg.epochs} step {n}/{len(loader)} loss "
-                                   f"{sums['loss'] / n:.4f}  {rate:.2f} steps/s, epoch ends in "
-                                   f"{(len(loader) - n) / rate / 60:.1f} min")
-    row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-    row.update({k: v / max(n, 1) for k, v in sums.items()})
-    return row
+class _Epochs:
+    """One training epoch at a time: batches to the device, the step under autocast, the optimiser (through a
+    gradient scaler for fp16); the row holds each loss part's mean over the steps (and over the processes)."""
+
+    def __init__(self, engine, model, loader, optimizer, cfg: FitConfig, device: torch.device, main: bool) -> None:
+        self.engine, self.model, self.loader, self.optimizer = engine, model, loader, optimizer
+        self.cfg, self.device, self.main = cfg, device, main
+        self.scaler = grad_scaler(device, cfg.amp)
+
+    def _update(self, loss: torch.Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+
+    def train_epoch(self, epoch: int, progress, task) -> dict[str, float]:
+        cfg, steps = self.cfg, len(self.loader)
+        self.engine.train()
+        sums: dict[str, torch.Tensor] = {}
+        n, plain = 0, not progress.console.is_terminal
+        t0 = last = time.monotonic()
+        for i, batch in enumerate(self.loader):
+            for group in self.optimizer.param_groups:
+                group["lr"] = cfg.lr * group.get("lr_scale", 1.0) * lr_factor(cfg, epoch + i / max(steps, 1))
+            with autocast(self.device, cfg.amp):
+                out = self.engine(to_device(batch, self.device))
+            self._update(out["loss"])
+            for k, v in out.items():  # kept on the device: no host sync per step
+                sums[k] = sums.get(k, 0) + v.detach().float()
+            n += 1
+            if n % 10 == 1 or n == steps:
+                progress.update(task, completed=n, info=f"loss {float(sums['loss']) / n:.4f}")
+            if self.main and plain and time.monotonic() - last > LOG_EVERY_S:
+                last = time.monotonic()
+                rate = n / (last - t0)
+                progress.console.print(f"epoch {epoch + 1}/{cfg.epochs} step {n}/{steps} loss "
+                                       f"{float(sums['loss']) / n:.4f}  {rate:.2f} steps/s, epoch ends in "
+                                       f"{(steps - n) / rate / 60:.1f} min")
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"]}
+        row.update({k: v / max(n, 1) for k, v in _mean_over_processes(sums).items()})
+        return row
+
+
+def _mean_over_processes(sums: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each part's sum averaged over the processes of a torchrun launch (the sums themselves when alone)."""
+    import torch.distributed as dist
+
+    if not sums or not (dist.is_available() and dist.is_initialized()):
+        return {k: float(v) for k, v in sums.items()}
+    keys = sorted(sums)
+    stacked = torch.stack([sums[k].reshape(()) for k in keys])
+    dist.all_reduce(stacked)
+    return {k: float(v) / dist.get_world_size() for k, v in zip(keys, stacked, strict=True)}
 
 
 def _format_row(row: dict) -> str:

@@ -161,6 +161,44 @@ def colour_tensor(img: np.ndarray, size: int) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
+class ShuffledBatches(torch.utils.data.Sampler):
+    """Shuffled batches of `batch_size` item indices (the last partial batch dropped), drawn from (seed, epoch)
+    alone, so every process of a torchrun launch draws the same global batches."""
+
+    def __init__(self, n_items: int, batch_size: int, seed: int = 0) -> None:
+        self.n_items, self.batch_size, self.seed, self.epoch = n_items, batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.n_items // self.batch_size
+
+    def __iter__(self):
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(self.n_items)
+        for b in range(len(self)):
+            yield [int(i) for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+
+
+class RankSlice(torch.utils.data.Sampler):
+    """This process's share of each global batch: consecutive slice `rank` of `world` equal slices. P x K
+    batches list each identity's K items together, so a slice holding whole multiples of K keeps them whole."""
+
+    def __init__(self, batches, rank: int, world: int) -> None:
+        self.batches, self.rank, self.world = batches, rank, world
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            share = len(batch) // self.world
+            yield batch[self.rank * share:(self.rank + 1) * share]
+
+
 class HandTrainSet(TorchDataset):
     """Colour images with identity labels for whole-hand models; augmentation: random horizontal flip and
     colour jitter (brightness, contrast, saturation each up to +-20 %), seeded per item and epoch."""

@@ -2,13 +2,15 @@
 data, build, rebuild from a saved run, what it produces). jobs.train, restore, export and the CLI's
 `biohash train NAME` commands ask the recipe, so adding a method touches its own module only.
 
-A recipe defined outside biohash registers itself when its module is imported; a run records that module
+A recipe defined outside biohash registers itself when its module is imported: name such modules in the
+BIOHASH_RECIPES variable (comma-separated) and `biohash train` offers them; a run records its recipe's module
 (`recipe_module` in config.yaml) so that eval, export and encoders in another process import it again.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -85,6 +87,16 @@ class Recipe:
 RECIPES: Registry[Recipe] = Registry("recipe")
 
 
+def load_recipes() -> None:
+    """Register the built-in recipes and those of the modules named in BIOHASH_RECIPES (idempotent)."""
+    importlib.import_module("biohash.recipes.builtin")
+    for module in filter(None, (m.strip() for m in os.environ.get("BIOHASH_RECIPES", "").split(","))):
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise RunError(f"BIOHASH_RECIPES names {module!r}, which cannot be imported: {err}") from None
+
+
 def register_recipe(cls: type[Recipe]) -> type[Recipe]:
     """Class decorator: register one instance of a Recipe subclass under its `name`."""
     if not cls.name or cls.produces not in PRODUCES:
@@ -98,7 +110,7 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
 def get_recipe(name: str | None, module: str | None = None) -> Recipe:
     """The recipe registered as `name`; `module` (a run's recipe_module) is imported first when the recipe is
     not registered yet. The built-in recipes register on first use."""
-    importlib.import_module("biohash.recipes.builtin")
+    load_recipes()
     if name not in RECIPES and module:
         try:
             importlib.import_module(module)
@@ -111,7 +123,7 @@ def get_recipe(name: str | None, module: str | None = None) -> Recipe:
 
 def recipe_for(method: Any) -> Recipe:
     """The recipe whose settings dataclass `method` is an instance of."""
-    importlib.import_module("biohash.recipes.builtin")
+    load_recipes()
     for name in RECIPES.names():
         if type(method) is RECIPES.get(name).config:
             return RECIPES.get(name)
@@ -120,5 +132,5 @@ def recipe_for(method: Any) -> Recipe:
 
 def trained_recipes() -> list[Recipe]:
     """Every registered recipe that `biohash train NAME` offers."""
-    importlib.import_module("biohash.recipes.builtin")
+    load_recipes()
     return [RECIPES.get(n) for n in RECIPES.names() if RECIPES.get(n).trains]

@@ -65,7 +65,7 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
     def step(net: HashClassifier, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         images, labels = batch[modality], batch["label"]
         with torch.no_grad():
-            t_codes, t_logits = teacher(images)
+            t_codes, t_logits = teacher.to(images.device)(images)  # the fit loop moved the student only
         codes, logits, parts = hash_and_class_losses(net, images, labels, pairwise, quant, config.w_quant)
         parts["code_l2"] = code_l2(codes, t_codes)
         parts["soft"] = soft(logits, t_logits)

@@ -93,7 +93,7 @@ def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
                 continue
             x = batch[m]
             with torch.no_grad():
-                e_t, c_t = teacher.net(m).embed_and_code(x)
+                e_t, c_t = teacher.to(x.device).net(m).embed_and_code(x)  # the fit loop moved the student
             e_s, c_s = net.net(m).embed_and_code(x)
             l_e = (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
             l_c = (c_s - c_t).pow(2).mean()
