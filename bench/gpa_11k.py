@@ -31,7 +31,8 @@ from biohash import metrics
 from biohash.data.datasets import open_dataset
 from biohash.data.loaders import colour_batches
 from biohash.data.protocols import hands_11k
-from biohash.models.gpa import GPALoss, GPANet
+from biohash.losses import GPALoss
+from biohash.models.gpa import GPANet
 from biohash.recipes.gpa import GpaConfig
 
 ASPECTS = ("dorsal-right", "dorsal-left", "palmar-right", "palmar-left")

@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biohash.models.gpa import GPALoss, GPANet, part_pool
+from biohash.losses import GPALoss
+from biohash.models.gpa import GPANet, part_pool
 
 
 @pytest.mark.parametrize("hp,vp", [(0, 0), (1, 0), (2, 2), (3, 1), (4, 3)])

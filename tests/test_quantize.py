@@ -132,3 +132,12 @@ def test_ocular_model_trains_and_quantizes_with_synthetic_palms_only(shared_data
     assert result.exit_code == 0, result.output
     assert "| ocular |" in result.output
     assert "look: null" in (tmp_path / "ocular-w8" / "config.yaml").read_text()  # vein look for NIR by default
+
+
+def test_embedding_distillation_loss_matches_hand_computed_values():
+    from biohash.losses import EmbeddingDistillationLoss
+
+    loss = EmbeddingDistillationLoss()
+    a = torch.tensor([[3.0, 0.0], [0.0, 2.0]])
+    assert float(loss(a, 5 * a)) == pytest.approx(0.0)  # same directions, any length
+    assert float(loss(a, torch.tensor([[0.0, 1.0], [0.0, -7.0]]))) == pytest.approx((2.0 + 4.0) / 2)  # 90 and 180 deg

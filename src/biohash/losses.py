@@ -1,4 +1,5 @@
-"""Hashing losses, each a small nn.Module over relaxed codes h in (-1, 1)^bits."""
+"""Training losses, each a small nn.Module: hashing terms over relaxed codes h in (-1, 1)^bits, identity terms
+(softmax, ArcFace, supervised contrastive, GPA-Net's), and distillation (soft targets, code L2, embeddings)."""
 from __future__ import annotations
 
 import math
@@ -155,3 +156,30 @@ class SupConLoss(nn.Module):
             return features.new_zeros(())
         pos_log = log_prob.masked_fill(~positive, 0.0).sum(dim=1)
         return -(pos_log[has] / positive[has].sum(dim=1)).mean()
+
+
+class GPALoss(nn.Module):
+    """Label-smoothed cross-entropy (epsilon 0.1) of the first classifier (the global one) plus lambda times
+    that of every other (part) classifier; with a hash head, plus the cross-entropy of the code's classifier
+    and a per-bit quantization term pulling the relaxed code to +-1."""
+
+    def __init__(self, smoothing: float = 0.1, part_weight: float = 1.0, quantization_weight: float = 0.1) -> None:
+        super().__init__()
+        self.smoothing, self.part_weight, self.quantization_weight = smoothing, part_weight, quantization_weight
+
+    def forward(self, out: dict[str, object], labels: torch.Tensor) -> torch.Tensor:
+        ce = [F.cross_entropy(z, labels, label_smoothing=self.smoothing) for z in out["logits"]]
+        total = ce[0] + self.part_weight * sum(ce[1:], torch.zeros(()))
+        if "code" in out:
+            code = out["code"]
+            total = total + F.cross_entropy(out["hash_logits"], labels, label_smoothing=self.smoothing)
+            total = total + self.quantization_weight * (code.abs() - 1).abs().mean()
+        return total
+
+
+class EmbeddingDistillationLoss(nn.Module):
+    """Embedding-level distillation (SyPer): mean ||n(e_S) - n(e_T)||^2 of L2-normalised embeddings (0 when
+    the student's embeddings point where the teacher's do); the teacher's side is taken as fixed."""
+
+    def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+        return (F.normalize(student, dim=1) - F.normalize(teacher.detach(), dim=1)).pow(2).sum(dim=1).mean()

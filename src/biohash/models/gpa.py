@@ -133,22 +133,3 @@ class GPANet(nn.Module):
             code = self._code(vectors)
             out.update(code=code, hash_logits=self.hash_classifier(code))
         return out
-
-
-class GPALoss(nn.Module):
-    """Label-smoothed cross-entropy (epsilon 0.1) of the first classifier (the global one) plus lambda times
-    that of every other (part) classifier; with a hash head, plus the cross-entropy of the code's classifier
-    and a per-bit quantization term pulling the relaxed code to +-1."""
-
-    def __init__(self, smoothing: float = 0.1, part_weight: float = 1.0, quantization_weight: float = 0.1) -> None:
-        super().__init__()
-        self.smoothing, self.part_weight, self.quantization_weight = smoothing, part_weight, quantization_weight
-
-    def forward(self, out: dict[str, object], labels: torch.Tensor) -> torch.Tensor:
-        ce = [F.cross_entropy(z, labels, label_smoothing=self.smoothing) for z in out["logits"]]
-        total = ce[0] + self.part_weight * sum(ce[1:], torch.zeros(()))
-        if "code" in out:
-            code = out["code"]
-            total = total + F.cross_entropy(out["hash_logits"], labels, label_smoothing=self.smoothing)
-            total = total + self.quantization_weight * (code.abs() - 1).abs().mean()
-        return total

@@ -56,7 +56,7 @@ def build(config: GpaConfig, n_classes: int, seed: int = 0):
     """The model and its loss step; a batch holds colour `image` tensors (B, 3, H, W) and `label`."""
     import torch
 
-    from biohash.models.gpa import GPALoss
+    from biohash.losses import GPALoss
 
     torch.manual_seed(seed)
     model = config.network(n_classes, weights=config.weights)

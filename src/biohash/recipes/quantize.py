@@ -57,20 +57,21 @@ def _freeze_batchnorm(net: nn.Module) -> None:
 def embedding_distance(student: nn.Module, teacher: nn.Module, x: torch.Tensor, modality: str) -> torch.Tensor:
     """Mean ||n(e_S) - n(e_T)||^2 over a batch: the quantity the recipe lowers (0 = identical directions)."""
     import torch
-    import torch.nn.functional as F
+
+    from biohash.losses import EmbeddingDistillationLoss
 
     with torch.no_grad():
         e_t, _ = teacher.net(modality).embed_and_code(x)
     e_s, _ = student.net(modality).embed_and_code(x)
-    return (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
+    return EmbeddingDistillationLoss()(e_s, e_t)
 
 
 def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
     """The fake-quantized student (a copy of `teacher`) and its distillation step. A batch maps each of the
     teacher's modalities to a tensor of unlabeled images (B, 1, H, W)."""
     import torch
-    import torch.nn.functional as F
 
+    from biohash.losses import EmbeddingDistillationLoss
     from biohash.models.quant import quantize_model, set_observing
 
     teacher = teacher.eval()
@@ -81,6 +82,7 @@ def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
         p.requires_grad_(True)
     freeze_at = int(total_steps * config.freeze_ranges_at)
     calls = {"n": 0}
+    embedding_loss = EmbeddingDistillationLoss()
 
     def step(net: nn.Module, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         _freeze_batchnorm(net)
@@ -95,7 +97,7 @@ def build(config: QuantizeConfig, teacher: nn.Module, total_steps: int):
             with torch.no_grad():
                 e_t, c_t = teacher.to(x.device).net(m).embed_and_code(x)  # the fit loop moved the student
             e_s, c_s = net.net(m).embed_and_code(x)
-            l_e = (F.normalize(e_s, dim=1) - F.normalize(e_t, dim=1)).pow(2).sum(dim=1).mean()
+            l_e = embedding_loss(e_s, e_t)
             l_c = (c_s - c_t).pow(2).mean()
             total = total + l_e + config.code_weight * l_c
             out[f"embed_{m}"], out[f"code_{m}"] = l_e.detach(), l_c.detach()
