@@ -125,3 +125,20 @@ def test_a_missing_recipe_module_is_named(monkeypatch):
     monkeypatch.setenv("BIOHASH_RECIPES", "no_such_recipes_module")
     with pytest.raises(RunError, match="BIOHASH_RECIPES names 'no_such_recipes_module'"):
         load_recipes()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path):
+    from biohash.encoder import Encoder
+    from biohash.runs import RunError
+
+    (tmp_path / "bundle.json").write_text(json.dumps({"modalities": ["print"], "bits": 32, "image_size": 64,
+                                                      "fingerprint": "f" * 32, "onnx": {}}))
+    with pytest.raises(RunError, match="no CUDA GPU is visible"):
+        Encoder(tmp_path, device="cuda")
+    keys = tmp_path / "keys"
+    keys.write_text("k" * 32 + "\n")
+    keys.chmod(0o600)
+    result = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--store", str(tmp_path / "t.db"),
+                                 "--api-key-file", str(keys), "--device", "cuda"])
+    assert result.exit_code == 2 and "no CUDA GPU is visible" in result.output, result.output

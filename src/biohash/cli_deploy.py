@@ -17,7 +17,7 @@ _FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (s
 
 
 def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path | None = None,
-                far: float = 1e-3, matcher: str = "exact"):
+                far: float = 1e-3, matcher: str = "exact", device: str = "cpu"):
     from biohash.deployment import Deployment
 
     if (bundle / "export" / "bundle.json").is_file():
@@ -25,7 +25,7 @@ def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path
     from biohash.access import read_protection_key
 
     key = read_protection_key(key_file) if key_file else None
-    return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far)
+    return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far, device=device)
 
 
 def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
@@ -117,7 +117,9 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0),
           max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
           rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
-          audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)")) -> None:
+          audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)"),
+          device: str = typer.Option("cpu", help="where the torch back-end encodes images: cpu, auto, cuda, "
+                                     "cuda:N or mps")) -> None:
     """Serve enroll / verify / identify / delete over HTTP (API docs at /docs, schema at /openapi.json)."""
     import logging
     import time
@@ -139,7 +141,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     audit = logging.getLogger("biohash.audit")
     audit.addHandler(handler)
     audit.setLevel(logging.INFO)
-    dep = _deployment(bundle, store, backend, key_file, far, matcher)
+    dep = _deployment(bundle, store, backend, key_file, far, matcher, device)
     health = dep.health()
     typer.echo(f"biohash serve: listening on http://{host}:{port} (docs /docs); model {health['model']} "
                f"({health['bits']} bits, {', '.join(health['modalities'])}, {backend}); store {health['store']} "

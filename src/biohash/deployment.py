@@ -65,12 +65,12 @@ class Deployment:
     @classmethod
     def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
                     key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
-                    mix_encoders: bool = False) -> Deployment:
+                    mix_encoders: bool = False, device: str = "cpu") -> Deployment:
         """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model
         and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ)."""
         from biohash.encoder import Encoder
 
-        encoder = Encoder(bundle, backend=backend, threads=threads)
+        encoder = Encoder(bundle, backend=backend, threads=threads, device=device)
         opened = open_store(store, n_bits=encoder.bits, fingerprint=encoder.fingerprint,
                             encoder=None if mix_encoders else encoder.family)
         return cls(encoder, opened, matcher, Protector(key, encoder.bits) if key else None, far)

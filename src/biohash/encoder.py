@@ -45,6 +45,10 @@ class Encoder:
                              f"codes disagree with torch); use another back-end or re-export")
         # torch loads on the first image (a device that only matches hex codes needs no torch); onnx at once
         self._threads, self._device = threads, device  # device: where the torch back-end runs (--device)
+        if backend == "torch" and device != "cpu":  # a GPU asked for: refuse a missing one now, not per image
+            from biohash.devices import resolve_device
+
+            resolve_device(device)
         self._runner = None if backend == "torch" else self._onnx_runner(threads)
 
     def _run(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
