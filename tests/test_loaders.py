@@ -65,3 +65,43 @@ def test_standardize_removes_an_illumination_gradient():
 
     assert edge_ratio(img) > 1.5  # raw: line contrast grows with the light
     assert 0.8 < edge_ratio(out) < 1.25
+
+
+class _EpochEcho(torch.utils.data.Dataset):
+    """Items report the epoch the dataset was told (as fresh captures and augmentation read it)."""
+
+    epoch = 0
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> dict:
+        return {"epoch": torch.tensor(self.epoch), "label": torch.tensor(index % 4)}
+
+    def labels(self) -> list[int]:
+        return [i % 4 for i in range(8)]
+
+
+def test_loader_workers_see_each_new_epoch_of_the_dataset():
+    """Workers kept alive across epochs would keep the first epoch's copy: every epoch the same captures."""
+    from biohash.devices import Processes
+    from biohash.fit_config import FitConfig
+    from biohash.jobs import _loader
+    from biohash.train import _set_epoch
+
+    loader = _loader(_EpochEcho(), FitConfig(batch_size=4, workers=1, device="cpu"), 0, Processes())
+    for epoch in range(3):
+        _set_epoch(loader, epoch)
+        assert {int(e) for batch in loader for e in batch["epoch"]} == {epoch}
+
+
+def test_rank_slices_cover_each_global_batch_once_and_keep_identity_groups_whole():
+    from biohash.data.loaders import IdentityBatchSampler, RankSlice
+
+    labels = [i // 3 for i in range(60)]  # 20 identities, 3 items each
+    batches = IdentityBatchSampler(labels, batch_size=16, per_identity=4, seed=3)
+    shares = [list(RankSlice(batches, rank, 2)) for rank in range(2)]
+    for whole, a, b in zip(batches, *shares, strict=True):
+        assert a + b == whole and len(a) == len(b) == 8
+        for share in (a, b):  # two identities of 4 items each in every share
+            assert len({labels[i] for i in share[:4]}) == 1 and len({labels[i] for i in share[4:]}) == 1

@@ -136,8 +136,9 @@ def data_config(recipe: Any, method: Any, given: dict[str, Any]) -> Any:
     fields = {k: given[k] for k in DATA_FIELDS if given.get(k) is not None}
     if inherited is not None:
         fields.pop("seed", None)
-        if fields.get("dataset", base["dataset"]) != base["dataset"]:
-            base.pop("root", None), base.pop("options", None)
+        if fields.get("dataset", base["dataset"]) != base["dataset"]:  # another dataset: not the teacher's files
+            base.pop("root", None)
+            base.pop("options", None)
     options = {**base.pop("options", {}), **recipe.data_options(method), **_options(given.get("option"))}
     if given.get("on_roi_failure") is not None:
         options["on_roi_failure"] = given["on_roi_failure"]
@@ -146,6 +147,7 @@ def data_config(recipe: Any, method: Any, given: dict[str, Any]) -> Any:
 
 def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
     """Train the recipe's run from the command's options, then evaluate it on its test split."""
+    from biohash.devices import processes
     from biohash.fit_config import FitConfig
     from biohash.jobs import evaluate_run, train
     from biohash.report import markdown_table
@@ -156,8 +158,6 @@ def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
     fit_cfg = FitConfig(**fit, seed=given["seed"] if given.get("seed") is not None else data.seed)
     run_dir = given["runs"] / (given["name"] or run_name(recipe.name))
     train(run_dir, data, method, fit_cfg, resume=given["resume"], threads=given["threads"])
-    from biohash.devices import processes
-
     if not processes().main:  # under torchrun, rank 0 evaluates
         return
     if data.protocol == "open" and data.test_fraction == 0:

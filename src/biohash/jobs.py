@@ -100,8 +100,10 @@ def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int, procs: Any) -
     if procs.world > 1:
         batches = RankSlice(batches, procs.rank, procs.world)
     gpu = resolve_device(fit_cfg.device, procs.local_rank).type == "cuda"
+    # workers are started afresh each epoch (not persistent): they must see the dataset's new epoch, which
+    # draws the fresh captures and augmentations
     return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=fit_cfg.workers,
-                                       pin_memory=gpu, persistent_workers=fit_cfg.workers > 0)
+                                       pin_memory=gpu)
 
 
 def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
