@@ -142,3 +142,14 @@ def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path)
     result = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--store", str(tmp_path / "t.db"),
                                  "--api-key-file", str(keys), "--device", "cuda"])
     assert result.exit_code == 2 and "no CUDA GPU is visible" in result.output, result.output
+
+
+def test_one_numbered_gpu_for_every_torchrun_process_is_refused(monkeypatch):
+    from biohash.fit_config import FitConfig
+    from biohash.jobs import _join
+    from biohash.runs import RunError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    with pytest.raises(RunError, match="each process takes cuda:LOCAL_RANK"):
+        _join(FitConfig(device="cuda:1"))

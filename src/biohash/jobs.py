@@ -59,6 +59,9 @@ def _join(fit_cfg: FitConfig) -> Any:
     """Check the device, join a torchrun launch's process group, and quiet every process but rank 0."""
     from biohash.devices import check_precision, join_process_group, processes, resolve_device
 
+    if processes().world > 1 and fit_cfg.device.startswith("cuda:"):
+        raise RunError(f"--device {fit_cfg.device} under torchrun would put every process on one GPU; use "
+                       f"--device cuda (each process takes cuda:LOCAL_RANK) and CUDA_VISIBLE_DEVICES to choose GPUs")
     device = resolve_device(fit_cfg.device, processes().local_rank)
     check_precision(device, fit_cfg.amp)
     procs = join_process_group(device)
