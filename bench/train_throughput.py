@@ -65,7 +65,7 @@ def loop(engine, model, train_set, cfg, device, procs, steps: int, in_memory: bo
     """Images/s of biohash's epoch loop over `steps` batches drawn by the loader (this process's share), or
     over the same batches held in memory (the loop's own cost, without rendering and loading)."""
     subset = torch.utils.data.Subset(train_set, range(min(len(train_set), cfg.batch_size * (steps + 1))))
-    loader = _loader(subset, cfg, 0, procs)
+    loader = _loader(subset, cfg, 0, procs, pin_memory=device.type == "cuda")
     if in_memory:
         loader = list(loader)
     epochs = _Epochs(engine, model, loader, make_optimizer(model.parameters(), cfg), cfg, device, procs.main)

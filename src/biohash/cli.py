@@ -5,7 +5,7 @@ from pathlib import Path
 
 import typer
 
-from biohash.cli_app import _drop_none, _friendly, _options, app
+from biohash.cli_app import _drop_none, _finish, _friendly, _options, app
 
 
 @app.command()
@@ -19,14 +19,6 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
 
     sheet = export_synthetic(out, identities, captures, seed, size)
     typer.echo(f"wrote {identities * captures * 2} images to {out}; contact sheet {sheet}")
-
-
-def _finish(run_dir: Path, device: str = "auto") -> None:
-    from biohash.jobs import evaluate_run
-    from biohash.report import markdown_table
-
-    typer.echo(markdown_table(evaluate_run(run_dir, device=device)))
-    typer.echo(f"run folder: {run_dir}")
 
 
 _ROOT = typer.Option(None, help="dataset folder (real databases)")

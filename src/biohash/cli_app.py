@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import typer
 
@@ -48,6 +49,15 @@ def _friendly(fn: Callable) -> Callable:
 
 def _drop_none(**kwargs):
     return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _finish(run_dir: Path, device: str = "auto") -> None:
+    """What a command that trained a run prints last: the run's test-split table and where the run is."""
+    from biohash.jobs import evaluate_run
+    from biohash.report import markdown_table
+
+    typer.echo(markdown_table(evaluate_run(run_dir, device=device)))
+    typer.echo(f"run folder: {run_dir}")
 
 
 def _options(pairs: list[str] | None) -> dict[str, object]:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from biohash.cli_app import _friendly, _options, app
+from biohash.cli_app import _finish, _friendly, _options, app
 
 # option spellings beyond --field-name (the paper's own command uses --ds, --model, --epoch, -b, --comment)
 SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--model"), "epochs": ("--epochs", "--epoch"),
@@ -149,8 +149,7 @@ def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
     """Train the recipe's run from the command's options, then evaluate it on its test split."""
     from biohash.devices import processes
     from biohash.fit_config import FitConfig
-    from biohash.jobs import evaluate_run, train
-    from biohash.report import markdown_table
+    from biohash.jobs import train
     from biohash.runs import run_name
 
     data = data_config(recipe, method, given)
@@ -164,5 +163,4 @@ def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
         typer.echo(f"run folder: {run_dir} (no test identities: evaluate on another folder of people with "
                    f"biohash eval {run_dir} --ds {data.dataset} --root OTHER --protocol all)")
         return
-    typer.echo(markdown_table(evaluate_run(run_dir, device=fit_cfg.device)))
-    typer.echo(f"run folder: {run_dir}")
+    _finish(run_dir, fit_cfg.device)

@@ -89,10 +89,10 @@ def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sa
     model.eval()
     hashing = bool(getattr(model, "bits", None))
     feats, codes = {}, {}
+    device = model_device(model)
     with torch.no_grad():
         for name, samples in (("gallery", gallery), ("probe", probe)):
             batches = list(colour_batches(dataset, samples, size))
-            device = model_device(model)
             feats[name] = torch.cat([model.forward_embed(x.to(device)).float().cpu() for x in batches]).numpy()
             if hashing:
                 codes[name] = from_real(torch.cat([model.forward_code(x.to(device)).float().cpu()

@@ -37,7 +37,7 @@ def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resu
     from biohash.recipes.base import recipe_for
 
     recipe = recipe_for(method)
-    procs = _join(fit_cfg)
+    procs, device = _join(fit_cfg)
     try:
         dataset, split = _start(run_dir, data, fit_cfg, resume, threads)
         train_set = recipe.training_set(method, dataset, split, data, fit_cfg.seed)
@@ -49,14 +49,15 @@ def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resu
                   "split": split.summary()}
         if not type(recipe).__module__.startswith("biohash."):
             config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
-        loader = _loader(train_set, fit_cfg, per_identity, procs)
+        loader = _loader(train_set, fit_cfg, per_identity, procs, pin_memory=device.type == "cuda")
         return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume)
     finally:
-        _leave(procs)
+        _leave()
 
 
-def _join(fit_cfg: FitConfig) -> Any:
-    """Check the device, join a torchrun launch's process group, and quiet every process but rank 0."""
+def _join(fit_cfg: FitConfig) -> tuple[Any, torch.device]:
+    """Check the device, join a torchrun launch's process group, and quiet every process but rank 0; returns
+    this process's place in the launch and its device."""
     from biohash.devices import check_precision, join_process_group, processes, resolve_device
 
     if processes().world > 1 and fit_cfg.device.startswith("cuda:"):
@@ -66,16 +67,15 @@ def _join(fit_cfg: FitConfig) -> Any:
     check_precision(device, fit_cfg.amp)
     procs = join_process_group(device)
     console.quiet = not procs.main
-    return procs
+    return procs, device
 
 
-def _leave(procs: Any) -> None:
-    import torch.distributed as dist
+def _leave() -> None:
+    from biohash.devices import barrier
 
     console.quiet = False
-    if procs.world > 1 and dist.is_initialized():
-        dist.barrier()  # the group stays until the process exits: destroying it on both ranks at once (gloo)
-        # now and then aborted one of them ("terminate called without an active exception")
+    barrier()  # the group stays until the process exits: destroying it on both ranks at once (gloo) now and
+    # then aborted one of them ("terminate called without an active exception")
 
 
 def _split_batch(fit_cfg: FitConfig, per_identity: int, world: int) -> FitConfig:
@@ -92,21 +92,20 @@ def _split_batch(fit_cfg: FitConfig, per_identity: int, world: int) -> FitConfig
     return dataclasses.replace(fit_cfg, batch_size=size)
 
 
-def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int, procs: Any) -> torch.utils.data.DataLoader:
+def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int, procs: Any,
+            pin_memory: bool = False) -> torch.utils.data.DataLoader:
     """Global batches drawn from (seed, epoch), shuffled or P x K (`per_identity` items of each identity), of
-    which this process loads its share; workers and pinned memory as the run asks."""
+    which this process loads its share; workers as the run asks, pinned memory for a GPU."""
     from biohash.data.loaders import IdentityBatchSampler, RankSlice, ShuffledBatches
-    from biohash.devices import resolve_device
 
     batches: Any = (IdentityBatchSampler(train_set.labels(), fit_cfg.batch_size, per_identity, seed=fit_cfg.seed)
                     if per_identity else ShuffledBatches(len(train_set), fit_cfg.batch_size, seed=fit_cfg.seed))
     if procs.world > 1:
         batches = RankSlice(batches, procs.rank, procs.world)
-    gpu = resolve_device(fit_cfg.device, procs.local_rank).type == "cuda"
     # workers are started afresh each epoch (not persistent): they must see the dataset's new epoch, which
     # draws the fresh captures and augmentations
     return torch.utils.data.DataLoader(train_set, batch_sampler=batches, num_workers=fit_cfg.workers,
-                                       pin_memory=gpu)
+                                       pin_memory=pin_memory)
 
 
 def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
@@ -198,7 +197,9 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
         torch.set_num_threads(threads)
     seed_everything(fit_cfg.seed)
     dataset, split = open_split(data)
-    if not console.quiet:  # rank 0 of a torchrun launch, or the only process
+    from biohash.devices import processes
+
+    if processes().main:  # rank 0 of a torchrun launch, or the only process, writes into the run folder
         _note_skipped(run_dir, dataset)
     return dataset, split
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -11,6 +12,9 @@ from torch.utils.data import Dataset as TorchDataset
 from biohash.data.datasets import Dataset, DatasetError
 from biohash.data.transforms import random_affine, standardize
 from biohash.types import Sample
+
+if TYPE_CHECKING:
+    from biohash.data.config import DataConfig
 
 
 class PairedTrainSet(TorchDataset):
@@ -45,6 +49,14 @@ class PairedTrainSet(TorchDataset):
         self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
         self.dataset, self.modalities, self.size = dataset, modalities, size
         self.augment, self.fresh, self.seed, self.epoch = augment, fresh, seed, 0
+
+    @classmethod
+    def for_run(cls, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], data: DataConfig,
+                seed: int = 0) -> PairedTrainSet:
+        """The training set a run's DataConfig asks for: fresh captures where it asks and the dataset can draw
+        them (each already a new placement, so no affine jitter on top), listed captures with jitter otherwise."""
+        fresh = data.fresh_captures and dataset.fresh is not None
+        return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed)
 
     def __len__(self) -> int:
         return len(self.anchors)

@@ -205,9 +205,7 @@ class CohashRecipe(Recipe):
     def training_set(self, method, dataset, split, data, seed):
         from biohash.data.loaders import PairedTrainSet
 
-        fresh = data.fresh_captures and dataset.fresh is not None
-        return PairedTrainSet(dataset, split.train, branch_modalities(dataset, data), data.image_size,
-                              augment=not fresh, fresh=fresh, seed=seed)
+        return PairedTrainSet.for_run(dataset, split.train, branch_modalities(dataset, data), data, seed)
 
     def build(self, method, train_set, seed):
         model, step = build(method, len(train_set.classes), train_set.modalities, seed=seed)

@@ -117,9 +117,7 @@ def one_modality_set(dataset, split, data, modality: str, seed: int):
 
     if modality not in dataset.modalities():
         raise RunError(f"dataset {data.dataset!r} has no {modality!r} images (it has {', '.join(dataset.modalities())})")
-    fresh = data.fresh_captures and dataset.fresh is not None
-    return PairedTrainSet(dataset, split.train, (modality,), data.image_size, augment=not fresh, fresh=fresh,
-                          seed=seed)
+    return PairedTrainSet.for_run(dataset, split.train, (modality,), data, seed)
 
 
 def rebuild_hash_classifier(config) -> HashClassifier:

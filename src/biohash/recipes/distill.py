@@ -95,7 +95,8 @@ class DistillRecipe(Recipe):
         return dict(read_config(Path(method.teacher))["data"])
 
     def training_set(self, method, dataset, split, data, seed):
-        return one_modality_set(dataset, split, data, _teacher(method).modalities[0], seed)
+        teacher_modality = read_config(Path(method.teacher))["model"]["modality"]  # the model loads in build
+        return one_modality_set(dataset, split, data, teacher_modality, seed)
 
     def build(self, method, train_set, seed):
         teacher = _teacher(method)

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from biohash.recipes.base import Recipe, get_recipe, register_recipe
+from biohash.recipes.base import Recipe, register_recipe
 
 if TYPE_CHECKING:  # torch loads when a model is built (the built-in recipes register without it)
     import torch
@@ -136,10 +136,9 @@ class QuantizeRecipe(Recipe):
 
     def rebuild(self, config):
         from biohash.models.quant import quantize_model
+        from biohash.restore import build_untrained
 
-        source = config["source_config"]
-        base = get_recipe(source.get("recipe"), source.get("recipe_module")).rebuild(source)
-        return quantize_model(base, config["model"]["quant"]["bits"])
+        return quantize_model(build_untrained(config["source_config"]), config["model"]["quant"]["bits"])
 
     def for_export(self, model, config):
         from biohash.models.quant import bake
