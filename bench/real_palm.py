@@ -15,7 +15,9 @@ Variants form an ablation ladder, one ingredient at a time (backbone x loss x pr
 - compnet-csq-zoo:  compnet-csq from zoo:compnet_lite-128;
 - compnet-arc-zoo:  compnet-arc from the same checkpoint.
 Template size: a learned code is bits / 8 bytes; CompCode's 32 x 32 orientation map at 3 bits a cell is
-384 bytes (and needs 49 shifted comparisons per match).
+384 bytes (and needs 49 shifted comparisons per match). CompCode is also scored shrunk to learned-code sizes
+(16 x 16 cells = 96 B, 8 x 8 cells = 24 B, responses averaged per cell, +-1 cell of shift) so that each
+learned row can be read against a hand-crafted code of the same template size.
 
     python bench/real_palm.py [--only casia-open] [--variants small-arc] [--bits 64 128 256] [--tag -x]
 """
@@ -49,10 +51,10 @@ SETS = {  # name -> (dataset, folder under --data, protocol, adapter options, Da
     "polyu-closed": ("polyu-ms", "polyu-ms", "closed", {"bands": "green,nir"}, {}),
     "tongji-closed": ("tongji", "tongji", "closed", {}, {}),
 }
-COMPCODE_BYTES = 32 * 32 * 3 // 8
+COMPCODE_GRIDS = {32: 3, 16: 1, 8: 1}  # cells a side -> shift searched (cells); 3 bits a cell
 
 
-def compcode_reference(data: DataConfig) -> dict[str, dict[str, float]]:
+def compcode_reference(data: DataConfig, cells: int = 32) -> dict[str, dict[str, float]]:
     """The model-free CompCode matcher on the same test gallery and probes, per modality (no training)."""
     import numpy as np
 
@@ -65,8 +67,9 @@ def compcode_reference(data: DataConfig) -> dict[str, dict[str, float]]:
     for modality in sorted({s.modality for s in split.test_probe}):
         gallery = [s for s in split.test_gallery if s.modality == modality]
         probe = [s for s in split.test_probe if s.modality == modality]
-        g_codes = [compcode(dataset.load(s)) for s in gallery]
-        sim = np.array([[1 - distance(compcode(dataset.load(p)), g) for g in g_codes] for p in probe])
+        g_codes = [compcode(dataset.load(s), cells) for s in gallery]
+        shift = COMPCODE_GRIDS[cells]
+        sim = np.array([[1 - distance(compcode(dataset.load(p), cells), g, shift) for g in g_codes] for p in probe])
         same = np.array([[p.identity == g.identity for g in gallery] for p in probe])
         best = np.array([gallery[j].identity for j in sim.argmax(axis=1)])
         out[modality] = {"eer": metrics.eer(sim[same], sim[~same]).rate,
@@ -98,9 +101,11 @@ def main() -> None:
         dataset, folder, protocol, options, extras = SETS[set_name]
         data = DataConfig(dataset=dataset, root=str(args.data / folder), protocol=protocol, seed=args.seed,
                           options=options, **extras)
-        for mode, m in compcode_reference(data).items():
-            rows.append([set_name, protocol, "CompCode", "-", mode, COMPCODE_BYTES, "-", round(100 * m["eer"], 2),
-                         "-", round(100 * m["rank1"], 1), 0])
+        for cells in COMPCODE_GRIDS:
+            for mode, m in compcode_reference(data, cells).items():
+                name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
+                rows.append([set_name, protocol, name, cells * cells * 3, mode, cells * cells * 3 // 8, "-",
+                             round(100 * m["eer"], 2), "-", round(100 * m["rank1"], 1), 0])
         for bits in args.bits:
             for variant in args.variants:
                 method = CohashConfig(bits=bits, **VARIANTS[variant])

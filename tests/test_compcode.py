@@ -17,6 +17,24 @@ def test_code_shape_identity_and_shift_tolerance():
     assert distance(code, compcode(shifted), shift=3) < 0.1 < distance(code, compcode(shifted), shift=0)
 
 
+def test_coarse_grid_pools_the_filter_responses():
+    """A code at a learned code's budget (8x8 cells x 3 bits = 192 bits): each cell is the argmin of the six
+    Gabor responses averaged over the cell, computed here independently with OpenCV."""
+    import cv2
+
+    img = SyntheticPalms(seed=0).render(3, "print", 1)
+    x = cv2.resize(img, (128, 128)).astype(np.float32)
+    kernels = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / 6, 10.9, 1.0, 0) for j in range(6)]
+    resp = np.stack([cv2.filter2D(x, cv2.CV_32F, k - k.mean()) for k in kernels])
+    expected = resp.reshape(6, 8, 16, 8, 16).mean(axis=(2, 4)).argmin(axis=0)
+    code = compcode(img, cells=8)
+    assert code.shape == (8, 8) and (code == expected).all()
+    assert len(np.unique(code)) > 2  # the palm's lines give several orientations
+    assert (compcode(img, cells=32) == compcode(img)).all()  # the classic code is unchanged
+    with pytest.raises(ValueError, match="cells"):
+        compcode(img, cells=12)
+
+
 def test_colour_input_and_bad_shapes():
     rgb = np.dstack([SyntheticPalms(seed=0).render(0, "print", 0)] * 3)
     assert compcode(rgb).shape == (32, 32)

@@ -19,11 +19,19 @@ _KERNELS = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / N_ORIENTATIONS, 10.9, 
 _KERNELS = [k - k.mean() for k in _KERNELS]  # zero DC: insensitive to brightness
 
 
-def compcode(img: np.ndarray) -> np.ndarray:
-    """Orientation code of a grey ROI (resized to 128x128): int array (32, 32) of values 0..5."""
+def compcode(img: np.ndarray, cells: int = 32) -> np.ndarray:
+    """Orientation code of a grey ROI (resized to 128x128): int array (cells, cells) of values 0..5.
+
+    32 cells is the classic code (one filtered pixel every 4); a coarser grid (16, 8, 4) takes the argmin of
+    the responses averaged over each cell, which is how the code is shrunk to a learned code's size."""
+    if cells not in (4, 8, 16, 32):
+        raise ValueError(f"compcode cells must be 4, 8, 16 or 32 (divisors of 128 the grid was measured at), got {cells}")
     x = cv2.resize(check_grey(img, "compcode"), (128, 128)).astype(np.float32)
     resp = np.stack([cv2.filter2D(x, cv2.CV_32F, k) for k in _KERNELS])
-    return resp.argmin(axis=0)[2::4, 2::4]
+    if cells == 32:
+        return resp.argmin(axis=0)[2::4, 2::4]
+    size = 128 // cells
+    return resp.reshape(N_ORIENTATIONS, cells, size, cells, size).mean(axis=(2, 4)).argmin(axis=0)
 
 
 def distance(a: np.ndarray, b: np.ndarray, shift: int = 3) -> float:
