@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import platform
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -25,3 +27,13 @@ def report(name: str, title: str, columns: list[str], rows: list[list], extra: d
     path.write_text(json.dumps(payload, indent=2, default=str))
     print(f"wrote {path}")
     return path
+
+
+def run_main(main: Callable[[], None]) -> None:
+    """Run a benchmark's main; Ctrl-C ends it with one line (where its rows are), not a traceback."""
+    try:
+        main()
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: the rows reported so far are in {RESULTS}/",
+              file=sys.stderr)
+        sys.exit(130)

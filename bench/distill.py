@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from _common import RESULTS, report
+from _common import RESULTS, report, run_main
 
 from biohash.data.config import DataConfig
 from biohash.jobs import evaluate_run, train
@@ -85,4 +85,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import report
+from _common import report, run_main
 
 from biohash.codes import hamming
 from biohash.models.hashnet import HashNet
@@ -94,4 +94,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

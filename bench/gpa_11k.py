@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, report
+from _common import RESULTS, report, run_main
 from torch import nn
 
 from biohash import metrics
@@ -236,4 +236,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import RESULTS, report
+from _common import RESULTS, report, run_main
 
 from biohash.data.config import DataConfig, open_split
 from biohash.evaluate import score_metrics
@@ -159,4 +159,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from _common import report
+from _common import report, run_main
 
 from biohash import metrics
 from biohash.compcode import genuine_impostor
@@ -51,4 +51,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

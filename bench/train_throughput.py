@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import report
+from _common import report, run_main
 
 from biohash.data.config import DataConfig, open_split
 from biohash.data.loaders import PairedTrainSet
@@ -146,4 +146,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
