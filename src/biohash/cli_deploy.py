@@ -47,7 +47,7 @@ def _probe(dep, images: list[str] | None, codes: list[str] | None) -> dict:
                          "not both")
     if codes:
         return dep.codes_from_hex(_pairs(codes, "--code", "MODALITY=HEX"))
-    paths = _pairs(images, "--image", "MODALITY=PATH")
+    paths = _pairs(images or [], "--image", "MODALITY=PATH")
     return dep.codes_from_images({m: read_image(path) for m, path in paths.items()})
 
 

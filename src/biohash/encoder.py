@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from biohash.codes import from_real
 from biohash.types import Codes
+
+if TYPE_CHECKING:
+    from biohash.recipes.base import CodeModel
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
@@ -74,8 +78,10 @@ class Encoder:
         model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
         model.to(device).eval()
 
+        branches = cast("CodeModel", model)
+
         def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
-            net = model.net(modality)
+            net = branches.net(modality)
             with torch.no_grad():
                 e, c = net.embed_and_code(torch.from_numpy(x).to(device))
                 return e.float().cpu().numpy(), c.float().cpu().numpy()

@@ -108,7 +108,7 @@ def _loader(train_set: Any, fit_cfg: FitConfig, per_identity: int, procs: Any,
                                        pin_memory=pin_memory)
 
 
-def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataConfig, seed: int) -> dict:
+def _unlabeled_sources(method: Any, teacher: Any, source_data: DataConfig, seed: int) -> dict:
     """Per modality branch of the teacher: (dataset, samples) of unlabeled images from the method's source."""
     from biohash.data.datasets import open_dataset
 
@@ -124,6 +124,7 @@ def _unlabeled_sources(method: Any, teacher: torch.nn.Module, source_data: DataC
             ds = open_dataset("images", root=method.root, modality=m)
             out[m] = (ds, ds.samples[: method.images])
         else:  # the source run's own training images, labels unused
+            assert real is not None
             ds, split = real
             out[m] = (ds, [s for s in split.train if s.modality == m][: method.images])
     return out

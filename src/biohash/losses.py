@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -167,7 +168,7 @@ class GPALoss(nn.Module):
         super().__init__()
         self.smoothing, self.part_weight, self.quantization_weight = smoothing, part_weight, quantization_weight
 
-    def forward(self, out: dict[str, object], labels: torch.Tensor) -> torch.Tensor:
+    def forward(self, out: dict[str, Any], labels: torch.Tensor) -> torch.Tensor:
         ce = [F.cross_entropy(z, labels, label_smoothing=self.smoothing) for z in out["logits"]]
         total = ce[0] + self.part_weight * sum(ce[1:], torch.zeros(()))
         if "code" in out:

@@ -66,7 +66,7 @@ def publish(run_dir: Path, name: str, command: str, zoo_dir: Path | None = None)
     zoo_dir.mkdir(parents=True, exist_ok=True)
     torch.save(weights, zoo_dir / f"{name}.pt")
     history = _json_or(run_dir / "history.json", [])
-    chosen = next((row for row in history if row.get("epoch") == state.get("epoch")), {})
+    chosen: dict[str, Any] = next((row for row in history if row.get("epoch") == state.get("epoch")), {})
     card: dict[str, Any] = {
         "name": name, "command": command, "recipe": "cohash", "model": config["model"], "data": config["data"],
         "fit": config["fit"], "epoch": state.get("epoch"), "validation": chosen,

@@ -69,7 +69,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
 
 def environment() -> dict[str, Any]:
     """Interpreter, platform, package versions, git commit and thread counts, for reproducibility."""
-    versions = {}
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

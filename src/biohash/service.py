@@ -15,6 +15,7 @@ import base64
 import binascii
 import hmac
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
@@ -358,7 +359,7 @@ async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict
     return {"candidates": candidates(found, key)}
 
 
-def create_app(deployment: Deployment, api_keys: list[str | ApiKey], max_body_bytes: int = 4 * 2**20,
+def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_body_bytes: int = 4 * 2**20,
                max_pixels: int | None = None, rate_limit: int = 600) -> FastAPI:
     """The FastAPI app over one deployment; refuses to start without at least one API key. Plain strings are
     keys with the default scopes; `rate_limit` is requests per minute per key (0: none); `max_pixels` caps

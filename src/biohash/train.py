@@ -11,6 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -83,6 +84,13 @@ class StepModule(torch.nn.Module):
         return self.step(self.model, batch)
 
 
+def _parameters(model: torch.nn.Module) -> Any:
+    """What the optimizer trains: the model's parameter groups where it asks for them, each with its own lr
+    multiplier ("lr_scale", e.g. a pretrained backbone at a tenth of the new layers' rate), else its parameters."""
+    param_groups = getattr(model, "param_groups", None)
+    return param_groups() if callable(param_groups) else model.parameters()
+
+
 def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoader, cfg: FitConfig,
         run_dir: Path, validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         console: Console | None = None) -> list[dict]:
@@ -99,13 +107,12 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     engine = _engine(model.to(device), step, device, procs.world)
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
-    # a model may ask for parameter groups with their own lr multiplier ("lr_scale"), e.g. a pretrained
-    # backbone at a tenth of the new layers' rate
-    optimizer = make_optimizer(model.param_groups() if hasattr(model, "param_groups") else model.parameters(), cfg)
+    optimizer = make_optimizer(_parameters(model), cfg)
     last = ckpt_dir / "last.pt"
     start, best, history = _resume(last, model, optimizer, cfg, console)
     if len(loader) == 0:
-        raise RunError(f"no training step: {len(loader.dataset)} training items make no full batch (batch size "
+        items = len(loader.dataset)  # type: ignore[arg-type]  # every training set here is sized
+        raise RunError(f"no training step: {items} training items make no full batch (batch size "
                        f"{cfg.batch_size}); lower --batch-size or add data")
     epoch, started = start, time.monotonic()
     run = _Epochs(engine, model, loader, optimizer, cfg, device, procs.main)

@@ -48,7 +48,10 @@ class PairedTrainSet(TorchDataset):
         self.groups = groups
         self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
         self.dataset, self.modalities, self.size = dataset, modalities, size
-        self.augment, self.fresh, self.seed, self.epoch = augment, fresh, seed, 0
+        if fresh and dataset.fresh is None:
+            raise DatasetError(f"{type(dataset).__name__} cannot draw fresh captures")
+        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
 
     @classmethod
     def for_run(cls, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], data: DataConfig,
@@ -75,12 +78,12 @@ class PairedTrainSet(TorchDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         anchor = self.anchors[index]
         k = self.epoch * len(self) + index
-        if self.fresh:
-            anchor = self.dataset.fresh(anchor, k)
+        if self.fresh is not None:
+            anchor = self.fresh(anchor, k)
         item = {self.modalities[0]: self._image(anchor, rng)}
         for m in self.modalities[1:]:
-            if self.fresh:  # capture k of the other band: one placement, as multispectral devices capture
-                partner = self.dataset.fresh(replace(anchor, modality=m), k)
+            if self.fresh is not None:  # capture k of the other band: one placement, as multispectral devices capture
+                partner = self.fresh(replace(anchor, modality=m), k)
             else:
                 choices = self.groups[(anchor.identity, m)]
                 partner = choices[rng.integers(len(choices))]

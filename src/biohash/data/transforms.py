@@ -47,6 +47,7 @@ def random_affine(img: np.ndarray, rng: np.random.Generator, degrees: float = 4.
                   scale: float = 0.04) -> np.ndarray:
     """Small random rotation, shift (fraction of the side) and scale, with reflected borders."""
     h, w = img.shape
-    m = cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-degrees, degrees), 1 + rng.uniform(-scale, scale))
+    m = np.asarray(cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-degrees, degrees),
+                                           1 + rng.uniform(-scale, scale)), np.float64)
     m[:, 2] += rng.uniform(-shift, shift, 2) * (w, h)
     return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)

@@ -5,6 +5,8 @@ negation, then random codes kept at a minimum Hamming distance when identities o
 """
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from scipy.linalg import hadamard
@@ -87,7 +89,7 @@ class CoHashNet(nn.Module):
     def net(self, modality: str) -> HashNet:
         if modality not in self.nets:
             raise KeyError(f"this model has no {modality!r} branch; it has: {', '.join(self.modalities)}")
-        return self.nets[modality]
+        return cast(HashNet, self.nets[modality])
 
     def forward(self, x: torch.Tensor, modality: str) -> torch.Tensor:
         return self.net(modality)(x)

@@ -1,6 +1,8 @@
 """HashNet: backbone + hash head. forward_features -> forward_embed -> forward_code, as on every model."""
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -31,7 +33,7 @@ class HashNet(nn.Module):
             raise ValueError(f"unknown head {head!r}; expected one of: {', '.join(HEADS)}")
         self.backbone = create_backbone(backbone, in_chans=1, weights=weights)
         self.bits, self.head = bits, head
-        c = self.backbone.num_features
+        c = cast(int, self.backbone.num_features)  # every registered backbone sets it
         if head == "spatial":
             self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
                                         nn.AdaptiveAvgPool2d(grid), nn.Flatten())

@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from biohash.registry import Registry
 from biohash.runs import RunError
@@ -30,6 +30,15 @@ PRODUCES = ("codes", "floats")
 def option(default: Any, help: str) -> Any:
     """A settings field with the help text `biohash train NAME --help` shows beside its default."""
     return dataclasses.field(default=default, metadata={"help": help})
+
+
+class CodeModel(Protocol):
+    """What a model of a recipe that produces "codes" offers evaluation, export and the encoders: its
+    modalities and, per modality, a branch whose `embed_and_code(x)` gives (embedding, relaxed code)."""
+
+    modalities: tuple[str, ...]
+
+    def net(self, modality: str) -> Any: ...
 
 
 class Recipe:

@@ -7,7 +7,7 @@ frozen (the paper trains block 5 and the fully connected layers).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from biohash.recipes.base import Recipe, option, register_recipe
 from biohash.runs import RunError
@@ -63,7 +63,7 @@ def freeze_vgg_blocks(model: HashClassifier, blocks: int) -> None:
     """Stop gradients through the first `blocks` conv blocks of a VGG-16 backbone."""
     if blocks <= 0:
         return
-    features = model.hashnet.backbone.features
+    features = cast("torch.nn.Sequential", model.hashnet.backbone.features)  # torchvision VGG-16's conv stack
     for layer in list(features)[: VGG_BLOCK_ENDS[blocks - 1] + 1]:
         for p in layer.parameters():
             p.requires_grad_(False)

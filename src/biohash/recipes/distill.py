@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from biohash.recipes.base import Recipe, option, register_recipe
 from biohash.recipes.dhn import hash_and_class_losses, one_modality_set, rebuild_hash_classifier
@@ -81,7 +81,7 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
 def _teacher(method: DistillConfig) -> HashClassifier:
     from biohash.restore import load_model
 
-    return load_model(Path(method.teacher))
+    return cast("HashClassifier", load_model(Path(method.teacher)))
 
 
 @register_recipe
