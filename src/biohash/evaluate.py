@@ -1,6 +1,8 @@
 """Evaluation: a model + gallery/probe samples -> codes -> scores per mode -> metrics (EER, TAR@FAR, rank-1, mAP)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 
@@ -13,13 +15,17 @@ from biohash.modes import modes_for
 from biohash.scores import CodeSet, mode_scores
 from biohash.types import Sample, Scores
 
+if TYPE_CHECKING:
+    from biohash.recipes.base import CodeModel
+
 FAR_POINTS = (1e-3, 1e-2)
 
 
 @torch.no_grad()
-def relaxed_codes(net: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+def relaxed_codes(net: Any, dataset: Dataset, samples: list[Sample], size: int,
                   batch_size: int = 128) -> np.ndarray:
-    """Relaxed codes in (-1, 1), (n, bits), of `samples` under one hashing network; their signs are the code."""
+    """Relaxed codes in (-1, 1), (n, bits), of `samples` under one hashing network (a CodeModel branch: an
+    nn.Module with `bits`); their signs are the code."""
     from rich.console import Console
     from rich.progress import track
 
@@ -37,11 +43,11 @@ def _code_set(values: np.ndarray, samples: list[Sample]) -> CodeSet:
                    np.array([s.capture + 1000 * s.session for s in samples]))
 
 
-def encode_by_modality(model: torch.nn.Module, dataset: Dataset, samples: list[Sample], size: int,
+def encode_by_modality(model: CodeModel, dataset: Dataset, samples: list[Sample], size: int,
                        floats: dict[str, np.ndarray] | None = None) -> dict[str, CodeSet]:
     """CodeSets per modality of a CoHashNet (each modality through its own branch); `floats`, when given,
     receives each modality's relaxed codes."""
-    out = {}
+    out: dict[str, CodeSet] = {}
     for m in model.modalities:
         subset = [s for s in samples if s.modality == m]
         if subset:
@@ -79,11 +85,12 @@ def score_metrics(scores: Scores) -> dict[str, float]:
     return out
 
 
-def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
+def evaluate_features(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
                       size: int) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics of a float-feature model (GPA-Net): cosine similarity of its L2-normalised colour
     features, one mode named after the probes' modality (e.g. "palmar"); a model with a hash head adds the
-    Hamming similarity of its binary codes as mode "<modality>-hash"."""
+    Hamming similarity of its binary codes as mode "<modality>-hash". `model`: an nn.Module with
+    forward_embed, and forward_code where it has `bits`."""
     from biohash.data.loaders import colour_batches
 
     model.eval()
@@ -105,11 +112,12 @@ def evaluate_features(model: torch.nn.Module, dataset: Dataset, gallery: list[Sa
     return scores, {m: score_metrics(s) for m, s in scores.items()}
 
 
-def evaluate(model: torch.nn.Module, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
+def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
              size: int, floats: bool = False) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics for every mode the model's modalities support (codes), or of its float features
     when the model has no per-modality hashing branches (GPA-Net). floats=True adds "<modality>-float" modes:
-    cosine of the relaxed codes before binarisation (same-modality only)."""
+    cosine of the relaxed codes before binarisation (same-modality only). `model`: a CodeModel, or a
+    float-feature model whose `modalities` is empty."""
     if not model.modalities:  # one network for every image (GPA-Net): float features, and codes with bits
         return evaluate_features(model, dataset, gallery, probe, size)
     g_float: dict[str, np.ndarray] = {}

@@ -26,7 +26,7 @@ PREPROCESSING = ("grey image -> resize to image_size (area) -> local contrast no
 class _Branch(nn.Module):
     """One modality's hashing network with both outputs, for export."""
 
-    def __init__(self, hashnet: nn.Module) -> None:
+    def __init__(self, hashnet: Any) -> None:  # a CodeModel branch
         super().__init__()
         self.hashnet = hashnet
 
@@ -34,9 +34,10 @@ class _Branch(nn.Module):
         return self.hashnet.embed_and_code(x)
 
 
-def float_model(run_dir: Path, config: dict[str, Any]) -> tuple[nn.Module, dict[str, Any], dict[str, Any]]:
+def float_model(run_dir: Path, config: dict[str, Any]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
     """The run's selected model as a plain float network, the config that rebuilds it (a quantized run: its
-    source's, with the quantized weight values baked in) and the recipe's notes for bundle.json."""
+    source's, with the quantized weight values baked in) and the recipe's notes for bundle.json. The model is
+    an nn.Module and a recipes.base.CodeModel with `bits`."""
     from biohash.recipes.base import RECIPES, get_recipe
     from biohash.restore import load_model
 
@@ -137,7 +138,7 @@ def _int8(fp32: Path, out: Path, images: np.ndarray) -> None:
 THRESHOLD_FARS = (1e-4, 1e-3, 1e-2)
 
 
-def validation_thresholds(model: nn.Module, config: dict[str, Any]) -> dict[str, dict[str, float]]:
+def validation_thresholds(model: Any, config: dict[str, Any]) -> dict[str, dict[str, float]]:
     """Per mode, the largest Hamming distance accepted at each target FAR, chosen on the run's validation split
     (never on test data): a deployment stores these with the model."""
     from biohash import metrics
@@ -149,7 +150,7 @@ def validation_thresholds(model: nn.Module, config: dict[str, Any]) -> dict[str,
     if not split.val_probe:
         return {}
     scores, _ = evaluate(model, dataset, split.val_gallery, split.val_probe, data.image_size)
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for mode, s in scores.items():
         if s.genuine.size and s.impostor.size:
             # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits
