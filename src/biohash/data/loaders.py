@@ -48,8 +48,6 @@ class PairedTrainSet(TorchDataset):
         self.groups = groups
         self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
         self.dataset, self.modalities, self.size = dataset, modalities, size
-        if fresh and dataset.fresh is None:
-            raise DatasetError(f"{type(dataset).__name__} cannot draw fresh captures")
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
 
