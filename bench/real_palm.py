@@ -13,7 +13,9 @@ Variants form an ablation ladder, one ingredient at a time (backbone x loss x pr
 - compnet-csq:      the palm competition backbone (compnet_lite), small-csq's loss, random init;
 - compnet-arc:      compnet-csq + ArcFace + supervised contrastive;
 - compnet-csq-zoo:  compnet-csq from zoo:compnet_lite-128;
-- compnet-arc-zoo:  compnet-arc from the same checkpoint.
+- compnet-arc-zoo:  compnet-arc from the same checkpoint;
+- small-arc-flip4 / small-arc-flip8: small-arc with every training palm also mirrored, upside down (and turned
+                    by 90 degrees), each copy a new identity (--identity-flips 4 / 8).
 Template size: a learned code is bits / 8 bytes; CompCode's 32 x 32 orientation map at 3 bits a cell is
 384 bytes (and needs 49 shifted comparisons per match). CompCode is also scored shrunk to learned-code sizes
 (16 x 16 cells = 96 B, 8 x 8 cells = 24 B, responses averaged per cell, +-1 cell of shift) so that each
@@ -40,6 +42,8 @@ VARIANTS = {
     "small-csq": {"backbone": "small"},
     "small-arc": {"backbone": "small", **ARC},
     "small-arc-zoo": {"backbone": "small", "init": "zoo:small-128", **ARC},
+    "small-arc-flip4": {"backbone": "small", "identity_flips": 4, **ARC},
+    "small-arc-flip8": {"backbone": "small", "identity_flips": 8, **ARC},
     "compnet-csq": {"backbone": "compnet_lite"},
     "compnet-arc": {"backbone": "compnet_lite", **ARC},
     "compnet-csq-zoo": {"backbone": "compnet_lite", "init": "zoo:compnet_lite-128"},

@@ -34,6 +34,29 @@ def test_fresh_needs_a_generated_dataset():
         PairedTrainSet(files, files.samples, ("print", "vein"), 32, fresh=True)
 
 
+def test_flipped_palms_are_new_identities_with_both_modalities_flipped_alike():
+    """identity_flips=8: the eight turns and mirror images of a square ROI, each its own class (a flipped palm is
+    another plausible palm). Item j*n + i is item i under transform j, in every modality, labelled c + j*k."""
+    ds = open_dataset("synthetic", identities=3, captures=1, size=32)  # one capture: the vein partner is fixed
+    plain = PairedTrainSet(ds, ds.samples, ("print", "vein"), 32, augment=False)
+    flipped = PairedTrainSet(ds, ds.samples, ("print", "vein"), 32, augment=False, identity_flips=8)
+    n, k = len(plain), len(plain.classes)
+    assert len(flipped) == 8 * n and len(flipped.classes) == 8 * k
+    assert flipped.labels() == [c + j * k for j in range(8) for c in plain.labels()]
+    base = {m: plain[1][m][0].numpy() for m in ("print", "vein")}
+    seen = []
+    for j in range(8):
+        item = flipped[j * n + 1]
+        assert int(item["label"]) == int(plain[1]["label"]) + j * k
+        for m, x in base.items():
+            by_hand = [x, x[:, ::-1], x[::-1], x[::-1, ::-1], x.T, np.rot90(x), np.rot90(x, 3), x[::-1, ::-1].T][j]
+            assert np.allclose(item[m][0].numpy(), by_hand, atol=1e-5), (j, m)
+        seen.append(item["print"][0].numpy())
+    assert all(not np.allclose(a, b) for i, a in enumerate(seen) for b in seen[i + 1:])  # eight different views
+    with pytest.raises(ValueError, match="identity_flips"):
+        PairedTrainSet(ds, ds.samples, ("print", "vein"), 32, identity_flips=3)
+
+
 def test_identities_missing_a_modality_are_dropped():
     ds = open_dataset("synthetic", identities=3, captures=2, size=32)
     samples = [s for s in ds.samples if not (s.identity == "1" and s.modality == "vein")]

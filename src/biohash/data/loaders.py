@@ -16,6 +16,13 @@ from biohash.types import Sample
 if TYPE_CHECKING:
     from biohash.data.config import DataConfig
 
+# the eight turns and mirror images of a square image (the dihedral group), in the order identity copies take
+# them: a flipped or turned palm is another plausible palm, with the same line statistics
+FLIPS = (lambda x: x, lambda x: x.flip(-1), lambda x: x.flip(-2), lambda x: x.flip(-2, -1),
+         lambda x: x.transpose(-2, -1), lambda x: torch.rot90(x, 1, (-2, -1)), lambda x: torch.rot90(x, 3, (-2, -1)),
+         lambda x: x.flip(-2, -1).transpose(-2, -1))
+IDENTITY_FLIPS = (1, 2, 4, 8)
+
 
 class PairedTrainSet(TorchDataset):
     """One item per capture of the first modality: that image plus a random capture of the same identity in
@@ -31,10 +38,14 @@ class PairedTrainSet(TorchDataset):
             (unlimited nuisance variation) instead of reusing the listed training captures; the other
             modalities then come from the same capture (one placement, as on a multispectral device).
         seed: seeds the augmentation and pairing draws (per item and epoch).
+        identity_flips: 1, 2, 4 or 8 copies of every training identity, each under one of FLIPS (mirror, upside
+            down, turned) in every modality and with a class of its own: more identities from few palms.
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
-                 augment: bool = True, fresh: bool = False, seed: int = 0) -> None:
+                 augment: bool = True, fresh: bool = False, seed: int = 0, identity_flips: int = 1) -> None:
+        if identity_flips not in IDENTITY_FLIPS:
+            raise ValueError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
             raise DatasetError(f"dataset {dataset.name!r} is a set of files: it cannot draw fresh captures")
         groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
@@ -45,6 +56,9 @@ class PairedTrainSet(TorchDataset):
         if not ids:
             raise DatasetError(f"no training identity has every modality of {modalities}")
         self.classes = {identity: k for k, identity in enumerate(ids)}
+        self.flips, self._base_classes = identity_flips, len(ids)
+        self.classes |= {f"{identity}~flip{j}": k + j * len(ids) for j in range(1, identity_flips)
+                         for k, identity in enumerate(ids)}  # the copies' classes: k + j * (identities)
         self.groups = groups
         self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
         self.dataset, self.modalities, self.size = dataset, modalities, size
@@ -53,18 +67,19 @@ class PairedTrainSet(TorchDataset):
 
     @classmethod
     def for_run(cls, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], data: DataConfig,
-                seed: int = 0) -> PairedTrainSet:
+                seed: int = 0, identity_flips: int = 1) -> PairedTrainSet:
         """The training set a run's DataConfig asks for: fresh captures where it asks and the dataset can draw
         them (each already a new placement, so no affine jitter on top), listed captures with jitter otherwise."""
         fresh = data.fresh_captures and dataset.fresh is not None
-        return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed)
+        return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed,
+                   identity_flips=identity_flips)
 
     def __len__(self) -> int:
-        return len(self.anchors)
+        return len(self.anchors) * self.flips
 
     def labels(self) -> list[int]:
         """Class index of each item, in item order (for identity-balanced batches)."""
-        return [self.classes[a.identity] for a in self.anchors]
+        return [self.classes[a.identity] + j * self._base_classes for j in range(self.flips) for a in self.anchors]
 
     def _image(self, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
         img = self.dataset.load(sample)
@@ -74,7 +89,8 @@ class PairedTrainSet(TorchDataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        anchor = self.anchors[index]
+        flip, i = divmod(index, len(self.anchors))
+        anchor = self.anchors[i]
         k = self.epoch * len(self) + index
         if self.fresh is not None:
             anchor = self.fresh(anchor, k)
@@ -86,7 +102,8 @@ class PairedTrainSet(TorchDataset):
                 choices = self.groups[(anchor.identity, m)]
                 partner = choices[rng.integers(len(choices))]
             item[m] = self._image(partner, rng)
-        item["label"] = torch.tensor(self.classes[anchor.identity])
+        item = {m: FLIPS[flip](x).contiguous() for m, x in item.items()}
+        item["label"] = torch.tensor(self.classes[anchor.identity] + flip * self._base_classes)
         return item
 
 

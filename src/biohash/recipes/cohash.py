@@ -43,6 +43,11 @@ class CohashConfig:
 
     per_identity > 0 draws batches of that many items of each identity (on generated data it also renders
     each identity once per batch).
+
+    identity_flips (beyond the papers): the eight turns and mirror images of a square ROI look like eight
+    other palms, so 2, 4 or 8 of them enter training as new identities (both modalities flipped alike). On
+    CASIA 940 open set (38 training palms, 256 bits, arcface + supcon; bench/real_palm.py, three split seeds)
+    validation EER fell from 5.64 to 3.13 % (4 flips) and 3.04 % (8), test EER from 7.65 to 5.32 and 5.49 %.
     """
 
     backbone: str = option("small", "registered backbone (small, res18, compnet_lite, ...)")
@@ -65,12 +70,16 @@ class CohashConfig:
     supcon_temperature: float = option(0.07, "supervised contrastive temperature")
     per_identity: int = option(0, "captures of each identity per batch (P x K); 0 = shuffled batches, or 2 "
                                "when the supervised contrastive term is on")
+    identity_flips: int = option(1, "1, 2, 4 or 8: every training palm also mirrored, upside down and turned, "
+                                 "each copy a new identity (more identities from few real palms)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
         if self.init is not None and self.weights is not None:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
+        if self.identity_flips not in (1, 2, 4, 8):
+            raise ValueError(f"identity_flips must be 1, 2, 4 or 8, got {self.identity_flips}")
         if self.per_identity < 0:
             raise ValueError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
@@ -205,7 +214,8 @@ class CohashRecipe(Recipe):
     def training_set(self, method, dataset, split, data, seed):
         from biohash.data.loaders import PairedTrainSet
 
-        return PairedTrainSet.for_run(dataset, split.train, branch_modalities(dataset, data), data, seed)
+        return PairedTrainSet.for_run(dataset, split.train, branch_modalities(dataset, data), data, seed,
+                                      identity_flips=method.identity_flips)
 
     def build(self, method, train_set, seed):
         model, step = build(method, len(train_set.classes), train_set.modalities, seed=seed)
