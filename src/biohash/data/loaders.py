@@ -79,7 +79,11 @@ class PairedTrainSet(TorchDataset):
 
     def labels(self) -> list[int]:
         """Class index of each item, in item order (for identity-balanced batches)."""
-        return [self.classes[a.identity] + j * self._base_classes for j in range(self.flips) for a in self.anchors]
+        return [self._label(a.identity, j) for j in range(self.flips) for a in self.anchors]
+
+    def _label(self, identity: str, flip: int) -> int:
+        """Class of `identity` seen under FLIPS[flip]: each flipped copy is a class of its own."""
+        return self.classes[identity] + flip * self._base_classes
 
     def _image(self, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
         img = self.dataset.load(sample)
@@ -103,7 +107,7 @@ class PairedTrainSet(TorchDataset):
                 partner = choices[rng.integers(len(choices))]
             item[m] = self._image(partner, rng)
         item = {m: FLIPS[flip](x).contiguous() for m, x in item.items()}
-        item["label"] = torch.tensor(self.classes[anchor.identity] + flip * self._base_classes)
+        item["label"] = torch.tensor(self._label(anchor.identity, flip))
         return item
 
 
