@@ -173,3 +173,60 @@ def test_iitd_reads_the_full_databases_bmp_layout(tmp_path):
     ds = open_dataset("iitd-iris", root=str(tmp_path))
     assert len(ds.samples) == 8 and ds.identities() == ["001l", "001r", "002l", "002r"]
     assert ds.load(ds.samples[0]).shape == (240, 320)
+
+
+def test_full_polyu_ms_folders_pair_every_band(shared_data):
+    root = shared_data / "polyu-ms-full"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    ds = open_dataset("polyu-ms", root=str(root), bands="red,green,blue,nir")
+    assert len(ds.samples) == 16176 and len(ds.identities()) == 337
+    keys = {b: {(s.identity, s.session, s.capture) for s in ds.samples if s.band == b}
+            for b in ("red", "green", "blue", "nir")}
+    assert all(k == keys["nir"] for k in keys.values()) and len(keys["nir"]) == 337 * 12
+    assert Counter(s.modality for s in ds.samples) == {"print": 3 * 4044, "vein": 4044}
+    assert ds.load(ds.samples[0]).shape == (128, 128)
+
+
+def test_paper_bands_average_the_stacked_print_bands(shared_data):
+    """PolyU paper preset: print = mean of red, green and blue of one capture, vein = NIR, still paired."""
+    root = shared_data / "polyu-ms-full"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    ds = open_dataset("polyu", root=str(root), bands="paper")
+    assert {(s.band, s.modality) for s in ds.samples} == {("red+green+blue", "print"), ("nir", "vein")}
+    assert len(ds.samples) == 2 * 4044
+    sample = next(s for s in ds.samples if s.band == "red+green+blue")
+    parts = [cv2.imread(sample.path.replace("/red/", f"/{b}/"), cv2.IMREAD_GRAYSCALE).astype(np.float32)
+             for b in ("red", "green", "blue")]
+    expected = np.clip(np.mean(parts, axis=0) + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(ds.load(sample), expected)
+
+
+def test_casia_roi_folder_all_six_bands_and_the_paper_preset(shared_data):
+    root = shared_data / "casia-ms-roi"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    ds = open_dataset("casia-ms", root=str(root), bands="460,630,700,wht,850,940", roi="none")
+    assert len(ds.samples) == 4567 and len(ds.identities()) == 134
+    assert {s.hand for s in ds.samples} == {"l", "r"} and ds.load(ds.samples[0]).shape == (180, 180)
+    assert Counter(s.modality for s in ds.samples)["vein"] == 772 + 776
+    paper = open_dataset("casia-ms", root=str(root), bands="paper", roi="none")
+    assert {(s.band, s.modality) for s in paper.samples} == {("700+460", "print"), ("850", "vein")}
+    # a composite exists only where both parts were captured (duplicates were removed from some palms)
+    n700 = {(s.identity, s.capture) for s in ds.samples if s.band == "700"}
+    n460 = {(s.identity, s.capture) for s in ds.samples if s.band == "460"}
+    assert sum(s.band == "700+460" for s in paper.samples) == len(n700 & n460)
+    with pytest.raises(DatasetError, match="unknown CASIA band 999"):
+        open_dataset("casia-ms", root=str(root), bands="700+999", roi="none")
+
+
+def test_full_tongji_numbering_with_gaps(shared_data):
+    root = shared_data / "tongji-full"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    ds = open_dataset("tongji", root=str(root))
+    assert len(ds.samples) == 8060 and len(ds.identities()) == 403
+    assert all(Counter(s.session for s in g) == {1: 10, 2: 10} for g in ds.by_identity().values())
+    last = next(s for s in ds.samples if s.path.endswith("session2/05990.png"))
+    assert (last.identity, last.capture, last.session) == ("0599", 9, 2)  # file n -> palm (n - 1) // 10 + 1

@@ -11,11 +11,13 @@ import csv
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from biohash.data.bands import combine, composite_loader, expand
 from biohash.data.datasets import DATASETS, Dataset, DatasetError
 from biohash.images import read_image, unreadable  # the one decoder (pixel cap)
 from biohash.types import Sample
@@ -42,7 +44,7 @@ ROI_FAILURE_POLICIES = ("skip", "fail")
 
 def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
              colour: bool = False, transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
-             cache: int = 0, on_roi_failure: str = "skip") -> Dataset:
+             cache: int = 0, on_roi_failure: str = "skip", parts_of: dict | None = None) -> Dataset:
     """A Dataset of files. With an ROI `transform`, every file is cut once here (and cached): a photo whose ROI
     fails is skipped and listed in Dataset.skipped (on_roi_failure="skip"), or stops the opening with every
     failure counted ("fail") — never in the middle of training."""
@@ -52,8 +54,10 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
     if on_roi_failure not in ROI_FAILURE_POLICIES:
         raise DatasetError(f"on_roi_failure must be skip or fail, got {on_roi_failure!r}")
 
+    read = composite_loader(lambda path: read_image(path, colour), parts_of or {})  # a composite band: mean of parts
+
     def load(sample: Sample) -> np.ndarray:
-        img = read_image(sample.path, colour)
+        img = read(sample)
         return transform(img, sample) if transform else img
 
     loader = lru_cache(maxsize=cache)(load) if cache else load
@@ -108,10 +112,13 @@ def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi
     Identity is palm id + hand; print = visible bands (460, 630, 700, WHT), vein = 850 and 940 nm. The photos
     show the whole hand: with roi="valley" (default) each image is cut to its palm ROI (data.roi) when the
     dataset opens and kept in memory; photos whose ROI fails are skipped and listed (on_roi_failure="fail" stops
-    instead); roi="none" gives the full photos.
+    instead); roi="none" gives the full photos (the ROI folders of the database). bands="paper" is the
+    co-hashing paper's choice: print = 700 and 460 nm averaged (a composite band "700+460", data.bands), vein =
+    850 nm; any "a+b" entry is such a composite.
     """
     base = _root(root, "casia-ms")
-    chosen = _choose(bands, CASIA_BANDS, "CASIA band") or CASIA_BANDS
+    plain, composites = expand("casia-ms", bands)
+    chosen = _choose(plain, CASIA_BANDS, "CASIA band") or CASIA_BANDS
     samples = []
     for path in _images(base):
         m = _CASIA.match(path.stem)
@@ -121,9 +128,22 @@ def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi
         band = band.lower()
         modality = "vein" if band in VEIN_BANDS else "print"
         samples.append(Sample(f"{int(palm):03d}{hand.lower()}", modality, int(k), str(path), 1, hand.lower(), band))
+    samples, parts_of = _with_composites(samples, plain, composites)
     return _dataset("casia-ms", samples, base, f"bands {','.join(chosen)}", colour=_roi_colour(roi),
-                    transform=_roi_transform(roi, size),
-                    cache=4096 if roi not in (None, "none") else 0, on_roi_failure=on_roi_failure)
+                    transform=_roi_transform(roi, size), cache=4096 if roi not in (None, "none") else 0,
+                    on_roi_failure=on_roi_failure, parts_of=parts_of)
+
+
+def _with_composites(samples: list[Sample], plain: object, composites: tuple[str, ...]) -> tuple[list[Sample], dict]:
+    """Add the composite bands' samples (data.bands); a band read only as a composite's part is dropped."""
+    if not composites:
+        return samples, {}
+    parts = {p for c in composites for p in c.split("+")}
+    asked = {b for b in (plain or []) if b not in parts}  # type: ignore[attr-defined]
+    out, parts_of = combine(samples, composites, asked)
+    out = [replace(s, modality="vein" if all(p in VEIN_BANDS for p in s.band.split("+")) else "print")
+           if s.band in composites else s for s in out]
+    return out, parts_of
 
 
 def _roi_colour(method: str | None) -> bool:
@@ -149,9 +169,12 @@ def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "ni
     """PolyU multispectral palmprint ROIs: `ROOT/{Red,Green,Blue,NIR}/NNN/S_KK[_s].bmp` (band folder names in
     any case; the full database and the subset here share this layout). Print = red/green/blue, vein = NIR.
     Captures of one palm and file name in two bands are simultaneous, so they pair for fused and cross modes.
+    bands="paper" is the co-hashing paper's choice: print = red, green and blue averaged (composite band
+    "red+green+blue", data.bands), vein = NIR.
     """
     base = _root(root, "polyu-ms")
-    chosen = _choose(bands, POLYU_BANDS, "PolyU band") or POLYU_BANDS
+    plain, composites = expand("polyu-ms", bands)
+    chosen = _choose(plain, POLYU_BANDS, "PolyU band") or POLYU_BANDS
     samples = []
     for band_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name.lower() in chosen):
         band = band_dir.name.lower()
@@ -161,7 +184,8 @@ def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "ni
             if m and path.parent.parent == band_dir and path.parent.name.isdigit():
                 session, k = int(m.group(1)), int(m.group(2))
                 samples.append(Sample(f"{int(path.parent.name):03d}", modality, k, str(path), session, band=band))
-    return _dataset("polyu-ms", samples, base, f"bands {','.join(chosen)}")
+    samples, parts_of = _with_composites(samples, plain, composites)
+    return _dataset("polyu-ms", samples, base, f"bands {','.join(chosen)}", parts_of=parts_of)
 
 
 def _palm_major(files: list[Path], per_palm: int, modality: str, session: int, band: str | None = None,
