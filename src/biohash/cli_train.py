@@ -92,6 +92,10 @@ def _parameters(recipe: Any) -> tuple[list[inspect.Parameter], list[str]]:
               for n in DATA_FIELDS]
     params.append(_param("option", typing.Optional[list[str]], None, "dataset adapter option KEY=VALUE, e.g. "  # noqa: UP045
                          "bands=940 (repeatable)", "Data"))
+    params.append(_param("also", typing.Optional[list[str]], None, "join another database to the run: "  # noqa: UP045
+                         "NAME:ROOT[:KEY=VALUE...] (adapter options, or its own protocol / val_fraction / "
+                         "test_fraction), e.g. tongji:../shared/data/tongji-full (repeatable; evaluation reports "
+                         "each database apart)", "Data"))
     params.append(_param("on_roi_failure", typing.Optional[str], None, "photos whose ROI cannot be cut: skip "  # noqa: UP045
                          "(left out and listed) or fail", "Data"))
     params += [_param(n, _optional(fit_hints[n]), fit_defaults[n], HELP.get(n), "Training")
@@ -142,6 +146,10 @@ def data_config(recipe: Any, method: Any, given: dict[str, Any]) -> Any:
     options = {**base.pop("options", {}), **recipe.data_options(method), **_options(given.get("option"))}
     if given.get("on_roi_failure") is not None:
         options["on_roi_failure"] = given["on_roi_failure"]
+    from biohash.data.multi import parse_spec
+
+    if given.get("also"):
+        base["also"] = [parse_spec(spec) for spec in given["also"]]
     return DataConfig(**{**base, **fields}, options=options)
 
 

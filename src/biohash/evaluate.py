@@ -11,7 +11,7 @@ from biohash.codes import from_real, similarity
 from biohash.data.datasets import Dataset
 from biohash.data.loaders import image_batches
 from biohash.devices import model_device
-from biohash.modes import modes_for
+from biohash.modes import mode, modes_for
 from biohash.scores import CodeSet, mode_scores
 from biohash.types import Sample, Scores
 
@@ -124,7 +124,9 @@ def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sa
     p_float: dict[str, np.ndarray] = {}
     g_codes = encode_by_modality(model, dataset, gallery, size, g_float)
     p_codes = encode_by_modality(model, dataset, probe, size, p_float)
-    all_scores = {mode: mode_scores(mode, p_codes, g_codes) for mode in modes_for(model.modalities)}
+    held = set(p_codes) & set(g_codes)  # a print-only database of a joined run has no vein, fused or cross mode
+    all_scores = {m: mode_scores(m, p_codes, g_codes) for m in modes_for(model.modalities)
+                  if {a for pair in mode(m).pairs for a in pair} <= held}
     if floats:
         for m in model.modalities:
             if m in p_float and m in g_float:

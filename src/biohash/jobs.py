@@ -10,6 +10,7 @@ import torch
 from rich.console import Console
 
 from biohash.data.config import DataConfig, open_split
+from biohash.eval_run import _note_skipped, evaluate_run  # noqa: F401  (evaluate_run: re-exported)
 from biohash.restore import load_model
 from biohash.runs import RunError, environment, read_config, write_config, write_json
 from biohash.train import FitConfig
@@ -205,18 +206,6 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
     return dataset, split
 
 
-def _note_skipped(out: Path, dataset: Any) -> int:
-    """Photos left out because their ROI failed: counted on the console, listed in OUT/roi_failures.json."""
-    if not getattr(dataset, "skipped", None):
-        return 0
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "roi_failures.json", dict(dataset.skipped))
-    console.print(f"[yellow]skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset.samples)} "
-                  f"images whose ROI failed (listed in {out / 'roi_failures.json'}; -o on_roi_failure=fail "
-                  f"stops instead)")
-    return len(dataset.skipped)
-
-
 def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any,
                     loader: torch.utils.data.DataLoader, dataset: Any, split: Any, resume: bool) -> Path:
     """What every training job does last: check a resume matches, write config and environment, fit with
@@ -262,82 +251,6 @@ def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
         if changed:
             raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
                            f"same flags (see its config.yaml) or choose another --name")
-
-
-def _cross_domain_check(source: DataConfig, target: DataConfig) -> None:
-    """Refuse a cross-domain evaluation whose test identities were trained on (same dataset, other options)."""
-    if target.dataset != source.dataset or (target.root != source.root and target.dataset != "synthetic"):
-        return  # another adapter or another folder: other people
-    if (target.root, target.options, target.protocol, target.seed) == (source.root, source.options,
-                                                                       source.protocol, source.seed):
-        raise RunError("the target is the run's own data; drop --dataset to evaluate in-domain")
-    trained = {s.identity for s in open_split(source)[1].train}
-    tested = {s.identity for s in open_split(target)[1].test_probe}
-    if trained & tested:
-        raise RunError(f"{len(trained & tested)} test identities of the target were trained on; choose a target "
-                       f"split whose test identities are unseen (e.g. the same --protocol and --seed)")
-
-
-def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, target: DataConfig | None) -> DataConfig:
-    """The data an evaluation scores: the run's own (under its protocol only) or a cross-domain target."""
-    if target is not None:
-        _cross_domain_check(data, target)
-        return dataclasses.replace(target, image_size=data.image_size)
-    if protocol is not None and protocol != data.protocol and protocol == "all":
-        raise RunError("--protocol all scores every identity, training ones included: use it on another folder "
-                       "(biohash eval RUN --root OTHER --protocol all)")
-    if protocol is not None and protocol != data.protocol:
-        raise RunError(f"{run_dir} was trained under the {data.protocol!r} protocol; evaluating it under "
-                       f"{protocol!r} would mix training and test samples. Train a run with --protocol {protocol}")
-    return data
-
-
-def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
-                 target: DataConfig | None = None, device: str = "auto") -> dict[str, dict[str, float]]:
-    """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
-    metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/. With `target`, evaluate across
-    domains instead: the model as trained, on another dataset's (or aspect's) split, under
-    run_dir/eval/DATASET-PROTOCOL-SPLIT/; test identities the run trained on are refused."""
-    import json
-
-    from biohash.evaluate import evaluate
-    from biohash.report import write_report
-    from biohash.scores import write_score_file
-
-    config = read_config(run_dir)
-    data = _evaluation_data(run_dir, DataConfig(**config["data"]), protocol, target)
-    dataset, split = open_split(data)
-    gallery, probe = (split.test_gallery, split.test_probe) if split_name == "test" else (split.val_gallery,
-                                                                                           split.val_probe)
-    from biohash.devices import resolve_device
-
-    model = load_model(run_dir, config).to(resolve_device(device))
-    scores, per_mode = evaluate(model, dataset, gallery, probe, data.image_size,
-                                floats=bool(model.modalities))
-    prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
-    out = run_dir / "eval" / f"{prefix.replace('--', '-')}{data.protocol}-{split_name}"
-    out.mkdir(parents=True, exist_ok=True)
-    skipped = _note_skipped(out, dataset)
-    for mode, s in scores.items():
-        write_score_file(s, out / f"scores-{mode}.txt")
-    summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),
-               "dataset": data.dataset, "options": data.options, "cross_domain": target is not None,
-               "identities": len({s.identity for s in probe}), "modes": per_mode}
-    write_json(out / "metrics.json", summary)
-    history_path = run_dir / "history.json"
-    history = json.loads(history_path.read_text()) if history_path.exists() else None
-    kind = {"open": "identity-disjoint", "closed": "per-identity sample split"}.get(
-        data.protocol, "id-order halves, one enrolled image per test identity")
-    context = {"run": run_dir.name, "protocol": f"{data.protocol} set ({kind})", "split": split_name, "dataset": data.dataset, "backbone": config["model"].get("backbone", "-"),
-               "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
-    if skipped:
-        context["images skipped (no ROI)"] = f"{skipped}, listed in roi_failures.json"
-    report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
-    # the latest evaluation also sits at the top of the run folder, its plots linked from there
-    rel = out.relative_to(run_dir).as_posix()
-    (run_dir / "report.md").write_text(report.read_text().replace("](", f"]({rel}/"))
-    write_json(run_dir / "metrics.json", summary)
-    return per_mode
 
 
 DEMO_INIT = "zoo:compnet_lite-128"

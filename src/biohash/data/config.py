@@ -1,7 +1,7 @@
 """DataConfig: which dataset and protocol a run uses; `open_split` turns it into a Dataset and a Split."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from biohash.data.datasets import DATASETS, Dataset, open_dataset
@@ -15,6 +15,9 @@ class DataConfig:
     `identities`, `captures` and `fresh_captures` apply to generated data: with fresh_captures, training
     draws a new capture of each training identity for every item and epoch (evaluation captures stay fixed).
     `options` go to the dataset adapter as keyword arguments (e.g. {"bands": "940"} for casia-ms).
+    `also` joins more databases to the run (data.multi): each a dict of dataset, root, options and optionally
+    its own protocol, val_fraction and test_fraction (else this config's); every database is split on its own
+    with this seed, training draws from all of them, and evaluation reports each apart.
     """
 
     dataset: str = "synthetic"
@@ -28,6 +31,7 @@ class DataConfig:
     seed: int = 0
     fresh_captures: bool = True
     options: dict[str, Any] = field(default_factory=dict)
+    also: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.dataset = DATASETS.canonical(self.dataset)
@@ -38,9 +42,28 @@ class DataConfig:
                              f"got {self.val_fraction:g} and {self.test_fraction:g}")
         if self.image_size < 32:
             raise ValueError(f"image_size must be at least 32, got {self.image_size}")
+        from biohash.data.multi import check_part
+
+        for part in self.also:
+            check_part(part)
+
+    def parts(self) -> list[DataConfig]:
+        """This database and every joined one, each as a config of its own (its protocol, fractions, options)."""
+        out = [replace(self, also=[])]
+        for part in self.also:
+            out.append(replace(self, also=[], root=part.get("root"), options=dict(part.get("options") or {}),
+                               **{k: v for k, v in part.items() if k not in ("root", "options")}))
+        return out
 
 
 def open_split(cfg: DataConfig) -> tuple[Dataset, Split]:
+    """The run's dataset and split; with joined databases (`also`), their join (data.multi.join)."""
+    if cfg.also:
+        from biohash.data.multi import join, part_names
+
+        configs = cfg.parts()
+        names = part_names([c.dataset for c in configs])
+        return join([(name, *open_split(c)) for name, c in zip(names, configs)])
     if cfg.dataset == "synthetic":
         ds = open_dataset("synthetic", identities=cfg.identities, captures=cfg.captures, seed=cfg.seed,
                           size=cfg.image_size, **cfg.options)

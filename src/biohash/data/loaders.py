@@ -31,7 +31,9 @@ class PairedTrainSet(TorchDataset):
     Args:
         dataset: where images load from.
         samples: training samples (any mix of modalities).
-        modalities: modalities every item carries; identities lacking one are dropped with a count.
+        modalities: modalities every item carries. An identity lacking some of them (a print-only database
+            joined with paired ones) trains the branches it has: its items hold zeros for the others, and
+            `present` (a bool per modality) says which images are real.
         size: image side fed to the network.
         augment: apply small random affine jitter.
         fresh: for generated datasets, draw a new capture of the same identity for every item and epoch
@@ -52,15 +54,17 @@ class PairedTrainSet(TorchDataset):
         for s in samples:
             groups[(s.identity, s.modality)].append(s)
         ids = sorted({s.identity for s in samples})
-        ids = [i for i in ids if all(groups.get((i, m)) for m in modalities)]
+        ids = [i for i in ids if any(groups.get((i, m)) for m in modalities)]
         if not ids:
-            raise DatasetError(f"no training identity has every modality of {modalities}")
+            raise DatasetError(f"no training identity has any modality of {modalities}")
         self.classes = {identity: k for k, identity in enumerate(ids)}
         self.flips, self._base_classes = identity_flips, len(ids)
         self.classes |= {f"{identity}~flip{j}": k + j * len(ids) for j in range(1, identity_flips)
                          for k, identity in enumerate(ids)}  # the copies' classes: k + j * (identities)
         self.groups = groups
-        self.anchors = [s for s in samples if s.modality == modalities[0] and s.identity in self.classes]
+        # anchors: each identity's captures of the first modality it has (every identity's first, when paired)
+        first = {i: next(m for m in modalities if groups.get((i, m))) for i in ids}
+        self.anchors = [s for s in samples if s.identity in first and s.modality == first[s.identity]]
         self.dataset, self.modalities, self.size = dataset, modalities, size
         self.augment, self.seed, self.epoch = augment, seed, 0
         self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
@@ -98,16 +102,21 @@ class PairedTrainSet(TorchDataset):
         k = self.epoch * len(self) + index
         if self.fresh is not None:
             anchor = self.fresh(anchor, k)
-        item = {self.modalities[0]: self._image(anchor, rng)}
-        for m in self.modalities[1:]:
+        item = {anchor.modality: self._image(anchor, rng)}
+        present = [True] * len(self.modalities)
+        for j, m in enumerate(self.modalities):
+            if m == anchor.modality:
+                continue
             if self.fresh is not None:  # capture k of the other band: one placement, as multispectral devices capture
-                partner = self.fresh(replace(anchor, modality=m), k)
-            else:
+                item[m] = self._image(self.fresh(replace(anchor, modality=m), k), rng)
+            elif self.groups.get((anchor.identity, m)):
                 choices = self.groups[(anchor.identity, m)]
-                partner = choices[rng.integers(len(choices))]
-            item[m] = self._image(partner, rng)
-        item = {m: FLIPS[flip](x).contiguous() for m, x in item.items()}
+                item[m] = self._image(choices[rng.integers(len(choices))], rng)
+            else:  # this identity's database has no such modality: a placeholder the loss step leaves out
+                item[m], present[j] = torch.zeros_like(item[anchor.modality]), False
+        item = {m: FLIPS[flip](item[m]).contiguous() for m in self.modalities}
         item["label"] = torch.tensor(self._label(anchor.identity, flip))
+        item["present"] = torch.tensor(present)
         return item
 
 

@@ -129,32 +129,62 @@ def loss_step(config: CohashConfig) -> Step:
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
-        pre = {m: net.net(m).forward_pre_code(batch[m]) for m in net.modalities}
+        rows = _present_rows(batch, net.modalities)  # None: every item has every modality
+        pre = {m: net.net(m).forward_pre_code(batch[m] if r is None else batch[m][r])
+               for m, r in rows.items() if r is None or len(r)}
         codes = {m: torch.tanh(z) for m, z in pre.items()}
+        own = {m: labels if rows[m] is None else labels[rows[m]] for m in codes}
         parts: dict[str, torch.Tensor] = {}
         total = labels.new_zeros((), dtype=torch.float32)
         for m, h in codes.items():
             parts[f"quant_{m}"] = quant(h)
             total = total + config.lambda_quant * parts[f"quant_{m}"]
             if config.loss == "arcface":
-                parts[f"arcface_{m}"] = arcface(pre[m], labels, net.centroids)
+                parts[f"arcface_{m}"] = arcface(pre[m], own[m], net.centroids)
                 total = total + parts[f"arcface_{m}"]
                 continue
-            parts[f"centroid_{m}"] = centroid(h, labels, net.centroids)
+            parts[f"centroid_{m}"] = centroid(h, own[m], net.centroids)
             total = total + parts[f"centroid_{m}"]
             if config.lambda_softmax > 0:
-                parts[f"softmax_{m}"] = softmax(h, labels, net.centroids)
+                parts[f"softmax_{m}"] = softmax(h, own[m], net.centroids)
                 total = total + config.lambda_softmax * parts[f"softmax_{m}"]
-        if len(codes) == 2 and config.lambda_cross > 0:
-            a, b = codes.values()
-            parts["cross"] = cross(a, b, labels, labels)
-            total = total + config.lambda_cross * parts["cross"]
+        if len(net.modalities) == 2 and config.lambda_cross > 0:
+            a, b = _paired(codes, rows, net.modalities)
+            if len(a):
+                both = labels if rows[net.modalities[0]] is None else labels[batch["present"].all(dim=1)]
+                parts["cross"] = cross(a, b, both, both)
+                total = total + config.lambda_cross * parts["cross"]
         if config.lambda_supcon > 0:
-            parts["supcon"] = supcon(torch.cat(list(codes.values())), labels.repeat(len(codes)))
+            parts["supcon"] = supcon(torch.cat(list(codes.values())), torch.cat(list(own.values())))
             total = total + config.lambda_supcon * parts["supcon"]
         return {"loss": total, **parts}
 
     return step
+
+
+def _present_rows(batch: dict[str, Any], modalities: tuple[str, ...]) -> dict[str, Any]:
+    """Per modality, the batch rows holding a real image (a joined print-only database leaves vein out), or
+    None for all of them."""
+    present = batch.get("present")
+    if present is None or bool(present.all()):
+        return {m: None for m in modalities}
+    return {m: present[:, j].nonzero().flatten() for j, m in enumerate(modalities)}
+
+
+def _paired(codes: dict[str, Any], rows: dict[str, Any], modalities: tuple[str, ...]) -> tuple[Any, Any]:
+    """The two modalities' codes of the items that hold both, row for row."""
+    first, second = modalities
+    a, b = codes.get(first), codes.get(second)
+    if a is None or b is None:
+        import torch
+
+        return torch.zeros(0), torch.zeros(0)
+    if rows[first] is None:
+        return a, b
+    ra, rb = rows[first].tolist(), rows[second].tolist()
+    common = sorted(set(ra) & set(rb))
+    ia, ib = {r: k for k, r in enumerate(ra)}, {r: k for k, r in enumerate(rb)}
+    return a[[ia[r] for r in common]], b[[ib[r] for r in common]]
 
 
 def warm_start(model: CoHashNet, source: str) -> int:
