@@ -147,3 +147,25 @@ def test_warm_start_copies_matching_tensors_but_not_centroids(tmp_path):
     assert target.centroids.shape == (7, 64)
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         build(CohashConfig(backbone="tiny", bits=32, init=str(tmp_path / "nothing")), n_classes=3)
+
+
+def test_test_shifts_average_the_embeddings_of_rolled_copies_in_eval_only():
+    from biohash.models.hashnet import HashNet
+
+    torch.manual_seed(0)
+    net = HashNet("tiny", 32, test_shifts=3).eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        views = [x, torch.roll(x, 3, 2), torch.roll(x, 3, 3), torch.roll(x, -3, 2), torch.roll(x, -3, 3)]
+        by_hand = torch.tanh(net.hash(torch.stack([net.forward_embed(v) for v in views]).mean(0)))
+        assert torch.allclose(net(x), by_hand, atol=1e-6)
+        e, c = net.embed_and_code(x)
+        assert torch.allclose(c, by_hand, atol=1e-6) and e.shape == (2, net.embed_dim)
+        plain = torch.tanh(net.hash(net.forward_embed(x)))
+        assert (net(x) - plain).abs().max() > 1e-4
+        twin = HashNet("tiny", 32)
+        twin.load_state_dict(net.state_dict())
+        net.train(), twin.train()
+        assert torch.allclose(net(x), twin(x), atol=1e-6)  # training reads the one image (dropout 0 here)
+    with pytest.raises(ValueError, match="test_shifts must be >= 0"):
+        HashNet("tiny", 32, test_shifts=-1)

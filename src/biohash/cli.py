@@ -115,6 +115,8 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
                                                 help="cross-domain: evaluate on this dataset's test split instead"),
              root: str | None = _ROOT, option: list[str] | None = _OPT,
              aspect: str | None = typer.Option(None, help="cross-domain on 11K: the aspect to test on"),
+             test_shifts: int | None = typer.Option(None, help="encode as if trained with --test-shifts N (average "
+                                                    "the embeddings of 4 copies rolled N pixels); 0 = off"),
              device: str = _DEVICE) -> None:
     """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md. With --dataset
     (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
@@ -141,7 +143,8 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
                                          seed=source["seed"]), options=options)
     elif root is not None:
         raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
-    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device)
+    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device,
+                            test_shifts=test_shifts)
     typer.echo(markdown_table(per_mode))
     typer.echo(f"report: {run / 'report.md'} (scores, plots and metrics.json under {run / 'eval'})")
 

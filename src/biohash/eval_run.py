@@ -57,13 +57,15 @@ def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, targ
 
 
 def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
-                 target: DataConfig | None = None, device: str = "auto") -> dict[str, dict[str, float]]:
+                 target: DataConfig | None = None, device: str = "auto",
+                 test_shifts: int | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
     metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/. With `target`, evaluate across
     domains instead: the model as trained, on another dataset's (or aspect's) split, under
     run_dir/eval/DATASET-PROTOCOL-SPLIT/; test identities the run trained on are refused. A run of joined
     databases is scored per database (eval/NAME-PROTOCOL-SPLIT/, never one database's probes against another's
-    gallery); the first database's figures are returned, every one's are in metrics.json."""
+    gallery); the first database's figures are returned, every one's are in metrics.json. `test_shifts`
+    overrides the run's shift averaging at encoding (models.hashnet), into folders ...-shiftsN."""
     config = read_config(run_dir)
     data = _evaluation_data(run_dir, DataConfig(**config["data"]), protocol, target)
     dataset, split = open_split(data)
@@ -72,7 +74,12 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     from biohash.data.multi import part_names, parts
     from biohash.devices import resolve_device
 
-    model = load_model(run_dir, config).to(resolve_device(device))
+    model: Any = load_model(run_dir, config).to(resolve_device(device))
+    suffix = ""
+    if test_shifts is not None:
+        for m in model.modalities:
+            model.net(m).test_shifts = test_shifts
+        suffix = f"-shifts{test_shifts}"
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
     by_part, galleries = parts(probe), parts(gallery)
     own: dict[str | None, DataConfig] = {None: data}
@@ -81,7 +88,7 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     results = {}
     for name, part_probe in by_part.items():
         part_data = own[name]  # its own protocol
-        folder = f"{prefix.replace('--', '-')}{name + '-' if name else ''}{part_data.protocol}-{split_name}"
+        folder = f"{prefix.replace('--', '-')}{name + '-' if name else ''}{part_data.protocol}-{split_name}{suffix}"
         results[name] = _evaluate_into(run_dir / "eval" / folder, run_dir, config, model, dataset,
                                        galleries.get(name, []), part_probe, part_data, split_name, name, target)
     if len(results) > 1:

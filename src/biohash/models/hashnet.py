@@ -22,17 +22,22 @@ class HashNet(nn.Module):
             lines are recognised by their position; "avg" is plain global average pooling.
         dropout: dropout before the hash layer.
         grid: side of the spatial head's average-pooling grid.
+        test_shifts: when > 0, evaluation (not training) averages the embeddings of the image and of four
+            copies rolled by that many pixels up, down, left and right before the hash layer: bits near zero
+            settle, so the code loses less to binarisation (same template size, five times the encoding).
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
-                 dropout: float = 0.0, grid: int = 4) -> None:
+                 dropout: float = 0.0, grid: int = 4, test_shifts: int = 0) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
         if head not in HEADS:
             raise ValueError(f"unknown head {head!r}; expected one of: {', '.join(HEADS)}")
         self.backbone = create_backbone(backbone, in_chans=1, weights=weights)
-        self.bits, self.head = bits, head
+        if test_shifts < 0:
+            raise ValueError(f"test_shifts must be >= 0 pixels, got {test_shifts}")
+        self.bits, self.head, self.test_shifts = bits, head, test_shifts
         c = cast(int, self.backbone.num_features)  # every registered backbone sets it
         if head == "spatial":
             self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
@@ -55,6 +60,14 @@ class HashNet(nn.Module):
         """Embedding (B, embed_dim) that the hash layer reads."""
         return self.reduce(self.forward_features(x))
 
+    def forward_eval_embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The embedding codes are read from: forward_embed, averaged over the `test_shifts` copies in eval mode."""
+        s = self.test_shifts
+        if self.training or not s:
+            return self.forward_embed(x)
+        views = [x] + [torch.roll(x, d, dims=dims) for d in (s, -s) for dims in (2, 3)]
+        return torch.stack([self.forward_embed(v) for v in views]).mean(dim=0)
+
     def forward_head(self, embedding: torch.Tensor) -> torch.Tensor:
         """Relaxed code tanh(W e + b) of an embedding, without dropout: what export, encoders and embedding
         distillation read beside the embedding (see `embed_and_code`)."""
@@ -62,7 +75,7 @@ class HashNet(nn.Module):
 
     def embed_and_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(embedding, relaxed code) in one pass."""
-        e = self.forward_embed(x)
+        e = self.forward_eval_embed(x)
         return e, self.forward_head(e)
 
     def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
@@ -70,8 +83,10 @@ class HashNet(nn.Module):
         return self.hash(self.dropout(self.forward_embed(x)))
 
     def forward_code(self, x: torch.Tensor) -> torch.Tensor:
-        """Relaxed code tanh(W e + b), (B, bits)."""
-        return torch.tanh(self.forward_pre_code(x))
+        """Relaxed code tanh(W e + b), (B, bits); in eval mode e is shift-averaged when test_shifts > 0."""
+        if self.training:
+            return torch.tanh(self.forward_pre_code(x))
+        return self.forward_head(self.forward_eval_embed(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_code(x)

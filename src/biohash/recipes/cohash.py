@@ -70,6 +70,8 @@ class CohashConfig:
     supcon_temperature: float = option(0.07, "supervised contrastive temperature")
     per_identity: int = option(0, "captures of each identity per batch (P x K); 0 = shuffled batches, or 2 "
                                "when the supervised contrastive term is on")
+    test_shifts: int = option(0, "encoding averages the embeddings of the image and four copies rolled by this "
+                              "many pixels (0 = off): fewer unsettled bits, 5x the encoding time")
     identity_flips: int = option(1, "1, 2, 4 or 8: every training palm also mirrored, upside down and turned, "
                                  "each copy a new identity (more identities from few real palms)")
 
@@ -80,6 +82,8 @@ class CohashConfig:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
         if self.identity_flips not in (1, 2, 4, 8):
             raise ValueError(f"identity_flips must be 1, 2, 4 or 8, got {self.identity_flips}")
+        if self.test_shifts < 0:
+            raise ValueError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
         if self.per_identity < 0:
             raise ValueError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
@@ -103,7 +107,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share,
-                      config.dropout, config.grid)
+                      config.dropout, config.grid, config.test_shifts)
     if config.init is not None:
         warm_start(model, config.init)
     return model, loss_step(config)
