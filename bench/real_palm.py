@@ -1,27 +1,21 @@
-"""Real palms: CompCode against every learned variant on the same splits, at 64, 128 and 256 bits.
+"""Real palms: learned codes against CompCode on the same test palms, per database, open set.
 
-Sets and protocols (every row names its own): CASIA-MS 940 nm (ROIs cut by valley geometry) closed set
-(per palm samples 1-3 enroll, 4-6 probe) and open set (a third of the palms enroll/probe, never trained on);
-PolyU green + NIR and Tongji, closed set (session 1 enrolls, session 2 probes). Checkpoints are chosen on
-validation captures only (closed: the last enrolled capture of each palm, held out of training; open:
-separate validation palms); test captures are only scored.
+Sets (each row names its database and protocol; split seed from --seed, three seeds for the README figures):
+- casia-roi:  CASIA-MS ROIs (shared/data/casia-ms-roi), 460 nm print + 940 nm vein, open set;
+- polyu:      PolyU-MS ROIs (polyu-ms-full), green print + NIR vein, open set (session 1 enrolls, 2 probes);
+- tongji:     Tongji ROIs (tongji-full), print only, open set (session 1 enrolls, session 2 probes);
+- casia-valley: CASIA-MS 940 nm full-hand photos, ROIs cut by valley geometry, open set (val 0.1, test 0.33);
+- joined:     casia-roi + polyu + tongji in one run (data.multi), each split as above with the same seed, so its
+              test palms are those of the three single-database sets; scored per database;
+- joined-no-casia: polyu + tongji only, scored on casia-roi's test palms (cross-database).
+Checkpoints are chosen on validation palms only (identity-disjoint); test palms are only scored.
 
-Variants form an ablation ladder, one ingredient at a time (backbone x loss x pretraining):
-- small-csq:        the old recipe: small CNN, per-bit centroid + centroid softmax, random init;
-- small-arc:        + ArcFace (s 30, m 0.5) to the identity centroids + 0.2 supervised contrastive;
-- small-arc-zoo:    small-arc warm-started from the shipped synthetic pretraining (zoo:small-128);
-- compnet-csq:      the palm competition backbone (compnet_lite), small-csq's loss, random init;
-- compnet-arc:      compnet-csq + ArcFace + supervised contrastive;
-- compnet-csq-zoo:  compnet-csq from zoo:compnet_lite-128;
-- compnet-arc-zoo:  compnet-arc from the same checkpoint;
-- small-arc-flip4 / small-arc-flip8: small-arc with every training palm also mirrored, upside down (and turned
-                    by 90 degrees), each copy a new identity (--identity-flips 4 / 8).
-Template size: a learned code is bits / 8 bytes; CompCode's 32 x 32 orientation map at 3 bits a cell is
-384 bytes (and needs 49 shifted comparisons per match). CompCode is also scored shrunk to learned-code sizes
-(16 x 16 cells = 96 B, 8 x 8 cells = 24 B, responses averaged per cell, +-1 cell of shift) so that each
-learned row can be read against a hand-crafted code of the same template size.
+Each learned row is scored as trained and, beside it, with test-time shifts (`--test-shifts 4`: the embeddings
+of the image and four copies rolled 4 pixels are averaged before the hash layer; same template size). CompCode
+is scored on the same gallery and probes at 384 B (32 x 32 cells, +-3 cells of shift, the classic code), 96 B
+(16 x 16, +-1) and 24 B (8 x 8, +-1), shrunk by averaging the filter responses per cell.
 
-    python bench/real_palm.py [--only casia-open] [--variants small-arc] [--bits 64 128 256] [--tag -x]
+    python bench/real_palm.py [--only joined] [--variants small-arc-flip2] [--bits 256] [--seed 0] [--tag -x]
 """
 from __future__ import annotations
 
@@ -35,53 +29,73 @@ from _common import RESULTS, report, run_main
 from biohash.data.config import DataConfig
 from biohash.jobs import evaluate_run, train
 from biohash.recipes.cohash import CohashConfig
+from biohash.runs import read_config
 from biohash.train import FitConfig
 
 ARC = {"loss": "arcface", "lambda_supcon": 0.2}
 VARIANTS = {
-    "small-csq": {"backbone": "small"},
     "small-arc": {"backbone": "small", **ARC},
-    "small-arc-zoo": {"backbone": "small", "init": "zoo:small-128", **ARC},
+    "small-arc-flip2": {"backbone": "small", "identity_flips": 2, **ARC},
     "small-arc-flip4": {"backbone": "small", "identity_flips": 4, **ARC},
-    "small-arc-flip8": {"backbone": "small", "identity_flips": 8, **ARC},
-    "compnet-csq": {"backbone": "compnet_lite"},
-    "compnet-arc": {"backbone": "compnet_lite", **ARC},
-    "compnet-csq-zoo": {"backbone": "compnet_lite", "init": "zoo:compnet_lite-128"},
-    "compnet-arc-zoo": {"backbone": "compnet_lite", "init": "zoo:compnet_lite-128", **ARC},
+    "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
 }
-SETS = {  # name -> (dataset, folder under --data, protocol, adapter options, DataConfig extras)
-    "casia-closed": ("casia-ms", "casia-ms", "closed", {"bands": "940"}, {}),
-    "casia-open": ("casia-ms", "casia-ms", "open", {"bands": "940"}, {"val_fraction": 0.1, "test_fraction": 0.33}),
-    "polyu-closed": ("polyu-ms", "polyu-ms", "closed", {"bands": "green,nir"}, {}),
-    "tongji-closed": ("tongji", "tongji", "closed", {}, {}),
+PARTS = {  # database -> (adapter, folder under --data, adapter options, split extras)
+    "casia-roi": ("casia-ms", "casia-ms-roi", {"bands": "460,940", "roi": "none"}, {}),
+    "polyu": ("polyu-ms", "polyu-ms-full", {"bands": "green,nir"}, {}),
+    "tongji": ("tongji", "tongji-full", {}, {}),
+    "casia-valley": ("casia-ms", "casia-ms", {"bands": "940"}, {"val_fraction": 0.1, "test_fraction": 0.33}),
+}
+SETS = {  # set -> (databases trained on, databases scored on)
+    "casia-roi": (["casia-roi"], ["casia-roi"]),
+    "polyu": (["polyu"], ["polyu"]),
+    "tongji": (["tongji"], ["tongji"]),
+    "casia-valley": (["casia-valley"], ["casia-valley"]),
+    "joined": (["casia-roi", "polyu", "tongji"], ["casia-roi", "polyu", "tongji"]),
+    "joined-no-casia": (["polyu", "tongji"], ["casia-roi"]),
 }
 COMPCODE_GRIDS = {32: 3, 16: 1, 8: 1}  # cells a side -> shift searched (cells); 3 bits a cell
+SHIFTS = 4
 
 
-def compcode_reference(data: DataConfig) -> dict[int, dict[str, dict[str, float]]]:
-    """The model-free CompCode matcher on the same test gallery and probes, per grid of COMPCODE_GRIDS and
-    modality (no training); each image is loaded once and coded once per grid."""
+def part_config(name: str, data_root: Path, seed: int) -> DataConfig:
+    dataset, folder, options, extras = PARTS[name]
+    return DataConfig(dataset=dataset, root=str(data_root / folder), protocol="open", seed=seed,
+                      options=dict(options), **extras)
+
+
+def joined_config(names: list[str], data_root: Path, seed: int) -> DataConfig:
+    """The first database as the run's own, the others joined (data.multi), each with its own fractions."""
+    first, *rest = [part_config(n, data_root, seed) for n in names]
+    also = [{"dataset": c.dataset, "root": c.root, "options": c.options, "val_fraction": c.val_fraction,
+             "test_fraction": c.test_fraction} for c in rest]
+    return DataConfig(**{**first.__dict__, "also": also})
+
+
+def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
+    """CompCode at each grid on the database's test gallery and probes, per modality (no training)."""
     import numpy as np
 
     from biohash import metrics
-    from biohash.compcode import compcode, distance
+    from biohash.compcode import compcode, distance_matrix
     from biohash.data.config import open_split
 
     dataset, split = open_split(data)
-    out: dict[int, dict[str, dict[str, float]]] = {cells: {} for cells in COMPCODE_GRIDS}
+    rows = []
     for modality in sorted({s.modality for s in split.test_probe}):
         gallery = [s for s in split.test_gallery if s.modality == modality]
         probe = [s for s in split.test_probe if s.modality == modality]
-        g_images, p_images = [dataset.load(s) for s in gallery], [dataset.load(s) for s in probe]
+        g_img, p_img = [dataset.load(s) for s in gallery], [dataset.load(s) for s in probe]
         same = np.array([[p.identity == g.identity for g in gallery] for p in probe])
         for cells, shift in COMPCODE_GRIDS.items():
-            g_codes = [compcode(img, cells) for img in g_images]
-            p_codes = [compcode(img, cells) for img in p_images]
-            sim = np.array([[1 - distance(p, g, shift) for g in g_codes] for p in p_codes])
+            sim = 1 - distance_matrix(np.stack([compcode(i, cells) for i in p_img]),
+                                      np.stack([compcode(i, cells) for i in g_img]), shift)
             best = np.array([gallery[j].identity for j in sim.argmax(axis=1)])
-            out[cells][modality] = {"eer": metrics.eer(sim[same], sim[~same]).rate,
-                                    "rank1": float(np.mean(best == np.array([p.identity for p in probe])))}
-    return out
+            rank1 = float(np.mean(best == np.array([p.identity for p in probe])))
+            name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
+            rows.append([set_name, database, "open", name, cells * cells * 3 // 8, modality, "-",
+                         round(100 * metrics.eer(sim[same], sim[~same]).rate, 3),
+                         round(100 * metrics.tar_at_far(sim[same], sim[~same], 1e-3), 1), round(100 * rank1, 1), 0])
+    return rows
 
 
 def chosen_val_eer(run: Path) -> float:
@@ -90,52 +104,74 @@ def chosen_val_eer(run: Path) -> float:
     return min(r["val_eer"] for r in history if "val_eer" in r)
 
 
+def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, seed: int, variant: str,
+                 bits: int, seconds: float) -> list[list]:
+    """The run's test figures per scored database, as trained and with test-time shifts."""
+    config = read_config(run)
+    trained_on = {p.get("dataset") for p in config["data"].get("also", [])} | {config["data"]["dataset"]}
+    rows, val = [], round(100 * chosen_val_eer(run), 2)
+    for shifts in (None, SHIFTS):
+        for database in scored:
+            target = None if PARTS[database][0] in trained_on else part_config(database, data_root, seed)
+            evaluate_run(run, target=target, test_shifts=shifts)
+            metrics = _metrics_of(run, database, target is not None, shifts)
+            label = variant + (f" +shifts{shifts}" if shifts else "")
+            for mode, m in metrics.items():
+                if not mode.endswith("-float") or shifts is None:
+                    rows.append([set_name, database, "open", label, bits // 8, mode, val, round(100 * m["eer"], 3),
+                                 round(100 * m["tar@far=0.001"], 1), round(100 * m["rank1"], 1), round(seconds)])
+    return rows
+
+
+def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None) -> dict:
+    suffix = f"-shifts{shifts}" if shifts else ""
+    folders = sorted((run / "eval").glob(f"*open-test{suffix}"))
+    adapter = PARTS[database][0]
+    for folder in folders:
+        summary = json.loads((folder / "metrics.json").read_text())
+        if summary.get("cross_domain") == cross and summary["dataset"] in (adapter, database):
+            return summary["modes"]
+    raise FileNotFoundError(f"no evaluation of {database} under {run / 'eval'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    ap.add_argument("--epochs", type=int, default=40)
-    ap.add_argument("--bits", type=int, nargs="*", default=[64, 128, 256])
+    ap.add_argument("--epochs", type=int, default=16)
+    ap.add_argument("--bits", type=int, nargs="*", default=[256])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", nargs="*", choices=list(SETS), default=list(SETS))
-    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=list(VARIANTS))
+    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=["small-arc-flip2"])
+    ap.add_argument("--compcode", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--tag", default="", help="suffix of the results file (runs in parallel write apart)")
     args = ap.parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"real sample data not found at {args.data} (pass --data)")
-    rows, runs = [], {}
+    rows: list[list] = []
+    runs: dict[str, str] = {}
+    columns = ["set", "database", "protocol", "method", "template B", "mode", "val EER %", "EER %",
+               "TAR@FAR=1e-3 %", "rank-1 %", "train s"]
     for set_name in args.only:
-        dataset, folder, protocol, options, extras = SETS[set_name]
-        data = DataConfig(dataset=dataset, root=str(args.data / folder), protocol=protocol, seed=args.seed,
-                          options=options, **extras)
-        for cells, per_mode in compcode_reference(data).items():
-            for mode, m in per_mode.items():
-                name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
-                rows.append([set_name, protocol, name, cells * cells * 3, mode, cells * cells * 3 // 8, "-",
-                             round(100 * m["eer"], 2), "-", round(100 * m["rank1"], 1), 0])
+        trained, scored = SETS[set_name]
+        if args.compcode:
+            for database in scored:
+                rows += compcode_rows(set_name, database, part_config(database, args.data, args.seed))
         for bits in args.bits:
             for variant in args.variants:
-                method = CohashConfig(bits=bits, **VARIANTS[variant])
-                fit_cfg = FitConfig(epochs=args.epochs, batch_size=32, lr=1e-3, val_every=2, seed=args.seed)
-                seed = f"-seed{args.seed}" if args.seed else ""  # each seed draws its own split: its own runs
-                run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}{seed}"
+                data = joined_config(trained, args.data, args.seed)
+                fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed)
+                run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}-seed{args.seed}"
                 t0 = time.time()
-                train(run, data, method, fit_cfg, resume=run.exists(), threads=args.threads)
-                seconds = time.time() - t0
-                per_mode = evaluate_run(run)
+                if not (run / "train_time.json").exists():
+                    train(run, data, CohashConfig(bits=bits, **VARIANTS[variant]), fit_cfg, resume=run.exists(),
+                          threads=args.threads)
+                seconds = json.loads((run / "train_time.json").read_text()).get("seconds", time.time() - t0)
                 runs[run.name] = str(run)
-                val = round(100 * chosen_val_eer(run), 2)
-                for mode, m in per_mode.items():
-                    if mode.endswith("-float"):
-                        continue
-                    floats = per_mode.get(f"{mode}-float")
-                    rows.append([set_name, protocol, variant, bits, mode, bits // 8, val, round(100 * m["eer"], 2),
-                                 round(100 * floats["eer"], 2) if floats else "-", round(100 * m["rank1"], 1),
-                                 round(seconds)])
-                report(f"real_palm{args.tag}", "real palms: CompCode vs learned codes (Hamming); checkpoints chosen on "
-                       "validation", ["set", "protocol", "variant", "bits", "mode", "template B", "val EER %",
-                                      "EER %", "float EER %", "rank-1 %", "train s"], rows,
-                       {"epochs": args.epochs, "seed": args.seed, "runs": runs, "variants": VARIANTS})
+                rows += learned_rows(set_name, run, scored, args.data, args.seed, variant, bits, seconds)
+        report(f"real_palm{args.tag}", "real palms, open set: CompCode vs learned codes (Hamming); checkpoints "
+               "chosen on validation palms", columns, rows,
+               {"epochs": args.epochs, "seed": args.seed, "runs": runs, "variants": VARIANTS})
 
 
 if __name__ == "__main__":

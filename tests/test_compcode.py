@@ -59,3 +59,16 @@ def test_synthetic_genuine_pairs_vary_like_real_polyu(shared_data, band, modalit
     g_syn, i_syn = genuine_impostor(syn, max_impostor=300)
     assert abs(g_syn.mean() - g_real.mean()) < 0.05, (g_syn.mean(), g_real.mean())
     assert abs(i_syn.mean() - i_real.mean()) < 0.03, (i_syn.mean(), i_real.mean())
+
+
+def test_distance_matrix_equals_the_pairwise_distance():
+    from biohash.compcode import distance_matrix
+
+    rng = np.random.default_rng(3)
+    codes = rng.integers(0, 6, (7, 8, 8))
+    codes[1] = np.roll(codes[0], 1, axis=1)  # a shifted copy: the search over shifts finds it
+    for shift in (0, 1, 3):
+        matrix = distance_matrix(codes[:4], codes, shift)
+        by_pair = np.array([[distance(a, b, shift) for b in codes] for a in codes[:4]])
+        assert matrix.shape == (4, 7) and np.allclose(matrix, by_pair, atol=1e-6)
+    assert distance_matrix(codes[:2], codes[:2], 1)[0, 1] < distance_matrix(codes[:2], codes[:2], 0)[0, 1]

@@ -1,6 +1,8 @@
 """Pretraining, publishing into the zoo, and warm starts from zoo:NAME."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -33,6 +35,21 @@ def test_pretrain_publish_and_init_from_zoo(tmp_path):
                                                if v.is_floating_point())
     card = (shelf / "tiny-test.json").read_text()
     assert "biohash pretrain" in card and "val_eer" in card
+    # the CLI publishes a run of files with the command from its environment.json, and `zoo` lists it
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    result = CliRunner().invoke(app, ["publish", str(run), "tiny-cli", "--into", str(shelf)])
+    assert result.exit_code == 0, result.output
+    published = json.loads((shelf / "tiny-cli.json").read_text())
+    assert published["command"].startswith("biohash ") and published["data"]["seed"] == 11
+    published["data"].update(dataset="polyu-ms", also=[{"dataset": "tongji"}])  # as a real-palm card reads
+    (shelf / "tiny-cli.json").write_text(json.dumps(published))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(zoo, "ZOO", shelf)
+        listing = CliRunner().invoke(app, ["zoo"]).output
+    assert "zoo:tiny-cli  tiny, 32 bits, real palms: polyu-ms + tongji" in listing
     # a warm start copies every matching tensor; the fresh model then equals the shipped weights
     model, _ = build(CohashConfig(backbone="tiny", bits=32, init=str(path)), n_classes=5)
     own = model.state_dict()

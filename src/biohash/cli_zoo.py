@@ -58,6 +58,25 @@ def pretrain(
 
 @app.command()
 @_friendly
+def publish(run: Path = typer.Argument(..., help="a finished co-hashing run folder"),
+            name: str = typer.Argument(..., help="zoo name (then --init zoo:NAME)"),
+            into: Path | None = typer.Option(None, help="zoo folder (default: the package's own, shipped with it)")
+            ) -> None:
+    """Ship a trained co-hashing run into the model zoo: float16 weights without centroids, and a model card
+    with the command that trained it (from the run's environment.json), its config and validation figures."""
+    import json
+
+    from biohash.pretrain import publish as publish_run
+
+    env = run / "environment.json"
+    argv = json.loads(env.read_text()).get("argv", []) if env.is_file() else []
+    command = "biohash " + shlex.join(a for a in argv[1:] if a != "--resume") if argv else "(not recorded)"
+    path = publish_run(run, name, command, zoo_dir=into)
+    typer.echo(f"published {path} ({path.stat().st_size / 1e6:.1f} MB); the card is {path.with_suffix('.json')}")
+
+
+@app.command()
+@_friendly
 def zoo() -> None:
     """List the shipped pretrained models (use one with --init zoo:NAME)."""
     from biohash import zoo as shipped
@@ -69,5 +88,8 @@ def zoo() -> None:
         card = shipped.card(n)
         val = card.get("validation", {})
         figures = ", ".join(f"{k[8:]} {100 * v:.2f} %" for k, v in val.items() if k.startswith("val_eer_"))
-        typer.echo(f"zoo:{n}  {card['model']['backbone']}, {card['model']['bits']} bits, "
-                   f"{card['data']['identities']} synthetic identities; validation EER: {figures}")
+        data = card["data"]
+        trained = (f"{data['identities']} synthetic identities" if data["dataset"] == "synthetic" else
+                   "real palms: " + " + ".join([data["dataset"]] + [p["dataset"] for p in data.get("also", [])]))
+        typer.echo(f"zoo:{n}  {card['model']['backbone']}, {card['model']['bits']} bits, {trained}; "
+                   f"validation EER: {figures}")

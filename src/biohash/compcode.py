@@ -48,6 +48,28 @@ def distance(a: np.ndarray, b: np.ndarray, shift: int = 3) -> float:
     return best
 
 
+def distance_matrix(probes: np.ndarray, gallery: np.ndarray, shift: int = 3) -> np.ndarray:
+    """`distance` of every probe code against every gallery code, (n_probe, n_gallery), as matrix products:
+    per grid shift, one-hot orientations times the 6x6 table of angular distances (thousands of codes in
+    seconds where the pairwise loop takes hours)."""
+    probes, gallery = np.asarray(probes), np.asarray(gallery)
+    if probes.shape[1:] != gallery.shape[1:]:
+        raise ValueError(f"compcode shapes differ: {probes.shape[1:]} vs {gallery.shape[1:]}")
+    n, half = probes.shape[1], N_ORIENTATIONS // 2
+    j = np.arange(N_ORIENTATIONS)
+    table = np.minimum(np.abs(j[:, None] - j[None, :]), N_ORIENTATIONS - np.abs(j[:, None] - j[None, :]))
+    eye = np.eye(N_ORIENTATIONS, dtype=np.float32)
+    best = np.full((len(probes), len(gallery)), np.inf, np.float32)
+    for dy, dx in itertools.product(range(-shift, shift + 1), repeat=2):
+        pa = probes[:, max(dy, 0) : n + min(dy, 0), max(dx, 0) : n + min(dx, 0)]
+        pb = gallery[:, max(-dy, 0) : n + min(-dy, 0), max(-dx, 0) : n + min(-dx, 0)]
+        a = eye[pa].reshape(len(probes), -1)  # (n_probe, cells * 6) one-hot
+        b = (eye[pb] @ table.astype(np.float32)).reshape(len(gallery), -1)  # distance of each cell to each value
+        cells = pa.shape[1] * pa.shape[2]
+        best = np.minimum(best, (a @ b.T) / (cells * half))
+    return best
+
+
 def genuine_impostor(groups: dict[str, list[np.ndarray]], max_impostor: int = 1500,
                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """CompCode distances of all genuine pairs and of up to `max_impostor` random impostor pairs."""
