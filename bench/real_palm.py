@@ -1,4 +1,4 @@
-"""Real palms: learned codes against CompCode on the same test palms, per database, open set.
+"""Real palms: learned codes against CompCode on the same test palms, per database and protocol.
 
 Sets (each row names its database and protocol; split seed from --seed, three seeds for the README figures):
 - casia-roi:  CASIA-MS ROIs (shared/data/casia-ms-roi), 460 nm print + 940 nm vein, open set;
@@ -7,7 +7,10 @@ Sets (each row names its database and protocol; split seed from --seed, three se
 - casia-valley: CASIA-MS 940 nm full-hand photos, ROIs cut by valley geometry, open set (val 0.1, test 0.33);
 - joined:     casia-roi + polyu + tongji in one run (data.multi), each split as above with the same seed, so its
               test palms are those of the three single-database sets; scored per database;
-- joined-no-casia: polyu + tongji only, scored on casia-roi's test palms (cross-database).
+- joined-no-casia: polyu + tongji only, scored on casia-roi's test palms (cross-database);
+- polyu-paper / casia-paper: the co-hashing paper's closed-set protocols and band choices (PolyU print = red +
+              green + blue averaged, vein = NIR, captures 1-8 enroll and train, 9-12 probe; CASIA ROIs print =
+              700 + 460 nm, vein = 850 nm, captures 1-4 / 5-6); the last enrolled capture validates.
 Checkpoints are chosen on validation palms only (identity-disjoint); test palms are only scored.
 
 Each learned row is scored as trained and, beside it, with test-time shifts (`--test-shifts 4`: the embeddings
@@ -44,6 +47,10 @@ PARTS = {  # database -> (adapter, folder under --data, adapter options, split e
     "polyu": ("polyu-ms", "polyu-ms-full", {"bands": "green,nir"}, {}),
     "tongji": ("tongji", "tongji-full", {}, {}),
     "casia-valley": ("casia-ms", "casia-ms", {"bands": "940"}, {"val_fraction": 0.1, "test_fraction": 0.33}),
+    # the co-hashing paper's closed-set protocols and band choices: captures 1-8 of 12 (PolyU), 1-4 of 6 (CASIA)
+    "polyu-paper": ("polyu-ms", "polyu-ms-full", {"bands": "paper"}, {"protocol": "closed", "enroll_fraction": 2 / 3}),
+    "casia-paper": ("casia-ms", "casia-ms-roi", {"bands": "paper", "roi": "none"},
+                    {"protocol": "closed", "enroll_fraction": 2 / 3}),
 }
 SETS = {  # set -> (databases trained on, databases scored on)
     "casia-roi": (["casia-roi"], ["casia-roi"]),
@@ -52,6 +59,8 @@ SETS = {  # set -> (databases trained on, databases scored on)
     "casia-valley": (["casia-valley"], ["casia-valley"]),
     "joined": (["casia-roi", "polyu", "tongji"], ["casia-roi", "polyu", "tongji"]),
     "joined-no-casia": (["polyu", "tongji"], ["casia-roi"]),
+    "polyu-paper": (["polyu-paper"], ["polyu-paper"]),
+    "casia-paper": (["casia-paper"], ["casia-paper"]),
 }
 COMPCODE_GRIDS = {32: 3, 16: 1, 8: 1}  # cells a side -> shift searched (cells); 3 bits a cell
 SHIFTS = 4
@@ -59,8 +68,8 @@ SHIFTS = 4
 
 def part_config(name: str, data_root: Path, seed: int) -> DataConfig:
     dataset, folder, options, extras = PARTS[name]
-    return DataConfig(dataset=dataset, root=str(data_root / folder), protocol="open", seed=seed,
-                      options=dict(options), **extras)
+    return DataConfig(**{"dataset": dataset, "root": str(data_root / folder), "protocol": "open", "seed": seed,
+                         "options": dict(options), **extras})
 
 
 def joined_config(names: list[str], data_root: Path, seed: int) -> DataConfig:
@@ -92,7 +101,7 @@ def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
             best = np.array([gallery[j].identity for j in sim.argmax(axis=1)])
             rank1 = float(np.mean(best == np.array([p.identity for p in probe])))
             name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
-            rows.append([set_name, database, "open", name, cells * cells * 3 // 8, modality, "-",
+            rows.append([set_name, database, data.protocol, name, cells * cells * 3 // 8, modality, "-",
                          round(100 * metrics.eer(sim[same], sim[~same]).rate, 3),
                          round(100 * metrics.tar_at_far(sim[same], sim[~same], 1e-3), 1), round(100 * rank1, 1), 0])
     return rows
@@ -114,18 +123,19 @@ def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, s
         for database in scored:
             target = None if PARTS[database][0] in trained_on else part_config(database, data_root, seed)
             evaluate_run(run, target=target, test_shifts=shifts)
-            metrics = _metrics_of(run, database, target is not None, shifts)
+            protocol = PARTS[database][3].get("protocol", "open")
+            metrics = _metrics_of(run, database, target is not None, shifts, protocol)
             label = variant + (f" +shifts{shifts}" if shifts else "")
             for mode, m in metrics.items():
                 if not mode.endswith("-float") or shifts is None:
-                    rows.append([set_name, database, "open", label, bits // 8, mode, val, round(100 * m["eer"], 3),
+                    rows.append([set_name, database, protocol, label, bits // 8, mode, val, round(100 * m["eer"], 3),
                                  round(100 * m["tar@far=0.001"], 1), round(100 * m["rank1"], 1), round(seconds)])
     return rows
 
 
-def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None) -> dict:
+def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None, protocol: str) -> dict:
     suffix = f"-shifts{shifts}" if shifts else ""
-    folders = sorted((run / "eval").glob(f"*open-test{suffix}"))
+    folders = sorted((run / "eval").glob(f"*{protocol}-test{suffix}"))
     adapter = PARTS[database][0]
     for folder in folders:
         summary = json.loads((folder / "metrics.json").read_text())
@@ -169,7 +179,7 @@ def main() -> None:
                 seconds = json.loads((run / "train_time.json").read_text()).get("seconds", time.time() - t0)
                 runs[run.name] = str(run)
                 rows += learned_rows(set_name, run, scored, args.data, args.seed, variant, bits, seconds)
-        report(f"real_palm{args.tag}", "real palms, open set: CompCode vs learned codes (Hamming); checkpoints "
+        report(f"real_palm{args.tag}", "real palms: CompCode vs learned codes (Hamming), protocol per row; checkpoints "
                "chosen on validation palms", columns, rows,
                {"epochs": args.epochs, "seed": args.seed, "runs": runs, "variants": VARIANTS})
 

@@ -230,3 +230,20 @@ def test_full_tongji_numbering_with_gaps(shared_data):
     assert all(Counter(s.session for s in g) == {1: 10, 2: 10} for g in ds.by_identity().values())
     last = next(s for s in ds.samples if s.path.endswith("session2/05990.png"))
     assert (last.identity, last.capture, last.session) == ("0599", 9, 2)  # file n -> palm (n - 1) // 10 + 1
+
+
+def test_the_co_hashing_papers_closed_protocol_on_polyu(shared_data):
+    """Paper: PolyU captures 1-8 train and enroll, 9-12 probe (print = red+green+blue, vein = NIR)."""
+    root = shared_data / "polyu-ms-full"
+    if not root.is_dir():
+        pytest.skip(f"{root} not found")
+    cfg = DataConfig(dataset="polyu", root=str(root), protocol="closed", enroll_fraction=2 / 3,
+                     options={"bands": "paper"})
+    _, split = open_split(cfg)
+    per_palm = Counter((s.identity, s.modality) for s in split.test_gallery)
+    assert set(per_palm.values()) == {8} and len(per_palm) == 2 * 337
+    assert set(Counter((s.identity, s.modality) for s in split.test_probe).values()) == {4}
+    assert all((s.session, s.capture) >= (2, 3) for s in split.test_probe)
+    assert len(split.train) == 2 * 337 * 7 and len(split.val_probe) == 2 * 337
+    with pytest.raises(DatasetError, match="enroll_fraction must be in"):
+        open_split(DataConfig(dataset="polyu", root=str(root), protocol="closed", enroll_fraction=1.0))

@@ -18,7 +18,7 @@ from biohash.cli_app import _finish, _friendly, _options, app
 SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--model"), "epochs": ("--epochs", "--epoch"),
              "batch_size": ("--batch-size", "-b"), "name": ("--name", "--comment"), "option": ("--option", "-o")}
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
-               "test_fraction", "seed")
+               "test_fraction", "enroll_fraction", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
               "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
@@ -27,6 +27,7 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "val_fraction": "open set: share of identities that choose the checkpoint",
         "test_fraction": "open set: share of identities held out for test; 0 trains on all others (test later "
                          "on another folder)", "seed": "seeds training and the protocol's draw",
+        "enroll_fraction": "closed set: share of each palm's captures that enroll (the co-hashing paper: 0.667)",
         "optimizer": "adamw or sgd", "schedule": "cosine, step or constant",
         "workers": "data-loading processes beside training",
         "device": "auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps; under torchrun each process takes "

@@ -15,6 +15,8 @@ class DataConfig:
     `identities`, `captures` and `fresh_captures` apply to generated data: with fresh_captures, training
     draws a new capture of each training identity for every item and epoch (evaluation captures stay fixed).
     `options` go to the dataset adapter as keyword arguments (e.g. {"bands": "940"} for casia-ms).
+    `enroll_fraction`: the closed set's share of each identity's captures that enroll (the co-hashing paper:
+    2/3); the rest probe.
     `also` joins more databases to the run (data.multi): each a dict of dataset, root, options and optionally
     its own protocol, val_fraction and test_fraction (else this config's); every database is split on its own
     with this seed, training draws from all of them, and evaluation reports each apart.
@@ -30,6 +32,7 @@ class DataConfig:
     test_fraction: float = 0.3
     seed: int = 0
     fresh_captures: bool = True
+    enroll_fraction: float = 0.5
     options: dict[str, Any] = field(default_factory=dict)
     also: list[dict[str, Any]] = field(default_factory=list)
 
@@ -69,5 +72,6 @@ def open_split(cfg: DataConfig) -> tuple[Dataset, Split]:
                           size=cfg.image_size, **cfg.options)
     else:
         ds = open_dataset(cfg.dataset, root=cfg.root, **cfg.options)
-    kwargs = {"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction} if cfg.protocol == "open" else {}
+    kwargs = ({"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction} if cfg.protocol == "open" else
+              {"enroll_fraction": cfg.enroll_fraction} if cfg.protocol == "closed" else {})
     return ds, make_split(ds, cfg.protocol, seed=cfg.seed, **kwargs)

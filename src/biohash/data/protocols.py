@@ -39,15 +39,16 @@ class Split:
                 "test_gallery": len(self.test_gallery), "test_probe": len(self.test_probe)}
 
 
-def _halves(samples: list[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """Per identity and modality, sorted by capture: first half (rounded up) and the rest."""
+def _halves(samples: list[Sample], first_share: float = 0.5) -> tuple[list[Sample], list[Sample]]:
+    """Per identity and modality, sorted by capture: the first `first_share` (rounded up; half by default)
+    and the rest."""
     first, rest = [], []
     groups: dict[tuple[str, str], list[Sample]] = {}
     for s in samples:
         groups.setdefault((s.identity, s.modality), []).append(s)
     for group in groups.values():
         group = sorted(group, key=lambda s: (s.session, s.capture))
-        k = (len(group) + 1) // 2
+        k = min(len(group), int(np.ceil(len(group) * first_share - 1e-9)))
         first += group[:k]
         rest += group[k:]
     return first, rest
@@ -73,14 +74,17 @@ def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float =
     return Split("open", train, val_g, val_p, test_g, test_p)
 
 
-def closed_set(dataset: Dataset) -> Split:
-    """Per identity: the first half of the captures enroll (test gallery), the rest are test probes.
+def closed_set(dataset: Dataset, enroll_fraction: float = 0.5) -> Split:
+    """Per identity: the first half of the captures (or `enroll_fraction` of them: the co-hashing paper's 2/3,
+    captures 1-8 of 12 on PolyU and 1-4 of 6 on CASIA) enroll (test gallery), the rest are test probes.
 
     Training uses the enrolled captures except the last of each identity (when it has two or more): that one
     is the validation probe against the others, so checkpoint selection never sees a trained-on image as a
     probe, nor any test probe.
     """
-    enrolled, test = _halves(dataset.samples)
+    if not 0 < enroll_fraction < 1:
+        raise DatasetError(f"enroll_fraction must be in (0, 1), got {enroll_fraction:g}")
+    enrolled, test = _halves(dataset.samples, enroll_fraction)
     if not test:
         raise DatasetError("closed-set protocol needs at least 2 captures per identity and modality")
     val_probe, train = [], []
@@ -156,7 +160,7 @@ def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs
     if protocol == "open":
         return open_set(dataset, seed=seed, **kwargs)
     if protocol == "closed":
-        return closed_set(dataset)
+        return closed_set(dataset, **kwargs)
     if protocol == "11k":
         return hands_11k(dataset, seed=seed)
     if protocol == "hd":
