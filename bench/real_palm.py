@@ -8,6 +8,7 @@ Sets (each row names its database and protocol; split seed from --seed, three se
 - joined:     casia-roi + polyu + tongji in one run (data.multi), each split as above with the same seed, so its
               test palms are those of the three single-database sets; scored per database;
 - joined-no-casia: polyu + tongji only, scored on casia-roi's test palms (cross-database);
+- casia-valley-joined: casia-valley + polyu + tongji, scored on casia-valley (not casia-roi: the same hands);
 - polyu-paper / casia-paper: the co-hashing paper's closed-set protocols and band choices (PolyU print = red +
               green + blue averaged, vein = NIR, captures 1-8 enroll and train, 9-12 probe; CASIA ROIs print =
               700 + 460 nm, vein = 850 nm, captures 1-4 / 5-6); the last enrolled capture validates.
@@ -59,6 +60,8 @@ SETS = {  # set -> (databases trained on, databases scored on)
     "casia-valley": (["casia-valley"], ["casia-valley"]),
     "joined": (["casia-roi", "polyu", "tongji"], ["casia-roi", "polyu", "tongji"]),
     "joined-no-casia": (["polyu", "tongji"], ["casia-roi"]),
+    # never with casia-roi: its palms include the valley set's people (the same left hands, cropped otherwise)
+    "casia-valley-joined": (["casia-valley", "polyu", "tongji"], ["casia-valley"]),
     "polyu-paper": (["polyu-paper"], ["polyu-paper"]),
     "casia-paper": (["casia-paper"], ["casia-paper"]),
 }
