@@ -84,3 +84,19 @@ def test_dhn_arcface_option_uses_the_classifier_weights_with_a_margin():
     assert "supcon" in arc and "supcon" not in soft
     arc["loss"].backward()
     assert arc_model.classifier.weight.grad is not None
+
+
+def test_binary_term_is_arcface_on_the_signed_codes_with_a_straight_through_gradient():
+    from biohash.recipes.cohash import CohashConfig, build
+
+    torch.manual_seed(0)
+    config = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_binary=1.0, dropout=0.0, lambda_cross=0)
+    model, step = build(config, n_classes=4, modalities=("print",))
+    batch = {"print": torch.randn(8, 1, 32, 32), "label": torch.tensor([0, 1, 2, 3] * 2)}
+    parts = step(model, batch)
+    pre = model.net("print").forward_pre_code(batch["print"])
+    by_hand = ArcFaceLoss()(torch.sign(pre), batch["label"], model.centroids)
+    assert abs(parts["binary_print"].item() - by_hand.item()) < 1e-5
+    model.zero_grad()
+    parts["binary_print"].backward()  # sign has no gradient; the straight-through copy passes it to the layer
+    assert model.net("print").hash.weight.grad.abs().sum() > 0

@@ -70,6 +70,8 @@ class CohashConfig:
     supcon_temperature: float = option(0.07, "supervised contrastive temperature")
     per_identity: int = option(0, "captures of each identity per batch (P x K); 0 = shuffled batches, or 2 "
                                "when the supervised contrastive term is on")
+    lambda_binary: float = option(0.0, "weight of an ArcFace term on the signed codes (straight-through "
+                                  "gradient): trains the Hamming similarity itself (ours)")
     test_shifts: int = option(0, "encoding averages the embeddings of the image and four copies rolled by this "
                               "many pixels (0 = off): fewer unsettled bits, 5x the encoding time")
     identity_flips: int = option(1, "1, 2, 4 or 8: every training palm also mirrored, upside down and turned, "
@@ -82,6 +84,8 @@ class CohashConfig:
             raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
         if self.identity_flips not in (1, 2, 4, 8):
             raise ValueError(f"identity_flips must be 1, 2, 4 or 8, got {self.identity_flips}")
+        if self.lambda_binary < 0:
+            raise ValueError(f"lambda_binary must be >= 0, got {self.lambda_binary}")
         if self.test_shifts < 0:
             raise ValueError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
         if self.per_identity < 0:
@@ -143,6 +147,10 @@ def loss_step(config: CohashConfig) -> Step:
         for m, h in codes.items():
             parts[f"quant_{m}"] = quant(h)
             total = total + config.lambda_quant * parts[f"quant_{m}"]
+            if config.lambda_binary > 0:  # sign(z) forward, identity backward: the code as matched, with a margin
+                signed = pre[m] + (torch.sign(pre[m]) - pre[m]).detach()
+                parts[f"binary_{m}"] = arcface(signed, own[m], net.centroids)
+                total = total + config.lambda_binary * parts[f"binary_{m}"]
             if config.loss == "arcface":
                 parts[f"arcface_{m}"] = arcface(pre[m], own[m], net.centroids)
                 total = total + parts[f"arcface_{m}"]
