@@ -87,6 +87,14 @@ def test_a_joined_run_trains_and_is_scored_per_database(joined, tmp_path):
         assert modes["print"]["eer"] < 0.2 and modes["print"]["genuine_mean"] > modes["print"]["impostor_mean"] + 0.15
     top = json.loads((run / "metrics.json").read_text())
     assert set(top["databases"]) == {"folder", "folder#2"}
+    from typer.testing import CliRunner
+
+    from biohash.cli import app
+
+    result = CliRunner().invoke(app, ["eval", str(run), "--test-shifts", "2"])
+    assert result.exit_code == 0, result.output
+    assert "folder (closed set, 12 identities)" in result.output and "folder#2 (closed set" in result.output
+    assert (run / "eval" / "folder#2-closed-test-shifts2" / "metrics.json").is_file()
 
 
 def test_also_specs_and_bad_parts():

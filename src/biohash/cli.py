@@ -145,7 +145,14 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
         raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
     per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device,
                             test_shifts=test_shifts)
-    typer.echo(markdown_table(per_mode))
+    import json
+
+    databases = json.loads((run / "metrics.json").read_text()).get("databases", {})
+    for name, summary in databases.items():  # a joined run: each database apart
+        typer.echo(f"\n{name} ({summary['protocol']} set, {summary['identities']} identities)")
+        typer.echo(markdown_table(summary["modes"]))
+    if not databases:
+        typer.echo(markdown_table(per_mode))
     typer.echo(f"report: {run / 'report.md'} (scores, plots and metrics.json under {run / 'eval'})")
 
 

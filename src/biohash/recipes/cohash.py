@@ -130,10 +130,9 @@ def loss_step(config: CohashConfig) -> Step:
         SupConLoss,
     )
 
-    centroid, quant, cross = CentroidLoss(), QuantizationLoss(), CrossModalityLoss(config.cross_margin)
-    softmax = CentroidSoftmaxLoss(config.softmax_scale)
-    arcface = ArcFaceLoss(config.arc_scale, config.arc_margin)
-    supcon = SupConLoss(config.supcon_temperature)
+    losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
+              "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
+    cross, supcon = CrossModalityLoss(config.cross_margin), SupConLoss(config.supcon_temperature)
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
@@ -142,36 +141,42 @@ def loss_step(config: CohashConfig) -> Step:
                for m, r in rows.items() if r is None or len(r)}
         codes = {m: torch.tanh(z) for m, z in pre.items()}
         own = {m: labels if rows[m] is None else labels[rows[m]] for m in codes}
-        parts: dict[str, torch.Tensor] = {}
-        total = labels.new_zeros((), dtype=torch.float32)
-        for m, h in codes.items():
-            parts[f"quant_{m}"] = quant(h)
-            total = total + config.lambda_quant * parts[f"quant_{m}"]
-            if config.lambda_binary > 0:  # sign(z) forward, identity backward: the code as matched, with a margin
-                signed = pre[m] + (torch.sign(pre[m]) - pre[m]).detach()
-                parts[f"binary_{m}"] = arcface(signed, own[m], net.centroids)
-                total = total + config.lambda_binary * parts[f"binary_{m}"]
-            if config.loss == "arcface":
-                parts[f"arcface_{m}"] = arcface(pre[m], own[m], net.centroids)
-                total = total + parts[f"arcface_{m}"]
-                continue
-            parts[f"centroid_{m}"] = centroid(h, own[m], net.centroids)
-            total = total + parts[f"centroid_{m}"]
-            if config.lambda_softmax > 0:
-                parts[f"softmax_{m}"] = softmax(h, own[m], net.centroids)
-                total = total + config.lambda_softmax * parts[f"softmax_{m}"]
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        for m, z in pre.items():
+            terms.update(_identity_terms(config, losses, m, z, own[m], net.centroids))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
             a, b = _paired(codes, rows, net.modalities)
             if len(a):
                 both = labels if rows[net.modalities[0]] is None else labels[batch["present"].all(dim=1)]
-                parts["cross"] = cross(a, b, both, both)
-                total = total + config.lambda_cross * parts["cross"]
+                terms["cross"] = (config.lambda_cross, cross(a, b, both, both))
         if config.lambda_supcon > 0:
-            parts["supcon"] = supcon(torch.cat(list(codes.values())), torch.cat(list(own.values())))
-            total = total + config.lambda_supcon * parts["supcon"]
-        return {"loss": total, **parts}
+            terms["supcon"] = (config.lambda_supcon, supcon(torch.cat(list(codes.values())),
+                                                            torch.cat(list(own.values()))))
+        total = labels.new_zeros((), dtype=torch.float32)
+        for weight, value in terms.values():
+            total = total + weight * value
+        return {"loss": total, **{name: value for name, (_, value) in terms.items()}}
 
     return step
+
+
+def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,
+                    centroids: Any) -> dict[str, tuple[float, Any]]:
+    """One modality's (weight, value) loss terms towards the identity centroids, from its pre-codes z."""
+    import torch
+
+    h = torch.tanh(z)
+    terms = {f"quant_{m}": (config.lambda_quant, losses["quant"](h))}
+    if config.lambda_binary > 0:  # sign(z) forward, identity backward: the code as matched, with a margin
+        signed = z + (torch.sign(z) - z).detach()
+        terms[f"binary_{m}"] = (config.lambda_binary, losses["arcface"](signed, labels, centroids))
+    if config.loss == "arcface":
+        terms[f"arcface_{m}"] = (1.0, losses["arcface"](z, labels, centroids))
+        return terms
+    terms[f"centroid_{m}"] = (1.0, losses["centroid"](h, labels, centroids))
+    if config.lambda_softmax > 0:
+        terms[f"softmax_{m}"] = (config.lambda_softmax, losses["softmax"](h, labels, centroids))
+    return terms
 
 
 def _present_rows(batch: dict[str, Any], modalities: tuple[str, ...]) -> dict[str, Any]:
