@@ -132,3 +132,16 @@ def test_a_run_that_would_train_no_step_is_an_error(tmp_path):
     with pytest.raises(RunError, match="no training step: 3 training items make no full batch"):
         fit(torch.nn.Linear(2, 1), lambda m, b: {"loss": m(b[0]).sum()}, loader, FitConfig(epochs=1, batch_size=8),
             tmp_path)
+
+
+def test_the_checkpoint_can_be_chosen_on_like_with_like_modes_and_a_wrong_monitor_is_named(tmp_path):
+    data = DataConfig(identities=8, captures=4, image_size=32, protocol="closed", seed=0)
+    train(tmp_path / "same", data, TINY_MODEL, FitConfig(epochs=2, batch_size=8, monitor="val_eer_same"))
+    history = json.loads((tmp_path / "same" / "history.json").read_text())
+    row = history[-1]
+    same = [row[f"val_eer_{m}"] for m in ("print", "vein", "fused")]
+    assert abs(row["val_eer_same"] - np.mean(same)) < 1e-9 and "val_eer_cross" in row
+    best = torch.load(tmp_path / "same" / "checkpoints" / "best.pt", weights_only=False)
+    assert best["val_eer_same"] == min(r["val_eer_same"] for r in history)
+    with pytest.raises(RunError, match="--monitor val_eer_typo is not a validation figure.*val_eer_same"):
+        train(tmp_path / "typo", data, TINY_MODEL, FitConfig(epochs=1, batch_size=8, monitor="val_eer_typo"))

@@ -20,7 +20,7 @@ SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--mod
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
                "test_fraction", "enroll_fraction", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
-              "workers", "device", "amp")
+              "monitor", "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
         "protocol": "open (identity-disjoint), closed, all, or a database's own (11k, hd)",
         "identities": "synthetic: number of palms", "captures": "synthetic: captures per palm and modality",
@@ -28,7 +28,9 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "test_fraction": "open set: share of identities held out for test; 0 trains on all others (test later "
                          "on another folder)", "seed": "seeds training and the protocol's draw",
         "enroll_fraction": "closed set: share of each palm's captures that enroll (the co-hashing paper: 0.667)",
-        "optimizer": "adamw or sgd", "schedule": "cosine, step or constant",
+        "optimizer": "adamw or sgd",
+        "monitor": "validation figure that chooses the checkpoint: val_eer (mean EER of every mode), val_eer_same "
+                   "(print, vein, fused: cross modes left out) or val_eer_MODE", "schedule": "cosine, step or constant",
         "workers": "data-loading processes beside training",
         "device": "auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps; under torchrun each process takes "
                   "cuda:LOCAL_RANK", "amp": "mixed precision: off, bf16 (CPU or GPU) or fp16 (GPU)"}

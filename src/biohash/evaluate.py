@@ -135,12 +135,16 @@ def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sa
 
 
 def validation(dataset: Dataset, gallery: list[Sample], probe: list[Sample], size: int):
-    """A `validate(model)` for the fit loop: mean EER over modes on the validation split, plus each mode's."""
+    """A `validate(model)` for the fit loop: each mode's EER on the validation split, their mean (`val_eer`) and
+    the mean of the modes that match like with like (`val_eer_same`: print, vein, fused; cross modes left out),
+    either of which `FitConfig.monitor` may choose the checkpoint by."""
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
         _, per_mode = evaluate(model, dataset, gallery, probe, size)
         row = {f"val_eer_{m}": v["eer"] for m, v in per_mode.items()}
+        same = [v["eer"] for m, v in per_mode.items() if not m.startswith("cross")]
         row["val_eer"] = float(np.mean(list(row.values())))
+        row["val_eer_same"] = float(np.mean(same)) if same else row["val_eer"]
         return row
 
     return validate

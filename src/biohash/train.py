@@ -163,7 +163,12 @@ def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: in
     if validate is None or not ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
         return best
     row.update(_validate(model, validate))
-    if cfg.monitor in row and _better(row[cfg.monitor], best, cfg.monitor):
+    if cfg.monitor not in row:
+        from biohash.runs import RunError
+
+        figures = ", ".join(k for k in row if k.startswith("val_"))
+        raise RunError(f"--monitor {cfg.monitor} is not a validation figure of this run; it reports: {figures}")
+    if _better(row[cfg.monitor], best, cfg.monitor):
         best = row[cfg.monitor]
         _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch + 1, cfg.monitor: best})
     return best
