@@ -12,7 +12,8 @@ Sets (each row names its database and protocol; split seed from --seed, three se
 - polyu-paper / casia-paper: the co-hashing paper's closed-set protocols and band choices (PolyU print = red +
               green + blue averaged, vein = NIR, captures 1-8 enroll and train, 9-12 probe; CASIA ROIs print =
               700 + 460 nm, vein = 850 nm, captures 1-4 / 5-6); the last enrolled capture validates.
-Checkpoints are chosen on validation palms only (identity-disjoint); test palms are only scored.
+Checkpoints are chosen on validation palms only (identity-disjoint), by the mean EER of print, vein and fused
+(`--monitor val_eer_same`); test palms are only scored.
 
 Each learned row is scored as trained and, beside it, with test-time shifts (`--test-shifts 4`: the embeddings
 of the image and four copies rolled 4 pixels are averaged before the hash layer; same template size). CompCode
@@ -173,7 +174,8 @@ def main() -> None:
         for bits in args.bits:
             for variant in args.variants:
                 data = joined_config(trained, args.data, args.seed)
-                fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed)
+                fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
+                                    monitor="val_eer_same")
                 run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}-seed{args.seed}"
                 t0 = time.time()
                 if not (run / "train_time.json").exists():
