@@ -57,11 +57,20 @@ def test_flipped_palms_are_new_identities_with_both_modalities_flipped_alike():
         PairedTrainSet(ds, ds.samples, ("print", "vein"), 32, identity_flips=3)
 
 
-def test_identities_missing_a_modality_are_dropped():
+def test_identities_missing_a_modality_train_the_branches_they_have():
+    """(main dropped them: a print-only database could not join a paired one.)"""
     ds = open_dataset("synthetic", identities=3, captures=2, size=32)
     samples = [s for s in ds.samples if not (s.identity == "1" and s.modality == "vein")]
     train = PairedTrainSet(ds, samples, ("print", "vein"), 32)
-    assert set(train.classes) == {"0", "2"}
+    assert set(train.classes) == {"0", "1", "2"} and len(train) == 6
+    items = [train[i] for i in range(len(train))]
+    lacking = [it for it, a in zip(items, train.anchors) if a.identity == "1"]
+    assert len(lacking) == 2 and all(it["present"].tolist() == [True, False] for it in lacking)
+    assert all(it["vein"].abs().sum() == 0 and it["print"].abs().sum() > 0 for it in lacking)
+    assert all(it["present"].all() for it, a in zip(items, train.anchors) if a.identity != "1")
+    vein_only = [s for s in ds.samples if s.identity == "2" and s.modality == "vein"]
+    alone = PairedTrainSet(ds, vein_only + [s for s in ds.samples if s.identity == "0"], ("print", "vein"), 32)
+    assert [a.modality for a in alone.anchors if a.identity == "2"] == ["vein", "vein"]  # anchored on what it has
 
 
 def test_image_batches_and_transforms():
