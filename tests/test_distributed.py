@@ -153,3 +153,26 @@ def test_one_numbered_gpu_for_every_torchrun_process_is_refused(monkeypatch):
     monkeypatch.setenv("RANK", "1")
     with pytest.raises(RunError, match="each process takes cuda:LOCAL_RANK"):
         _join(FitConfig(device="cuda:1"))
+
+
+def test_a_joined_run_with_a_print_only_database_trains_under_torchrun(tmp_path):
+    """Each process's share of a batch may hold no paired item, leaving the vein branch unused there: DDP must
+    not assume a static graph (main: 'Expected to have finished reduction' on the first such step)."""
+    from test_multi import _write_folder
+
+    paired = _write_folder(tmp_path / "paired", 1, 6, 6, ("print", "vein"))
+    alone = _write_folder(tmp_path / "alone", 2, 10, 6, ("print",))
+    args = ["train", "cohash", "--ds", "folder", "--root", paired, "--also", f"folder:{alone}", "--protocol",
+            "closed", "--image-size", "32", "--model", "tiny", "--bits", "32", "--epochs", "3", "-b", "8",
+            "--device", "cpu", "--threads", "1", "--runs", str(tmp_path / "runs"), "--name", "joined"]
+    launch = subprocess.Popen(TORCHRUN + ["-m", "biohash"] + args, env=_env(), text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = launch.communicate(timeout=300)
+    finally:
+        if launch.poll() is None:
+            _kill_tree(launch.pid)
+    assert launch.returncode == 0, out[-2000:] + err[-2000:]
+    history = json.loads((tmp_path / "runs" / "joined" / "history.json").read_text())
+    assert len(history) == 3 and all(r["loss"] == r["loss"] for r in history)  # finite, every epoch
+    assert (tmp_path / "runs" / "joined" / "eval" / "folder#2-closed-test" / "metrics.json").is_file()

@@ -104,7 +104,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     console = console or Console()
     procs = processes()
     device = resolve_device(cfg.device, procs.local_rank)
-    engine = _engine(model.to(device), step, device, procs.world)
+    engine = _engine(model.to(device), step, device, procs.world, getattr(loader.dataset, "partial", False))
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     optimizer = make_optimizer(_parameters(model), cfg)
@@ -141,14 +141,17 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     return history
 
 
-def _engine(model: torch.nn.Module, step: Callable, device: torch.device, world: int) -> torch.nn.Module:
+def _engine(model: torch.nn.Module, step: Callable, device: torch.device, world: int,
+            partial: bool = False) -> torch.nn.Module:
     """The module a training step calls: model + step, wrapped in DDP under torchrun. A step uses the same
     parameters every time (a static graph), so parameters it never reads, such as a classifier one loss
-    ignores, need no search of the graph each step."""
+    ignores, need no search of the graph each step; except where items may lack a modality (`partial`: a
+    print-only database joined with paired ones), when a process's share of a batch may leave a branch unused."""
     engine: torch.nn.Module = StepModule(model, step)
     if world > 1:
         engine = torch.nn.parallel.DistributedDataParallel(
-            engine, device_ids=[device.index] if device.type == "cuda" else None, static_graph=True)
+            engine, device_ids=[device.index] if device.type == "cuda" else None, static_graph=not partial,
+            find_unused_parameters=partial)
     return engine
 
 

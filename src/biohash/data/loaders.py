@@ -62,6 +62,7 @@ class PairedTrainSet(TorchDataset):
         self.classes |= {f"{identity}~flip{j}": k + j * len(ids) for j in range(1, identity_flips)
                          for k, identity in enumerate(ids)}  # the copies' classes: k + j * (identities)
         self.groups = groups
+        self.partial = any(not groups.get((i, m)) for i in ids for m in modalities)  # some items lack a modality
         # anchors: each identity's captures of the first modality it has (every identity's first, when paired)
         first = {i: next(m for m in modalities if groups.get((i, m))) for i in ids}
         self.anchors = [s for s in samples if s.identity in first and s.modality == first[s.identity]]
