@@ -112,9 +112,10 @@ def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
 
 
 def chosen_val_eer(run: Path) -> float:
-    """Validation EER of the checkpoint the run chose (what selected it; never a test figure)."""
+    """The validation figure that chose the run's checkpoint (its --monitor; never a test figure)."""
+    monitor = (read_config(run).get("fit") or {}).get("monitor", "val_eer")
     history = json.loads((run / "history.json").read_text())
-    return min(r["val_eer"] for r in history if "val_eer" in r)
+    return min(r[monitor] for r in history if monitor in r)
 
 
 def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, seed: int, variant: str,
