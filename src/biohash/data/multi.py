@@ -33,7 +33,10 @@ def parse_spec(spec: str) -> dict[str, Any]:
         if not sep or not key:
             raise DatasetError(f"--also {spec!r}: {item!r} is not KEY=VALUE")
         if key in ("val_fraction", "test_fraction"):
-            part[key] = float(value)
+            try:
+                part[key] = float(value)
+            except ValueError:
+                raise DatasetError(f"--also {spec!r}: {key} must be a number, got {value!r}") from None
         elif key == "protocol":
             part[key] = value
         else:
@@ -42,6 +45,7 @@ def parse_spec(spec: str) -> dict[str, Any]:
 
 
 def check_part(part: dict[str, Any]) -> None:
+    """A joined database's settings name its dataset and nothing beyond PART_KEYS."""
     unknown = sorted(set(part) - set(PART_KEYS))
     if unknown or "dataset" not in part:
         raise DatasetError(f"a joined database takes {', '.join(PART_KEYS)} (dataset required); got "
@@ -61,24 +65,16 @@ def part_names(datasets: list[str]) -> list[str]:
 def join(parts: list[tuple[str, Dataset, Split]]) -> tuple[Dataset, Split]:
     """One Dataset and Split over named (dataset, split) parts; each sample's identity becomes NAME:identity and
     it carries the tag db:NAME; the joined loader hands every sample back to its own database."""
-    origin: dict[Sample, tuple[Dataset, Sample]] = {}
-
-    def tagged(name: str, dataset: Dataset, samples: list[Sample]) -> list[Sample]:
-        out = []
-        for s in samples:
-            t = replace(s, identity=f"{name}:{s.identity}", tags=(*s.tags, TAG + name))
-            origin[t] = (dataset, s)
-            out.append(t)
-        return out
-
+    origin: dict[Sample, tuple[Dataset, Sample]] = {}  # joined sample -> its database and its own sample
     fields: dict[str, list[Sample]] = {k: [] for k in ("train", "val_gallery", "val_probe", "test_gallery",
                                                        "test_probe")}
     samples: list[Sample] = []
     for name, dataset, split in parts:
-        samples += tagged(name, dataset, dataset.samples)
+        for s in dataset.samples:
+            origin[_retag(name, s)] = (dataset, s)
+            samples.append(_retag(name, s))
         for key in fields:
-            fields[key] += [replace(s, identity=f"{name}:{s.identity}", tags=(*s.tags, TAG + name))
-                            for s in getattr(split, key)]
+            fields[key] += [_retag(name, s) for s in getattr(split, key)]
 
     def load(sample: Sample) -> np.ndarray:
         dataset, own = origin[sample]
@@ -88,6 +84,10 @@ def join(parts: list[tuple[str, Dataset, Split]]) -> tuple[Dataset, Split]:
                      skipped=[x for _, d, _ in parts for x in d.skipped])
     protocols = sorted({split.protocol for _, _, split in parts})
     return joined, Split("+".join(protocols), **fields)
+
+
+def _retag(name: str, sample: Sample) -> Sample:
+    return replace(sample, identity=f"{name}:{sample.identity}", tags=(*sample.tags, TAG + name))
 
 
 def part_of(sample: Sample) -> str | None:
