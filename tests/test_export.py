@@ -115,3 +115,23 @@ def test_export_without_the_onnx_tools_says_what_to_install(tiny_run, monkeypatc
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnx" else real(name, *a))
     result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
     assert result.exit_code == 2 and "needs onnx: pip install -e '.[export]'" in result.output
+
+
+def test_test_shifts_are_exported_to_onnx(tmp_path):
+    """A model trained with --test-shifts encodes the same in ONNX Runtime as in torch (the rolls are traced)."""
+    import onnxruntime as ort
+    import torch
+
+    from biohash.export import _Branch, _onnx
+    from biohash.models.hashnet import HashNet
+
+    torch.manual_seed(0)
+    net = HashNet("tiny", 32, test_shifts=3).eval()
+    _onnx(_Branch(net).eval(), 64, tmp_path / "branch.onnx")
+    x = torch.randn(3, 1, 64, 64)
+    embedding, code = ort.InferenceSession(str(tmp_path / "branch.onnx")).run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        e, c = net.embed_and_code(x)
+        plain = torch.tanh(net.hash(net.forward_embed(x)))
+    assert np.abs(code - c.numpy()).max() < 1e-5 and np.abs(embedding - e.numpy()).max() < 1e-5
+    assert np.abs(code - plain.numpy()).max() > 1e-4  # the shifts are in the graph, not dropped
