@@ -175,10 +175,16 @@ def test_iitd_reads_the_full_databases_bmp_layout(tmp_path):
     assert ds.load(ds.samples[0]).shape == (240, 320)
 
 
-def test_full_polyu_ms_folders_pair_every_band(shared_data):
-    root = shared_data / "polyu-ms-full"
+def _full_folder(shared_data, name):
+    """A full real folder of ../shared/data, or a skip naming it where this copy of shared lacks it."""
+    root = shared_data / name
     if not root.is_dir():
         pytest.skip(f"{root} not found")
+    return root
+
+
+def test_full_polyu_ms_folders_pair_every_band(shared_data):
+    root = _full_folder(shared_data, "polyu-ms-full")
     ds = open_dataset("polyu-ms", root=str(root), bands="red,green,blue,nir")
     assert len(ds.samples) == 16176 and len(ds.identities()) == 337
     keys = {b: {(s.identity, s.session, s.capture) for s in ds.samples if s.band == b}
@@ -190,9 +196,7 @@ def test_full_polyu_ms_folders_pair_every_band(shared_data):
 
 def test_paper_bands_average_the_stacked_print_bands(shared_data):
     """PolyU paper preset: print = mean of red, green and blue of one capture, vein = NIR, still paired."""
-    root = shared_data / "polyu-ms-full"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+    root = _full_folder(shared_data, "polyu-ms-full")
     ds = open_dataset("polyu", root=str(root), bands="paper")
     assert {(s.band, s.modality) for s in ds.samples} == {("red+green+blue", "print"), ("nir", "vein")}
     assert len(ds.samples) == 2 * 4044
@@ -204,9 +208,7 @@ def test_paper_bands_average_the_stacked_print_bands(shared_data):
 
 
 def test_casia_roi_folder_all_six_bands_and_the_paper_preset(shared_data):
-    root = shared_data / "casia-ms-roi"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+    root = _full_folder(shared_data, "casia-ms-roi")
     ds = open_dataset("casia-ms", root=str(root), bands="460,630,700,wht,850,940", roi="none")
     assert len(ds.samples) == 4567 and len(ds.identities()) == 134
     assert {s.hand for s in ds.samples} == {"l", "r"} and ds.load(ds.samples[0]).shape == (180, 180)
@@ -222,9 +224,7 @@ def test_casia_roi_folder_all_six_bands_and_the_paper_preset(shared_data):
 
 
 def test_full_tongji_numbering_with_gaps(shared_data):
-    root = shared_data / "tongji-full"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+    root = _full_folder(shared_data, "tongji-full")
     ds = open_dataset("tongji", root=str(root))
     assert len(ds.samples) == 8060 and len(ds.identities()) == 403
     assert all(Counter(s.session for s in g) == {1: 10, 2: 10} for g in ds.by_identity().values())
@@ -234,9 +234,7 @@ def test_full_tongji_numbering_with_gaps(shared_data):
 
 def test_the_co_hashing_papers_closed_protocol_on_polyu(shared_data):
     """Paper: PolyU captures 1-8 train and enroll, 9-12 probe (print = red+green+blue, vein = NIR)."""
-    root = shared_data / "polyu-ms-full"
-    if not root.is_dir():
-        pytest.skip(f"{root} not found")
+    root = _full_folder(shared_data, "polyu-ms-full")
     cfg = DataConfig(dataset="polyu", root=str(root), protocol="closed", enroll_fraction=2 / 3,
                      options={"bands": "paper"})
     _, split = open_split(cfg)
