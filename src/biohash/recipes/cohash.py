@@ -145,9 +145,8 @@ def loss_step(config: CohashConfig) -> Step:
         for m, z in pre.items():
             terms.update(_identity_terms(config, losses, m, z, own[m], net.centroids))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
-            a, b = _paired(codes, rows, net.modalities)
+            a, b, both = _paired(codes, rows, labels, net.modalities)
             if len(a):
-                both = labels if rows[net.modalities[0]] is None else labels[batch["present"].all(dim=1)]
                 terms["cross"] = (config.lambda_cross, cross(a, b, both, both))
         if config.lambda_supcon > 0:
             terms["supcon"] = (config.lambda_supcon, supcon(torch.cat(list(codes.values())),
@@ -188,20 +187,19 @@ def _present_rows(batch: dict[str, Any], modalities: tuple[str, ...]) -> dict[st
     return {m: present[:, j].nonzero().flatten() for j, m in enumerate(modalities)}
 
 
-def _paired(codes: dict[str, Any], rows: dict[str, Any], modalities: tuple[str, ...]) -> tuple[Any, Any]:
-    """The two modalities' codes of the items that hold both, row for row."""
+def _paired(codes: dict[str, Any], rows: dict[str, Any], labels: Any,
+            modalities: tuple[str, ...]) -> tuple[Any, Any, Any]:
+    """The two modalities' codes of the items that hold both, row for row, and those items' labels."""
     first, second = modalities
     a, b = codes.get(first), codes.get(second)
     if a is None or b is None:
-        import torch
-
-        return torch.zeros(0), torch.zeros(0)
+        return labels[:0], labels[:0], labels[:0]
     if rows[first] is None:
-        return a, b
+        return a, b, labels
     ra, rb = rows[first].tolist(), rows[second].tolist()
     common = sorted(set(ra) & set(rb))
     ia, ib = {r: k for k, r in enumerate(ra)}, {r: k for k, r in enumerate(rb)}
-    return a[[ia[r] for r in common]], b[[ib[r] for r in common]]
+    return a[[ia[r] for r in common]], b[[ib[r] for r in common]], labels[common]
 
 
 def warm_start(model: CoHashNet, source: str) -> int:
