@@ -80,3 +80,37 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return str(tmp_path / "templates.db")
     return request.getfixturevalue("postgres_server")()
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """A tiny co-hashing model (print + vein, 32 bits) trained for 2 epochs and exported: what the service
+    tests serve."""
+    from typer.testing import CliRunner
+
+    from biohash.cli import app as cli
+
+    runs = tmp_path_factory.mktemp("runs")
+    runner = CliRunner()
+    result = runner.invoke(cli, ["train", "cohash", "-b", "16", "--bits", "32", "--model", "tiny", "--name", "m",
+                                 "--epochs", "2", "--identities", "24", "--captures", "4", "--image-size", "64",
+                                 "--runs", str(runs)])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(cli, ["export", str(runs / "m")])
+    assert result.exit_code == 0, result.output
+    return runs / "m" / "export"
+
+
+@pytest.fixture(scope="session")
+def fixed(bundle, tmp_path_factory):
+    """The bundle with a known threshold for every mode: the tiny model's validation split is too small to
+    reach FAR 1e-3, and without a threshold only operator keys may match."""
+    import json
+    import shutil
+
+    fixed = tmp_path_factory.mktemp("fixed") / "bundle"
+    shutil.copytree(bundle, fixed)
+    meta = json.loads((fixed / "bundle.json").read_text())
+    meta["thresholds"] = {m: {"0.001": 8} for m in ("print", "vein", "fused", "cross", "cross-rev")}
+    (fixed / "bundle.json").write_text(json.dumps(meta))
+    return fixed

@@ -137,7 +137,7 @@ def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path)
     with pytest.raises(RunError, match="no CUDA GPU is visible"):
         Encoder(tmp_path, device="cuda")
     keys = tmp_path / "keys"
-    keys.write_text("k" * 32 + "\n")
+    keys.write_text("7f3c9a61e2b84d05a9c1f6e3b27d4a88\n")
     keys.chmod(0o600)
     result = runner.invoke(app, ["serve", "--bundle", str(tmp_path), "--store", str(tmp_path / "t.db"),
                                  "--api-key-file", str(keys), "--device", "cuda"])

@@ -9,6 +9,9 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
+
+from biohash.access import SCOPES, ApiKey
 
 OPERATOR = "operator-key-0123456789abcdef"
 H = {"X-API-Key": OPERATOR}
@@ -72,3 +75,218 @@ def test_sixteen_bit_images_still_decode_to_stretched_eight_bits():
     img = decode_image(cv2.imencode(".png", np.dstack([ramp] * 4))[1].tobytes(), "vein")
     assert img.dtype == np.uint8 and img.shape == (48, 64)
     assert img[:, 0].max() == 0 and img[:, -1].min() == 255 and np.all(np.diff(img[0].astype(int)) >= 0)
+
+
+# ---- the service: oracles, partial enrollments, echoes, abuse limits (a tiny model with known thresholds) -------
+
+CODES_KEY = "codes-key-5b1e0c7a93d2f846"  # enroll, match, codes: a trusted device, not the operator
+DEFAULT_KEY = "default-key-a61f09c3e7b25d48"  # enroll, match: images only
+
+
+@pytest.fixture
+def service(fixed, tmp_path):
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    keys = [ApiKey(OPERATOR, frozenset(SCOPES)), ApiKey(CODES_KEY, frozenset({"enroll", "match", "codes"})),
+            ApiKey(DEFAULT_KEY)]
+    app = create_app(Deployment.from_bundle(fixed, tmp_path / "s.db"), keys, rate_limit=0, failed_auth_limit=20)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _hex(bits: np.ndarray) -> str:
+    return np.packbits(bits.astype(np.uint8)).tobytes().hex()
+
+
+def _rebuild_by_rank(client, key: str, bits: int = 32) -> np.ndarray | None:
+    """The attack of issue 23: enroll reference codes at known distances from a guess, read where the target
+    ranks among them in identify: its distance to the guess, then one bit per (enroll, identify)."""
+    h = {"X-API-Key": key}
+    guess = np.zeros(bits, np.uint8)
+
+    def enroll(name, code):
+        assert client.post("/v1/enroll", json={"subject": name, "codes": {"print": _hex(code)}}, headers=h).status_code == 200
+
+    def ranked(probe):
+        r = client.post("/v1/identify", json={"codes": {"print": _hex(probe)}, "k": 100}, headers=h)
+        return [c["subject"] for c in r.json()["candidates"]] if r.status_code == 200 else []
+
+    for j in range(bits + 1):  # ref-j at distance j from the guess; at a tie the ref ranks first ('r' < 'v')
+        enroll(f"ref-{j:02d}", np.r_[np.ones(j, np.uint8), np.zeros(bits - j, np.uint8)])
+    names = ranked(guess)
+    if "victim" not in names:
+        return None
+    base = sum(1 for n in names[: names.index("victim")] if n.startswith("ref-")) - 1  # d(guess, victim)
+    found = np.zeros(bits, np.uint8)
+    for b in range(bits):
+        probe = guess.copy()
+        probe[b] = 1
+        ref = probe.copy()  # a reference at distance `base` from the probe, ranked after the victim at a tie
+        ref[[i for i in range(bits) if i != b][:base]] ^= 1
+        enroll(f"zz-{b:02d}", ref)
+        names = ranked(probe)
+        found[b] = "victim" in names and (f"zz-{b:02d}" not in names or names.index("victim") < names.index(f"zz-{b:02d}"))
+    return found
+
+
+def test_identify_ranks_cannot_rebuild_a_template_without_the_operator_scope(service):
+    secret = np.random.default_rng(23).integers(0, 2, 32).astype(np.uint8)
+    assert service.post("/v1/enroll", json={"subject": "victim", "codes": {"print": _hex(secret)}},
+                        headers=H).status_code == 200
+    assert np.array_equal(_rebuild_by_rank(service, OPERATOR), secret)  # the attack works where ranks are shown
+    assert _rebuild_by_rank(service, CODES_KEY) is None  # on main: rebuilt exactly, in about 100 requests
+
+
+def test_answers_to_keys_without_scores_carry_no_grade_below_the_threshold(service):
+    rng = np.random.default_rng(5)
+    secret = rng.integers(0, 2, 32).astype(np.uint8)
+    service.post("/v1/enroll", json={"subject": "carol", "codes": {"print": _hex(secret)}}, headers=H)
+    for k in range(6):
+        service.post("/v1/enroll", json={"subject": f"other-{k}", "codes": {"print": _hex(rng.integers(0, 2, 32))}},
+                     headers=H)
+    near = secret.copy()
+    near[:9] ^= 1  # 9 bits: over the threshold (8), inside the "medium" band (< 30 % of 32 bits)
+    h = {"X-API-Key": CODES_KEY}
+    r = service.post("/v1/verify", json={"subject": "carol", "codes": {"print": _hex(near)}}, headers=h).json()
+    assert r == {"subject": "carol", "mode": "print", "match": False, "band": "low"}
+    assert service.post("/v1/verify", json={"subject": "carol", "codes": {"print": _hex(near)}},
+                        headers=H).json()["band"] == "medium"  # the operator still sees it
+    r = service.post("/v1/identify", json={"codes": {"print": _hex(near)}, "k": 100}, headers=h).json()
+    assert r["candidates"] == []  # nobody passes the threshold: no ranking at all
+    r = service.post("/v1/identify", json={"codes": {"print": _hex(secret)}, "k": 100}, headers=h).json()
+    assert [c["subject"] for c in r["candidates"]] == ["carol"] and r["candidates"][0]["match"] is True
+
+
+def test_without_a_threshold_only_the_operator_may_match(bundle, tmp_path):
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    app = create_app(Deployment.from_bundle(bundle, tmp_path / "n.db"), [ApiKey(OPERATOR, frozenset(SCOPES)),
+                                                                         ApiKey(CODES_KEY, frozenset({"match", "codes"}))])
+    client = TestClient(app, raise_server_exceptions=False)
+    code = {"codes": {"print": "00" * 4}}
+    client.post("/v1/enroll", json={"subject": "x", **code}, headers=H)
+    r = client.post("/v1/identify", json=code, headers={"X-API-Key": CODES_KEY})
+    assert r.status_code == 400 and "no decision threshold" in r.json()["detail"]
+    assert client.post("/v1/identify", json=code, headers=H).json()["candidates"][0]["distance"] == 0
+
+
+def test_a_print_only_enrollment_leaves_fused_identify_working_for_everyone(service):
+    rng = np.random.default_rng(8)
+    people = {f"p{k}": {m: rng.integers(0, 2, 32).astype(np.uint8) for m in ("print", "vein")} for k in range(8)}
+    for name, codes in people.items():
+        service.post("/v1/enroll", json={"subject": name, "codes": {m: _hex(c) for m, c in codes.items()}}, headers=H)
+    lone = rng.integers(0, 2, 32).astype(np.uint8)
+    r = service.post("/v1/enroll", json={"subject": "print-only-1", "codes": {"print": _hex(lone)}},
+                     headers=H)
+    assert r.status_code == 200
+    for name, codes in people.items():
+        for key in (OPERATOR, CODES_KEY):
+            r = service.post("/v1/identify", json={"codes": {m: _hex(c) for m, c in codes.items()}, "k": 100},
+                             headers={"X-API-Key": key})
+            assert r.status_code == 200, r.text  # on main: 404 "subject 'print-only-1' has no vein template"
+            assert r.json()["candidates"][0] == {**r.json()["candidates"][0], "subject": name, "mode": "fused"}
+    probe = {"print": _hex(lone), "vein": _hex(rng.integers(0, 2, 32))}
+    top = service.post("/v1/identify", json={"codes": probe}, headers=H).json()["candidates"][0]
+    assert top["subject"] == "print-only-1" and top["mode"] == "print" and top["distance"] == 0 and top["match"]
+
+
+def test_verify_of_an_unknown_subject_reads_as_a_non_match_without_the_operator_scope(service):
+    code = np.random.default_rng(2).integers(0, 2, 32).astype(np.uint8)
+    service.post("/v1/enroll", json={"subject": "known", "codes": {"print": _hex(code)}}, headers=H)
+    h = {"X-API-Key": CODES_KEY}
+    other = _hex(1 - code)
+    known = service.post("/v1/verify", json={"subject": "known", "codes": {"print": other}}, headers=h)
+    unknown = service.post("/v1/verify", json={"subject": "unknown", "codes": {"print": other}}, headers=h)
+    assert unknown.status_code == known.status_code == 200  # on main: 404 for the unknown one
+    assert {**unknown.json(), "subject": "known"} == known.json()
+    assert service.post("/v1/verify", json={"subject": "unknown", "codes": {"print": other}},
+                        headers=H).status_code == 404  # the operator is told
+
+
+def test_a_fuzz_of_300_requests_never_repeats_the_callers_input(service):
+    mark = "zqx7"
+    rng = np.random.default_rng(23)
+    subjects = [f"{mark}-valid", f"<script>{mark}</script>", f"{mark}/..", mark * 10]
+    againsts = [mark, f"vein{mark}", None, "fused", "vein"]
+    headers = [H, {"X-API-Key": CODES_KEY}, {"X-API-Key": DEFAULT_KEY}]
+    bodies = []
+    for n in range(300):
+        h = headers[n % 3]
+        route = ("/v1/verify", "/v1/identify", "/v1/enroll", "delete", "/v1/upload/verify", "/v1/upload/identify")[n % 6]
+        subject, against = subjects[int(rng.integers(4))], againsts[int(rng.integers(5))]
+        modality = ("print", f"{mark}", "vein")[int(rng.integers(3))]
+        code = {modality: ("00" * 4) if rng.random() < 0.7 else f"{mark}00"}
+        if route == "delete":
+            r = service.delete(f"/v1/subjects/{subject}", headers=h)
+        elif route.startswith("/v1/upload"):
+            r = service.post(route, data={"subject": subject, "against": against or "", "k": mark},
+                             files={modality: ("p.png", b"\x89PNG" + mark.encode())}, headers=h)
+        else:
+            body = {"subject": subject, "codes": code, "against": against, "k": 3}
+            r = service.post(route, json=body, headers=h)
+        assert r.status_code < 500, r.text
+        bodies.append(r.text)
+    echoed = [b for b in bodies if mark in b]
+    assert not echoed, f"{len(echoed)} of 300 bodies repeat the input, e.g. {echoed[0]}"
+
+
+def test_wrong_keys_are_rate_limited_per_client_address(service):
+    answers = [service.post("/v1/identify", json={"codes": {"print": "00" * 4}},
+                            headers={"X-API-Key": f"guess-{k:04d}-0123456789"}).status_code for k in range(30)]
+    assert answers[:20] == [401] * 20 and set(answers[20:]) == {429}  # on main: 401 every time, never 429
+    r = service.post("/v1/identify", json={"codes": {"print": "00" * 4}}, headers=H)
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1  # the address waits, even with a good key
+
+
+def test_health_tells_strangers_only_that_the_service_is_up(service):
+    assert service.get("/health").json() == {"status": "ok"}
+    assert service.get("/health", headers={"X-API-Key": "not-a-key-0123456789"}).json() == {"status": "ok"}
+    full = service.get("/health", headers={"X-API-Key": DEFAULT_KEY}).json()
+    assert full["bits"] == 32 and "model" in full and "templates" in full
+
+
+def test_a_body_that_stops_midway_is_answered_408_and_the_connection_closed():
+    import asyncio
+
+    from biohash.service import BodyDeadline
+
+    async def app(scope, receive, send):  # never reached
+        raise AssertionError("the app saw a partial body")
+
+    sent = []
+
+    async def receive():
+        if not sent:
+            sent.append("first")
+            return {"type": "http.request", "body": b'{"subject": ', "more_body": True}
+        await asyncio.sleep(60)  # the client stops sending
+
+    out = []
+
+    async def send(message):
+        out.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/enroll", "headers": []}
+    asyncio.run(asyncio.wait_for(BodyDeadline(app, seconds=0.2)(scope, receive, send), 5))
+    assert out[0]["status"] == 408 and (b"connection", b"close") in out[0]["headers"]
+
+
+@pytest.mark.parametrize("text,error", [
+    ("k3y-for-the-door-0001\tenroll,match,codes\n", None),
+    ("k3y-for-the-door-0001 enroll\nk3y-for-the-door-0001 match,scores\n", "line 2: the same key as line 1"),
+    ("aaaaaaaaaaaaaaaa\n", "too predictable"),
+    ("abcdabcdabcdabcd\n", "too predictable"),
+    ("\ufeffk3y-for-the-door-0001\n", None),
+    ("k3y-for-the-d\u00f6\u00f6r-0001\n", "printable ASCII"),
+])
+def test_key_files_are_parsed_strictly(text, error):
+    from biohash.access import KeyFileError, parse_keys
+
+    if error:
+        with pytest.raises(KeyFileError, match=error):
+            parse_keys(text)
+        return
+    key, = parse_keys(text)
+    assert key.secret == "k3y-for-the-door-0001"  # on main: the tab line was one secret, the BOM stayed in it
+    assert key.scopes == ({"enroll", "match", "codes"} if "\t" in text else {"enroll", "match"})

@@ -117,6 +117,9 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0),
           max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
           rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
+          failed_auth_limit: int = typer.Option(30, help="wrong-key requests per minute per client address; past "
+                                                "it the address gets 429 for the rest of the minute"),
+          body_timeout: float = typer.Option(10.0, help="seconds a client has to send a whole request body (408)"),
           audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)"),
           device: str = typer.Option("cpu", help="where the torch back-end encodes images: cpu, auto, cuda, "
                                      "cuda:N or mps")) -> None:
@@ -148,5 +151,6 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
                f"with {health['templates']} templates; matcher {matcher}; {len(keys)} API keys; "
                f"{'protected templates; ' if health['protected'] else ''}requests logged to "
                f"{audit_log or 'stderr'}; ready in {time.perf_counter() - started:.1f} s", err=True)
-    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit),
+    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit,
+                           failed_auth_limit=failed_auth_limit, body_timeout=body_timeout),
                 host=host, port=port, log_level="warning")

@@ -171,31 +171,54 @@ class Deployment:
         self.check_subject(subject)
         with self._lock:
             n = self.store.delete(subject)
-        if not n:
-            raise NotFound(f"no templates for subject {subject!r}")
+        if not n:  # messages never repeat a caller's input (service error bodies); the caller knows the id
+            raise NotFound("no templates for this subject")
         return n
 
-    def _mode(self, probe: dict[str, Codes], against: str | None) -> Mode:
+    def mode_of(self, probe: dict[str, Codes], against: str | None) -> Mode:
+        """The mode a probe is matched in (see biohash.modes.resolve); RequestError names no caller input."""
+        if against is not None and against not in self.encoder.modalities and against != "fused":
+            raise RequestError(f"unknown 'against' modality; this model has {', '.join(self.encoder.modalities)}")
         try:
             return resolve(list(probe), against)
-        except ModeError as err:
+        except ModeError as err:  # names only modalities checked above
             raise RequestError(str(err)) from None
+
+    def _pair_distances(self, subject: str, probe: dict[str, Codes], mode: Mode) -> dict[tuple[str, str], float]:
+        """Per (probe, gallery) modality pair of the mode that the subject has templates for: the nearest
+        template's distance (bits)."""
+        from biohash.codes import hamming
+
+        out = {}
+        for p, g in mode.pairs:
+            _, _, templates = self.store.templates(subject=subject, modality=g)
+            if templates is not None:
+                out[(p, g)] = float(hamming(probe[p], templates).min())
+        return out
 
     def _distance_to_subject(self, subject: str, probe: dict[str, Codes], mode: Mode) -> float:
         """Mean over the mode's (probe, gallery) modality pairs of the nearest template's distance (bits)."""
-        from biohash.codes import hamming
+        parts = self._pair_distances(subject, probe, mode)
+        missing = [g for p, g in mode.pairs if (p, g) not in parts]
+        if missing:
+            raise NotFound(f"the subject has no {missing[0]} template")
+        return float(np.mean(list(parts.values())))
 
-        parts = []
-        for p, g in mode.pairs:
-            _, _, templates = self.store.templates(subject=subject, modality=g)
-            if templates is None:
-                raise NotFound(f"subject {subject!r} has no {g} template")
-            parts.append(hamming(probe[p], templates).min())
-        return float(np.mean(parts))
+    def _scored(self, subject: str, probe: dict[str, Codes], mode: Mode) -> tuple[float, str, str] | None:
+        """(distance, subject, mode scored) of a fused-identify candidate: a subject enrolled with only some of
+        the mode's modalities is scored in the modes it has (a print-only subject by print alone, against the
+        print threshold), so one partial enrollment fails nobody; None when it has none of them."""
+        parts = self._pair_distances(subject, probe, mode)
+        if not parts:
+            return None
+        if len(parts) == len(mode.pairs):
+            return float(np.mean(list(parts.values()))), subject, mode.name
+        (p, g), d = next(iter(parts.items()))
+        return d, subject, resolve([p], g).name
 
     def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
         self.check_subject(subject)
-        mode = self._mode(probe, against)
+        mode = self.mode_of(probe, against)
         with self._lock:
             d = self._distance_to_subject(subject, self._protect(probe), mode)
         t = self.threshold(mode.name)
@@ -204,7 +227,7 @@ class Deployment:
     def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
         if not 1 <= k <= 100:
             raise RequestError(f"k must be between 1 and 100, got {k}")
-        mode = self._mode(probe, against)
+        mode = self.mode_of(probe, against)
         probe = self._protect(probe)
         with self._lock:
             self.sync()
@@ -213,7 +236,7 @@ class Deployment:
                 for p, g in mode.pairs:
                     _, ids = self.matchers[g].search(probe[p], 10 * k)
                     candidates |= set(self.store.subjects_of(ids[0]).values())
-                scored = sorted((self._distance_to_subject(s, probe, mode), s) for s in candidates)
+                scored = sorted(x for x in (self._scored(s, probe, mode) for s in candidates) if x is not None)
             else:
                 (p, g), = mode.pairs
                 dist, ids = self.matchers[g].search(probe[p], 4 * k)
@@ -223,10 +246,13 @@ class Deployment:
                     s = subjects.get(int(i))
                     if s is not None and s not in best:
                         best[s] = float(d)
-                scored = sorted((d, s) for s, d in best.items())
-        t = self.threshold(mode.name)
-        return [{"subject": s, "distance": d, "match": None if t is None else d <= t, "mode": mode.name,
-                 "band": self.band(d)} for d, s in scored[:k]]
+                scored = sorted((d, s, mode.name) for s, d in best.items())
+        return [self._candidate(s, d, m) for d, s, m in scored[:k]]
+
+    def _candidate(self, subject: str, distance: float, mode: str) -> dict:
+        t = self.threshold(mode)
+        return {"subject": subject, "distance": distance, "match": None if t is None else distance <= t,
+                "mode": mode, "band": self.band(distance)}
 
     def health(self) -> dict:
         with self._lock:

@@ -26,7 +26,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from biohash.access import ApiKey, RateLimiter
+from biohash.api_docs import api_docs_html
+from biohash.body_deadline import BodyDeadline
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
+from biohash.disclosure import answer, candidates, checked_verify, need_threshold
 from biohash.images import ImageError, ImageTooLarge, decode_image
 
 log = logging.getLogger("biohash.service")
@@ -67,37 +70,6 @@ def _error(status: int, detail: str, headers: dict | None = None) -> JSONRespons
     return JSONResponse({"detail": _one_line(detail)}, status_code=status, headers=headers)
 
 
-def api_docs_html(schema: dict) -> str:
-    """A self-contained HTML page of the API from its OpenAPI schema (works offline: no script, no CDN)."""
-    from html import escape
-
-    rows = []
-    for path, methods in schema.get("paths", {}).items():
-        for method, op in methods.items():
-            params = ", ".join(p["name"] for p in op.get("parameters", []) if p.get("in") != "header")
-            body = op.get("requestBody", {}).get("content", {})
-            kinds = ", ".join(body) if body else ""
-            ref = next((c.get("schema", {}).get("$ref", "") for c in body.values()), "").rsplit("/", 1)[-1]
-            fields = ""
-            if ref:
-                props = schema["components"]["schemas"][ref].get("properties", {})
-                fields = "<br>".join(f"<code>{escape(k)}</code>: {escape(v.get('description', v.get('type', '')) or '')}"
-                                     for k, v in props.items())
-            rows.append(f"<tr><td><b>{method.upper()}</b> <code>{escape(path)}</code></td>"
-                        f"<td>{escape(op.get('summary', ''))}</td><td>{escape(params)}</td>"
-                        f"<td>{escape(kinds)}<br>{fields}</td></tr>")
-    info = schema.get("info", {})
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(info.get('title', 'API'))}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td{border-top:1px solid #ccc;padding:.4em;"
-            "vertical-align:top}</style></head><body>"
-            f"<h1>{escape(info.get('title', ''))} {escape(str(info.get('version', '')))}</h1>"
-            f"<p>{escape(info.get('description', ''))} Every /v1 route needs an <code>X-API-Key</code> header; "
-            "what a key may do is its scopes (enroll, match, codes, scores). Machine-readable schema: "
-            "<a href='/openapi.json'>/openapi.json</a>.</p>"
-            "<table><tr><th>route</th><th>what</th><th>parameters</th><th>body</th></tr>"
-            + "".join(rows) + "</table></body></html>")
-
-
 @dataclass
 class ServiceState:
     """What the routes share, kept on app.state: the deployment and the access rules."""
@@ -105,6 +77,7 @@ class ServiceState:
     deployment: Deployment
     keys: list[ApiKey]
     limiter: RateLimiter
+    failed_auth: RateLimiter  # per client address: wrong or missing keys
     max_body_bytes: int
     max_pixels: int | None
 
@@ -172,21 +145,37 @@ HANDLERS = [(Forbidden, _status(403)), (ImageTooLarge, _status(413)), (ImageErro
 
 # ---- access ----------------------------------------------------------------------------------------------------
 
-def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
-    """The caller's key (compared in constant time against every key), counted against its rate limit."""
-    st = _state(request)
-    given = (x_api_key or "").encode()
-    found = None
-    for k in st.keys:  # check every key: the time does not depend on which one matched
-        if hmac.compare_digest(given, k.secret.encode()):
+def find_key(st: ServiceState, given: str | None) -> ApiKey | None:
+    """The key matching `given`, compared in constant time against every key (the time does not depend on
+    which one matched)."""
+    raw, found = (given or "").encode(), None
+    for k in st.keys:
+        if hmac.compare_digest(raw, k.secret.encode()):
             found = k
+    return found
+
+
+def _too_many(limiter: RateLimiter, wait: float, what: str) -> HTTPException:
+    return HTTPException(status_code=429, detail=f"rate limit of {limiter.per_minute} {what} per minute reached",
+                         headers={"Retry-After": str(max(1, round(wait)))})
+
+
+def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
+    """The caller's key, counted against its rate limit. Wrong keys count against the client address's own
+    limit: past it the address is refused (429) before any key is compared, so keys cannot be guessed fast."""
+    st = _state(request)
+    address = request.client.host if request.client else "-"
+    blocked = st.failed_auth.wait_needed(address, count=False)
+    if blocked:
+        raise _too_many(st.failed_auth, blocked, "failed authentications")
+    found = find_key(st, x_api_key)
     if found is None:
+        st.failed_auth.wait_needed(address)
         raise HTTPException(status_code=401, detail="missing or invalid API key (X-API-Key header)")
     request.state.key_id = found.id
     wait = st.limiter.wait_needed(found.id)
     if wait:
-        raise HTTPException(status_code=429, detail=f"rate limit of {st.limiter.per_minute} requests per minute "
-                            f"reached", headers={"Retry-After": str(max(1, round(wait)))})
+        raise _too_many(st.limiter, wait, "requests")
     return found
 
 
@@ -227,19 +216,6 @@ def upload_codes(st: ServiceState, files: dict) -> dict:
     return st.deployment.codes_from_images(images)
 
 
-def answer(dep: Deployment, d: Decision, key: ApiKey) -> dict:
-    """A verify answer: decision and band; distance and threshold only for the 'scores' scope."""
-    out: dict[str, object] = {"mode": d.mode, "match": d.match, "band": dep.band(d.distance)}
-    if "scores" in key.scopes:
-        out |= {"distance": d.distance, "threshold": d.threshold}
-    return out
-
-
-def candidates(found: list[dict], key: ApiKey) -> list[dict]:
-    shown = ("subject", "mode", "match", "band") + (("distance",) if "scores" in key.scopes else ())
-    return [{k: c[k] for k in shown} for c in found]
-
-
 def _decision(d: Decision) -> str:
     return "unknown" if d.match is None else "match" if d.match else "no-match"
 
@@ -254,8 +230,12 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health(request: Request) -> dict:
-    return _state(request).deployment.health()
+def health(request: Request, x_api_key: str | None = Header(None)) -> dict:
+    """Liveness for anyone; the model, counts and matcher only for a valid key (they help an attacker plan)."""
+    st = _state(request)
+    if x_api_key and find_key(st, x_api_key) is not None:
+        return st.deployment.health()
+    return {"status": "ok"}
 
 
 @router.get("/docs", include_in_schema=False)
@@ -278,7 +258,7 @@ def verify(req: VerifyRequest, request: Request, key: ApiKey = Depends(auth)) ->
     st = _state(request)
     need(key, "match")
     note(request, subject=st.deployment.check_subject(req.subject))
-    d = st.deployment.verify(req.subject, probe_codes(st, key, req), req.against)
+    d = checked_verify(st.deployment, key, req.subject, probe_codes(st, key, req), req.against)
     note(request, mode=d.mode, decision=_decision(d))
     return {"subject": req.subject, **answer(st.deployment, d, key)}
 
@@ -287,7 +267,9 @@ def verify(req: VerifyRequest, request: Request, key: ApiKey = Depends(auth)) ->
 def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "match")
-    found = st.deployment.identify(probe_codes(st, key, req), req.against, req.k)
+    probe = probe_codes(st, key, req)
+    need_threshold(st.deployment, st.deployment.mode_of(probe, req.against).name, key)
+    found = st.deployment.identify(probe, req.against, req.k)
     _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
@@ -340,7 +322,8 @@ async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "match")
     fields, files, subject = await subject_upload(request)
-    d = await run_in_threadpool(lambda: st.deployment.verify(subject, upload_codes(st, files), fields.get("against")))
+    d = await run_in_threadpool(lambda: checked_verify(st.deployment, key, subject, upload_codes(st, files),
+                                                       fields.get("against")))
     note(request, mode=d.mode, decision=_decision(d))
     return {"subject": subject, **answer(st.deployment, d, key)}
 
@@ -353,23 +336,29 @@ async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict
     k = fields.get("k", "5")
     if not k.isdigit() or not 1 <= int(k) <= 100:
         raise RequestError("form field 'k' must be a whole number from 1 to 100")
-    found = await run_in_threadpool(
-        lambda: st.deployment.identify(upload_codes(st, files), fields.get("against"), int(k)))
+    probe = await run_in_threadpool(lambda: upload_codes(st, files))
+    need_threshold(st.deployment, st.deployment.mode_of(probe, fields.get("against")).name, key)
+    found = await run_in_threadpool(lambda: st.deployment.identify(probe, fields.get("against"), int(k)))
     _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
 
 def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_body_bytes: int = 4 * 2**20,
-               max_pixels: int | None = None, rate_limit: int = 600) -> FastAPI:
+               max_pixels: int | None = None, rate_limit: int = 600, failed_auth_limit: int = 30,
+               body_timeout: float = 10.0) -> FastAPI:
     """The FastAPI app over one deployment; refuses to start without at least one API key. Plain strings are
     keys with the default scopes; `rate_limit` is requests per minute per key (0: none); `max_pixels` caps
-    decoded images."""
+    decoded images; `failed_auth_limit` is wrong-key requests per minute per client address; a body not
+    received within `body_timeout` seconds is answered 408 and the connection closed."""
     keys = [k if isinstance(k, ApiKey) else ApiKey(k) for k in api_keys if k]
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")
     app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.",
                   docs_url=None, redoc_url=None)  # /docs is the router's own page, from the schema: no CDN
-    app.state.biohash = ServiceState(deployment, keys, RateLimiter(rate_limit), max_body_bytes, max_pixels)
+    app.state.biohash = ServiceState(deployment=deployment, keys=keys, limiter=RateLimiter(rate_limit),
+                                     failed_auth=RateLimiter(failed_auth_limit), max_body_bytes=max_body_bytes,
+                                     max_pixels=max_pixels)
+    app.add_middleware(BodyDeadline, seconds=body_timeout)  # inside: the size check runs before any body is read
     app.middleware("http")(limit_body_and_audit)
     for kind, handler in HANDLERS:
         app.add_exception_handler(kind, handler)
