@@ -7,7 +7,7 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "biohash"
 NUMPY_STACK = ("types", "codes", "metrics", "scores", "modes", "matching", "protect", "store", "store_conn", "access", "errors",
-               "registry", "images")
+               "registry", "images", "quality")
 
 
 def _module(path: Path) -> str:

@@ -3,6 +3,7 @@ gate, fused identify over partly enrolled subjects, error bodies, abuse limits a
 an attack or an operator's mistake that worked on the main before it."""
 from __future__ import annotations
 
+import base64
 import struct
 import zlib
 
@@ -290,3 +291,56 @@ def test_key_files_are_parsed_strictly(text, error):
     key, = parse_keys(text)
     assert key.secret == "k3y-for-the-door-0001"  # on main: the tab line was one secret, the BOM stayed in it
     assert key.scopes == ({"enroll", "match", "codes"} if "\t" in text else {"enroll", "match"})
+
+
+# ---- the sample quality gate --------------------------------------------------------------------------------
+
+def _noise(rng, kind: str) -> np.ndarray:
+    if kind == "uniform":
+        return rng.integers(0, 256, (128, 128), dtype=np.uint8)
+    if kind == "gaussian":
+        return np.clip(rng.normal(128, 40, (256, 256)), 0, 255).astype(np.uint8)
+    if kind == "blurred":
+        x = cv2.GaussianBlur(rng.integers(0, 256, (128, 128)).astype(np.float32), (0, 0), 1)
+        return cv2.normalize(x, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return (rng.random((128, 128)) < 0.5).astype(np.uint8) * 255  # salt and pepper: also saturated
+
+
+@pytest.mark.parametrize("kind", ["uniform", "gaussian", "blurred", "salt-pepper"])
+def test_noise_is_refused_with_one_clear_line(kind):
+    from biohash.images import ImageError, check_usable
+
+    img = _noise(np.random.default_rng(0), kind)
+    with pytest.raises(ImageError, match=r"print: image (looks like noise|is saturated) \(\w+ [0-9.]+, palms need"):
+        check_usable(img, "print")
+
+
+def test_a_noise_wolf_cannot_enroll_and_noise_cannot_probe(service):
+    rng = np.random.default_rng(1)
+    noise = base64.b64encode(cv2.imencode(".png", _noise(rng, "uniform"))[1].tobytes()).decode()
+    r = service.post("/v1/enroll", json={"subject": "wolf", "images": {"print": noise}}, headers=H)
+    assert r.status_code == 400 and "looks like noise" in r.json()["detail"]  # on main: enrolled, then matched noise
+    r = service.post("/v1/identify", json={"images": {"print": noise}}, headers=H)
+    assert r.status_code == 400 and "\n" not in r.text
+
+
+def test_real_palms_of_every_shared_database_pass_and_whole_hand_photos_do_not(shared_data):
+    from biohash.data.datasets import open_dataset
+    from biohash.images import ImageError, check_usable, read_image
+
+    sets = [("polyu-ms", "polyu-ms-full", {"bands": "red,green,blue,nir"}),
+            ("casia-ms", "casia-ms-roi", {"bands": "460,630,700,WHT,850,940", "roi": "none"}),
+            ("tongji", "tongji-full", {}), ("polyu-ms", "polyu-ms", {"bands": "green,nir"}), ("tongji", "tongji", {})]
+    checked = 0
+    for adapter, folder, options in sets:
+        if not (shared_data / folder).is_dir():
+            continue
+        ds = open_dataset(adapter, root=str(shared_data / folder), **options)
+        for s in ds.samples[:: max(1, len(ds.samples) // 60)]:
+            check_usable(ds.load(s), s.path)  # raises on a false reject
+            checked += 1
+    assert checked >= 150
+    photos = sorted((shared_data / "casia-ms" / "940").glob("*.jpg"))[:10]
+    for path in photos:
+        with pytest.raises(ImageError, match="unevenly lit"):
+            check_usable(read_image(path), "print")

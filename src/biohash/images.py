@@ -147,7 +147,8 @@ def read_image(path: str | Path, colour: bool = False, max_pixels: int | None = 
 
 
 def check_usable(img: np.ndarray, where: str, min_side: int = MIN_SIDE, min_contrast: float = MIN_CONTRAST) -> np.ndarray:
-    """Refuse images too small or too flat to enroll or match; returns the image."""
+    """Refuse images too small, too flat or below the sample quality limits (biohash.quality: noise, saturated,
+    unevenly lit) to enroll or match; returns the image."""
     h, w = img.shape[:2]
     if min(h, w) < min_side:
         raise ImageError(f"{where}: image is {w}x{h}; at least {min_side}x{min_side} pixels are needed")
@@ -155,4 +156,10 @@ def check_usable(img: np.ndarray, where: str, min_side: int = MIN_SIDE, min_cont
     if spread < min_contrast:
         raise ImageError(f"{where}: image is blank (grey-level spread {spread:.1f} < {min_contrast:g}): no palm to "
                          f"match")
+    from biohash.quality import QualityError, check_quality
+
+    try:
+        check_quality(img, where)
+    except QualityError as err:
+        raise ImageError(str(err)) from None
     return img
