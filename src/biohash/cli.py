@@ -78,7 +78,9 @@ def export(
     checks = check_bundle(run, source=calibration, min_agreement=min_agreement / 100, device=device)
     for key, check in checks.items():
         typer.echo(f"{key}: max |embedding diff| {check['max_abs_embedding_diff']:.2e}, "
-                   f"bit agreement with torch {100 * check['bit_agreement']:.2f} %")
+                   f"bit agreement with torch {100 * check['bit_agreement']:.2f} %, "
+                   f"{check['ms_per_image_batch1']:.1f} ms an image at batch 1 (torch "
+                   f"{check['torch_ms_per_image_batch1']:.1f} ms)")
     failed = [f"{k} {100 * c['bit_agreement']:.1f} %" for k, c in checks.items() if not c["passed"]]
     if failed:
         raise ValueError(f"export check failed: {', '.join(failed)} of code bits agree with torch, under the "

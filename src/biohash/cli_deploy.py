@@ -11,13 +11,21 @@ _BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/ex
 _STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")
 _IMAGE = typer.Option(None, "--image", "-i", help="MODALITY=PATH, e.g. print=palm.png (repeat for fused)")
 _CODE = typer.Option(None, "--code", "-c", help="MODALITY=HEX: a code computed on a device, instead of an image")
-_BACKEND = typer.Option("torch", help="encoder back-end: torch, onnx or onnx-int8")
+_BACKEND = typer.Option("auto", help="encoder back-end: auto (onnx where the bundle has it, else torch), torch, "
+                        "onnx or onnx-int8")
+_MATCHER = typer.Option("auto", help="auto (faiss BFlat where faiss is installed, else exact), exact, mih, BFlat, "
+                        "BIVF1024:nprobe=16, BHNSW32 ...")
 _KEY = typer.Option(None, "--key-file", help="protection key file (hex); templates are cancellable under it")
 _FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (stored with the model)")
 
 
-def _deployment(bundle: Path, store: str, backend: str = "torch", key_file: Path | None = None,
-                far: float = 1e-3, matcher: str = "exact", device: str = "cpu"):
+def _deployment(bundle: Path, store: str, backend: str = "auto", key_file: Path | None = None,
+                far: float = 1e-3, matcher: str = "auto", device: str = "cpu"):
+    import os
+
+    # before faiss or torch loads OpenMP: idle workers sleep instead of spinning (a spinning pool made single
+    # faiss queries 20x slower on a busy machine); an operator's own setting wins
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     from biohash.deployment import Deployment
 
     if (bundle / "export" / "bundle.json").is_file():
@@ -88,7 +96,7 @@ def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: st
 def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | None = _IMAGE,
              code: list[str] | None = _CODE, against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
              key_file: Path | None = _KEY, far: float = _FAR,
-             matcher: str = typer.Option("exact", help="exact, BFlat, BIVF1024:nprobe=16, BHNSW32 ...")) -> None:
+             matcher: str = _MATCHER) -> None:
     """1:N: the k nearest enrolled subjects."""
     dep = _deployment(bundle, store, backend, key_file, far, matcher)
     for c in dep.identify(_probe(dep, image, code), against, k):
@@ -114,7 +122,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           port: int = typer.Option(8000), api_key_file: Path = typer.Option(..., help="one API key per line, "
           "optionally followed by scopes: KEY enroll,match,codes,scores ('#' comments; see biohash.access)"),
           backend: str = _BACKEND, key_file: Path | None = _KEY, far: float = _FAR,
-          matcher: str = typer.Option("exact"), max_body_mb: float = typer.Option(4.0),
+          matcher: str = _MATCHER, max_body_mb: float = typer.Option(4.0),
           max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
           rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
           failed_auth_limit: int = typer.Option(30, help="wrong-key requests per minute per client address; past "
@@ -147,8 +155,9 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     dep = _deployment(bundle, store, backend, key_file, far, matcher, device)
     health = dep.health()
     typer.echo(f"biohash serve: listening on http://{host}:{port} (docs /docs); model {health['model']} "
-               f"({health['bits']} bits, {', '.join(health['modalities'])}, {backend}); store {health['store']} "
-               f"with {health['templates']} templates; matcher {matcher}; {len(keys)} API keys; "
+               f"({health['bits']} bits, {', '.join(health['modalities'])}, encoder {health['backend']}"
+               f"{' (auto)' if backend == 'auto' else ''}); store {health['store']} with {health['templates']} "
+               f"templates; matcher {health['matcher']}{' (auto)' if matcher == 'auto' else ''}; {len(keys)} API keys; "
                f"{'protected templates; ' if health['protected'] else ''}requests logged to "
                f"{audit_log or 'stderr'}; ready in {time.perf_counter() - started:.1f} s", err=True)
     uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit,

@@ -16,7 +16,7 @@ import numpy as np
 from biohash.access import check_subject
 from biohash.errors import BiohashError
 from biohash.images import check_usable
-from biohash.matching import make_matcher
+from biohash.matching import make_matcher, resolve_matcher
 from biohash.modes import Mode, ModeError, resolve
 from biohash.protect import Protector
 from biohash.store import StoreError, TemplateStore, open_store
@@ -45,7 +45,7 @@ class Decision:
 class Deployment:
     """Thread-safe (one lock) facade used by the CLI and the REST service."""
 
-    def __init__(self, encoder: Encoder, store: TemplateStore, matcher: str = "exact",
+    def __init__(self, encoder: Encoder, store: TemplateStore, matcher: str = "auto",
                  protector: Protector | None = None, far: float = 1e-3) -> None:
         """From parts: an encoder (or only its bundle's metadata, for hex codes), a store already bound to the
         model, a matcher spec (biohash.matching.MATCHERS) and an optional protector. Most callers want
@@ -56,18 +56,19 @@ class Deployment:
         self.protector = protector
         self.thresholds = encoder.meta.get("thresholds", {})
         self.far = f"{far:g}"
-        self.matcher_factory = matcher
-        self.matchers = {m: make_matcher(self.bits, matcher) for m in encoder.modalities}
+        self.matcher_factory = resolve_matcher(matcher)
+        self.matchers = {m: make_matcher(self.bits, self.matcher_factory) for m in encoder.modalities}
         self._seq = 0
         self._lock = threading.Lock()
         self.sync()
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "torch", matcher: str = "exact",
+    def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "auto", matcher: str = "auto",
                     key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
                     mix_encoders: bool = False, device: str = "cpu") -> Deployment:
         """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model
-        and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ)."""
+        and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ). 'auto'
+        picks the fastest correct back-end (encoder.resolve_backend) and matcher (matching.resolve_matcher)."""
         from biohash.encoder import Encoder
 
         encoder = Encoder(bundle, backend=backend, threads=threads, device=device)
@@ -258,4 +259,5 @@ class Deployment:
         with self._lock:
             return {"status": "ok", "templates": self.store.count(), "model": self.fingerprint, "bits": self.bits,
                     "modalities": list(self.encoder.modalities), "matcher": self.matcher_factory,
+                    "backend": self.encoder.backend,
                     "store": self.store.dialect, "protected": self.protector is not None}

@@ -1,0 +1,63 @@
+"""Fast by default (issue 24): the deployment picks faiss BFlat and ONNX Runtime when they are there, says so,
+and falls back correctly when they are not; one image at a time encodes to the same codes as a batch."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+
+def test_auto_picks_faiss_bflat_where_faiss_imports_and_the_scan_where_it_does_not(monkeypatch):
+    from biohash import matching
+    from biohash.matching import ExactMatcher, FaissMatcher, make_matcher
+
+    assert isinstance(make_matcher(64), FaissMatcher) and make_matcher(64).factory == "BFlat"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
+    assert matching.resolve_matcher("auto") == "exact" and isinstance(make_matcher(64, "auto"), ExactMatcher)
+    assert matching.resolve_matcher("BIVF64") == "BIVF64"
+
+
+def test_a_deployment_defaults_to_onnx_and_bflat_and_health_says_so(fixed, tmp_path):
+    from biohash.deployment import Deployment
+
+    dep = Deployment.from_bundle(fixed, tmp_path / "a.db")
+    health = dep.health()
+    assert health["backend"] == "onnx" and health["matcher"] == "BFlat"  # on main: torch and exact
+    without_onnx = tmp_path / "bundle"
+    shutil.copytree(fixed, without_onnx)
+    meta = json.loads((without_onnx / "bundle.json").read_text())
+    meta["onnx"] = {}
+    (without_onnx / "bundle.json").write_text(json.dumps(meta))
+    assert Deployment.from_bundle(without_onnx, tmp_path / "b.db").health()["backend"] == "torch"
+
+
+def test_auto_never_picks_a_model_that_failed_its_check_or_int8(fixed, tmp_path):
+    from biohash.encoder import resolve_backend
+
+    meta = json.loads((fixed / "bundle.json").read_text())
+    assert resolve_backend(meta, "auto") == "onnx"
+    assert resolve_backend({**meta, "failed_checks": ["print/onnx"]}, "auto") == "torch"
+    assert resolve_backend(meta, "onnx-int8") == "onnx-int8"  # chosen by name only
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_one_image_at_a_time_gives_the_codes_of_a_batch(fixed, backend):
+    from biohash.data.datasets import open_dataset
+    from biohash.encoder import Encoder
+
+    enc = Encoder(fixed, backend=backend)
+    ds = open_dataset("synthetic", identities=4, captures=2, size=64, seed=3)
+    images = [ds.load(s) for s in ds.samples if s.modality == "print"]
+    batch = enc.encode(images, "print").bits
+    single = np.concatenate([enc.encode([img], "print").bits for img in images])
+    assert np.array_equal(batch, single)
+
+
+def test_the_export_check_reports_batch_one_speed_beside_agreement(bundle):
+    meta = json.loads((bundle / "bundle.json").read_text())
+    check = meta["checks"]["print/onnx"]
+    assert check["ms_per_image_batch1"] > 0 and check["torch_ms_per_image_batch1"] > 0
