@@ -207,13 +207,25 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
         with concurrent.futures.ThreadPoolExecutor(clients) as pool:
             results = list(pool.map(one, range(requests)))
         wall = time.perf_counter() - t0
+
+        def batch(k: int) -> bool:  # /v1/identify/batch, 32 probes a request
+            if not hasattr(local, "client"):
+                local.client = httpx.Client(base_url=base, headers=headers, timeout=60)
+            body = {"probes": [{"codes": {"print": p}} for p in probe[32 * k : 32 * k + 32]], "k": 1}
+            return local.client.post("/v1/identify/batch", json=body).status_code == 200
+
+        t0 = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(clients) as pool:
+            batches_ok = sum(pool.map(batch, range(requests // 32)))
+        batch_rps = 32 * (requests // 32) / (time.perf_counter() - t0)
     finally:
         server.terminate()
         server.wait(timeout=30)
     lat = np.array([r[0] for r in results]) * 1000
     return {"templates": n_templates, "import_s": import_s, "startup_s": startup, "requests": requests,
             "clients": clients, "rps": requests / wall, "in_process_rps": in_process,
-            "http_vs_in_process": requests / wall / in_process, "p50_ms": float(np.percentile(lat, 50)),
+            "http_vs_in_process": requests / wall / in_process, "batch32_probes_per_s": batch_rps,
+            "batch32_vs_in_process": batch_rps / in_process, "batch_errors": requests // 32 - batches_ok, "p50_ms": float(np.percentile(lat, 50)),
             "p99_ms": float(np.percentile(lat, 99)), "errors": int(sum(r[1] != 200 for r in results)),
             "wrong_top1": int(sum(not r[2] for r in results))}
 

@@ -183,3 +183,23 @@ def test_a_misspelt_dataset_option_is_one_line_naming_the_accepted_ones(tmp_path
     line = _error_line(runner.invoke(app, ["train", "cohash", "--ds", "casiam", "--root",
                                            str(shared_data / "casia-ms"), "-o", "bandz=940"]))
     assert "takes no option 'bandz'" in line and "bands" in line  # main: a TypeError traceback, exit 1
+
+
+def test_the_datasets_command_the_help_names_lists_every_adapter():
+    result = runner.invoke(app, ["datasets"])
+    assert result.exit_code == 0, result.output  # on main: No such command 'datasets'
+    for name in ("synthetic (syn)", "casia-ms (casiam)", "polyu-ms (polyu)", "tongji", "folder", "veindeep"):
+        assert f"\n{name}\n" in f"\n{result.output}", name
+    assert "options: root=None, bands=('940',), roi='valley'" in result.output and "vein = 850 and 940 nm" in result.output
+
+
+def test_demo_resume_continues_the_stopped_run(monkeypatch, tmp_path):
+    import biohash.jobs
+
+    calls = []
+    monkeypatch.setattr(biohash.jobs, "run_demo", lambda run_dir, **kw: calls.append((run_dir, kw)))
+    result = runner.invoke(app, ["demo", "--resume", "--runs", str(tmp_path)])
+    assert result.exit_code == 0, result.output  # on main: No such option: --resume
+    assert calls[0][0] == tmp_path / "demo" and calls[0][1]["fresh"] is False
+    runner.invoke(app, ["demo", "--runs", str(tmp_path)])
+    assert calls[1][1]["fresh"] is True

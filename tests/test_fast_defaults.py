@@ -61,3 +61,26 @@ def test_the_export_check_reports_batch_one_speed_beside_agreement(bundle):
     meta = json.loads((bundle / "bundle.json").read_text())
     check = meta["checks"]["print/onnx"]
     assert check["ms_per_image_batch1"] > 0 and check["torch_ms_per_image_batch1"] > 0
+
+
+def test_batch_identify_answers_each_probe_as_single_identify_does(fixed, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from biohash.access import SCOPES, ApiKey
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    key = "batch-key-3e91c07d5a2b68f4"
+    client = TestClient(create_app(Deployment.from_bundle(fixed, tmp_path / "b.db"), [ApiKey(key, frozenset(SCOPES))]),
+                        raise_server_exceptions=False)
+    h = {"X-API-Key": key}
+    rng = np.random.default_rng(4)
+    codes = [np.packbits(rng.integers(0, 2, 32).astype(np.uint8)).tobytes().hex() for _ in range(12)]
+    for n, c in enumerate(codes):
+        client.post("/v1/enroll", json={"subject": f"s{n}", "codes": {"print": c}}, headers=h)
+    probes = [{"codes": {"print": c}} for c in codes[:5]]
+    batch = client.post("/v1/identify/batch", json={"probes": probes, "k": 3}, headers=h)
+    assert batch.status_code == 200
+    singles = [client.post("/v1/identify", json={**p, "k": 3}, headers=h).json() for p in probes]
+    assert batch.json()["results"] == singles and [r["candidates"][0]["subject"] for r in singles] == [f"s{n}" for n in range(5)]
+    assert client.post("/v1/identify/batch", json={"probes": probes * 13}, headers=h).status_code == 422  # 65 > 64

@@ -26,8 +26,11 @@ def test_the_base_install_enrolls_and_identifies_hex_codes_without_torch(tmp_pat
     assert install.returncode == 0, install.stderr[-2000:]
     bundle = tmp_path / "bundle"
     bundle.mkdir()
+    for m in ("print", "vein"):
+        (bundle / f"{m}.onnx").write_bytes(b"never loaded: hex codes need no encoder")
     (bundle / "bundle.json").write_text(json.dumps({
-        "modalities": ["print", "vein"], "bits": 32, "image_size": 64, "fingerprint": "f" * 32, "onnx": {},
+        "modalities": ["print", "vein"], "bits": 32, "image_size": 64, "fingerprint": "f" * 32,
+        "onnx": {m: {"onnx": f"{m}.onnx"} for m in ("print", "vein")},
         "thresholds": {"print": {"0.001": 4}, "fused": {"0.001": 4}}}))
     py = str(venv / "bin" / "python")
     check = "import importlib.util as u; print([m for m in ('torch', 'cv2', 'timm', 'faiss') if u.find_spec(m)])"
@@ -47,6 +50,10 @@ def test_the_base_install_enrolls_and_identifies_hex_codes_without_torch(tmp_pat
     r = run("verify", "bob", "--bundle", str(bundle), "--store", store, "--code", "print=f0f0f0f0", "--code",
             "vein=ff00ff00")
     assert r.returncode == 0 and "fused: distance 0.0 bits" in r.stdout and ": match" in r.stdout
+    r = run("verify", "bob", "--bundle", str(bundle), "--store", store, "--code", "print=f0f0f0f0", "--backend", "onnx")
+    assert r.returncode == 0 and ": match" in r.stdout, r.stdout + r.stderr  # on main: no module onnxruntime
+    r = run("synth", str(tmp_path / "synth"))
+    assert r.returncode == 2 and "pip install 'biohash[export]'" in r.stderr and "Traceback" not in r.stderr, r.stderr
     image = tmp_path / "palm.png"
     image.write_bytes(b"\x89PNG\r\n\x1a\n")  # never decoded: encoding needs the training stack first
     r = run("identify", "--bundle", str(bundle), "--store", store, "--image", f"print={image}")

@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from biohash.cli_app import _drop_none, _finish, _friendly, _options, app
+from biohash.errors import BiohashError
 
 
 @app.command()
@@ -14,7 +15,12 @@ def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODA
           identities: int = typer.Option(10, help="number of palms"),
           captures: int = typer.Option(6, help="captures per palm and modality"),
           seed: int = typer.Option(0), size: int = typer.Option(128, help="image side in pixels")) -> None:
-    """Write synthetic palm print + vein images and a contact sheet (no torch needed)."""
+    """Write synthetic palm print + vein images and a contact sheet (no torch needed; OpenCV draws them)."""
+    import importlib.util
+
+    if importlib.util.find_spec("cv2") is None:
+        raise BiohashError("biohash synth draws palms with OpenCV, which this install lacks: pip install "
+                           "'biohash[export]' (OpenCV and ONNX Runtime, no torch) or 'biohash[train]'")
     from biohash.data.synth_export import export_synthetic
 
     sheet = export_synthetic(out, identities, captures, seed, size)
@@ -165,14 +171,34 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
          epochs: int = typer.Option(10), identities: int = typer.Option(1000, help="synthetic palms (70 % train)"),
          bits: int = typer.Option(64), seed: int = typer.Option(0),
          fresh: bool = typer.Option(True, help="replace an earlier demo run of the same name"),
+         resume: bool = typer.Option(False, "--resume", help="continue a stopped demo run from its last "
+                                     "checkpoint (the same as --no-fresh)"),
          backbone: str = typer.Option("compnet_lite", "--backbone", "--model", help="registered backbone"),
          init: str = typer.Option("zoo:compnet_lite-128", help="warm start (a zoo:NAME or run folder); none = "
                                   "random initialisation")) -> None:
     """Train and evaluate co-hashing on synthetic palms (identity-disjoint open set); print all four modes."""
     from biohash.jobs import run_demo
 
-    run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh,
+    run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh and not resume,
              backbone=backbone, init=None if init.lower() == "none" else init)
+
+
+@app.command()
+def datasets() -> None:
+    """List the dataset adapters: name (aliases), what and which layout they read, and their options."""
+    import inspect
+
+    from biohash.data.datasets import DATASETS  # importing biohash.data registers every adapter
+    for name in DATASETS.names():
+        factory = DATASETS.get(name)
+        aliases = DATASETS.aliases(name)
+        doc = inspect.getdoc(factory) or ""
+        typer.echo(f"{name}{' (' + ', '.join(aliases) + ')' if aliases else ''}")
+        for line in doc.splitlines():
+            typer.echo(f"    {line}".rstrip())
+        options = [f"{p.name}={p.default!r}" for p in inspect.signature(factory).parameters.values()
+                   if p.default is not inspect.Parameter.empty]
+        typer.echo(f"    options: {', '.join(options) or 'none'}\n")
 
 
 # registers train (cli_train), enroll, verify, identify, delete, serve (cli_deploy) and pretrain, zoo (cli_zoo)

@@ -9,7 +9,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -63,22 +63,28 @@ class Encoder:
         if failed and not allow_failed:
             raise ValueError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
                              f"codes disagree with torch); use another back-end or re-export")
-        # torch loads on the first image (a device that only matches hex codes needs no torch); onnx at once
+        # either back-end loads on the first image: a device that only matches hex codes needs neither torch
+        # nor onnxruntime
         self._threads, self._device = threads, device  # device: where the torch back-end runs (--device)
         if backend == "torch" and device != "cpu":  # a GPU asked for: refuse a missing one now, not per image
             from biohash.devices import resolve_device
 
             resolve_device(device)
-        self._runner = None if backend == "torch" else self._onnx_runner(threads)
+        self._runner: Any = None
+        self._onnx_files = self._model_files() if backend != "torch" else {}
 
     def _run(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
         if self._runner is None:
             import importlib.util
 
-            if importlib.util.find_spec("torch") is None:
+            if self.backend == "torch" and importlib.util.find_spec("torch") is None:
                 raise ValueError("encoding images with the torch back-end needs torch: pip install 'biohash[train]' "
                                  "(or --backend onnx with 'biohash[export]')")
-            self._runner = self._torch_runner(self._threads)
+            if self.backend != "torch" and importlib.util.find_spec("onnxruntime") is None:
+                raise ValueError(f"encoding images with the {self.backend} back-end needs onnxruntime: pip install "
+                                 f"'biohash[export]'")
+            self._runner = self._torch_runner(self._threads) if self.backend == "torch" else \
+                self._onnx_runner(self._threads)
         return self._runner(x, modality)
 
     def _torch_runner(self, threads: int | None):
@@ -106,22 +112,28 @@ class Encoder:
 
         return run
 
+    def _model_files(self) -> dict[str, Path]:
+        """modality -> ONNX file of this back-end; a missing one is an error at start, not at the first image."""
+        files = {}
+        for m in self.modalities:
+            entries = self.meta.get("onnx", {}).get(m, {})
+            if self.backend not in entries:
+                raise FileNotFoundError(f"the bundle has no {self.backend} model for {m!r}; export it with "
+                                        f"biohash export RUN --format {self.backend}")
+            files[m] = self.path / entries[self.backend]
+            if not files[m].is_file():
+                raise FileNotFoundError(f"{files[m]} is missing from the bundle; export it again with biohash "
+                                        f"export RUN --format {self.backend}")
+        return files
+
     def _onnx_runner(self, threads: int | None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if threads:
             opts.intra_op_num_threads = threads
-        sessions = {}
-        for m, files in self.meta["onnx"].items():
-            if self.backend not in files:
-                raise FileNotFoundError(f"the bundle has no {self.backend} model for {m!r}; export it with "
-                                        f"biohash export RUN --format {self.backend}")
-            model_file = self.path / files[self.backend]
-            if not model_file.is_file():
-                raise FileNotFoundError(f"{model_file} is missing from the bundle; export it again with biohash "
-                                        f"export RUN --format {self.backend}")
-            sessions[m] = ort.InferenceSession(str(model_file), opts, providers=["CPUExecutionProvider"])
+        sessions = {m: ort.InferenceSession(str(f), opts, providers=["CPUExecutionProvider"])
+                    for m, f in self._onnx_files.items()}
 
         def run(x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:
             e, c = sessions[modality].run(["embedding", "code"], {"image": x})

@@ -65,6 +65,10 @@ class Registry(Generic[T]):
                                        f"{', '.join(map(repr, unknown))}; it accepts: {accepted}")
         return factory(**kwargs)
 
+    def aliases(self, name: str) -> list[str]:
+        """Other names of a registered name, sorted."""
+        return sorted(a for a, n in self._aliases.items() if n == name)
+
     def names(self, pattern: str = "*") -> list[str]:
         """Registered names matching a glob pattern, sorted."""
         return sorted(n for n in self._items if fnmatch.fnmatch(n, pattern))

@@ -20,20 +20,19 @@ from dataclasses import dataclass
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from biohash.access import ApiKey, RateLimiter
 from biohash.api_docs import api_docs_html
-from biohash.body_deadline import BodyDeadline
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
 from biohash.disclosure import answer, candidates, checked_verify, need_threshold
+from biohash.http_guards import BodyDeadline, GuardAndAudit, _error
 from biohash.images import ImageError, ImageTooLarge, decode_image
 
 log = logging.getLogger("biohash.service")
-audit = logging.getLogger("biohash.audit")
 
 
 class Forbidden(RequestError):
@@ -61,13 +60,11 @@ class IdentifyRequest(Probe):
     k: int = Field(5, ge=1, le=100)
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _error(status: int, detail: str, headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"detail": _one_line(detail)}, status_code=status, headers=headers)
+class BatchIdentifyRequest(BaseModel):
+    probes: list[Probe] = Field(..., min_length=1, max_length=64, description="up to 64 probes, each with "
+                                "'images' or 'codes' as in /v1/identify")
+    against: str | None = Field(None, max_length=32)
+    k: int = Field(5, ge=1, le=100)
 
 
 @dataclass
@@ -87,28 +84,6 @@ def _state(request: Request) -> ServiceState:
 
 
 # ---- middleware and error handlers ---------------------------------------------------------------------------
-
-async def limit_body_and_audit(request: Request, call_next):
-    """Refuse bodies without or over the size limit before reading them; one audit line per request."""
-    request.state.audit = {}
-    limit = _state(request).max_body_bytes
-    if request.method in ("POST", "PUT", "PATCH"):
-        length = request.headers.get("content-length")
-        if length is None:
-            response = _error(411, "Content-Length required")
-        elif not length.isdigit() or int(length) > limit:
-            response = _error(413, f"body larger than {limit} bytes")
-        else:
-            response = await call_next(request)
-    else:
-        response = await call_next(request)
-    route = request.scope.get("route")  # the route's template: a path may carry the caller's bytes
-    path = route.path if route else _one_line(request.url.path.encode("unicode_escape").decode(), 80)
-    fields = " ".join(f"{k}={v}" for k, v in request.state.audit.items())
-    audit.info("%s %s key=%s status=%d %s", request.method, path, getattr(request.state, "key_id", "-"),
-               response.status_code, fields)
-    return response
-
 
 async def _invalid(_, err: RequestValidationError):
     """pydantic's error list echoes the input: name the top-level field and the rule only."""
@@ -274,6 +249,19 @@ def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends(auth)
     return {"candidates": candidates(found, key)}
 
 
+@router.post("/v1/identify/batch")
+def identify_batch(req: BatchIdentifyRequest, request: Request, key: ApiKey = Depends(auth)) -> dict:
+    """Several probes in one request (one answer each, in order): the HTTP cost is paid once."""
+    st = _state(request)
+    need(key, "match")
+    probes = [probe_codes(st, key, p) for p in req.probes]
+    for probe in probes:
+        need_threshold(st.deployment, st.deployment.mode_of(probe, req.against).name, key)
+    found = [st.deployment.identify(p, req.against, req.k) for p in probes]
+    note(request, probes=len(found), candidates=sum(len(f) for f in found))
+    return {"results": [{"candidates": candidates(f, key)} for f in found]}
+
+
 @router.delete("/v1/subjects/{subject}")
 def delete(subject: str, request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
@@ -359,7 +347,7 @@ def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_bod
                                      failed_auth=RateLimiter(failed_auth_limit), max_body_bytes=max_body_bytes,
                                      max_pixels=max_pixels)
     app.add_middleware(BodyDeadline, seconds=body_timeout)  # inside: the size check runs before any body is read
-    app.middleware("http")(limit_body_and_audit)
+    app.add_middleware(GuardAndAudit, max_body_bytes=max_body_bytes)
     for kind, handler in HANDLERS:
         app.add_exception_handler(kind, handler)
     app.include_router(router)
