@@ -161,7 +161,10 @@ def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash t
         typer.echo(markdown_table(summary["modes"]))
     if not databases:
         typer.echo(markdown_table(per_mode))
-    typer.echo(f"report: {run / 'report.md'} (scores, plots and metrics.json under {run / 'eval'})")
+    unfinished = json.loads((run / "metrics.json").read_text()).get("training")
+    if unfinished:
+        typer.echo(f"warning: training {unfinished}", err=True)
+    typer.echo(f"report: {run / 'report.md'} and report.html (scores, plots and metrics.json under {run / 'eval'})")
 
 
 @app.command()

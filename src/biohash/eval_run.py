@@ -92,9 +92,28 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
         results[name] = _evaluate_into(run_dir / "eval" / folder, run_dir, config, model, dataset,
                                        galleries.get(name, []), part_probe, part_data, split_name, name, target)
     if len(results) > 1:
+        first = next(iter(results.values()))
         write_json(run_dir / "metrics.json", {"protocol": split.protocol, "split": split_name,
-                                              "databases": {n: r for n, r in results.items()}})
+                                              "databases": {n: r for n, r in results.items()},
+                                              **({"training": first["training"]} if "training" in first else {})})
     return next(iter(results.values()))["modes"]
+
+
+def unfinished_training(run_dir: Path, config: dict[str, Any]) -> str | None:
+    """A line saying training stopped early (history.json ends before the configured epochs), else None: a
+    half-trained run's figures must not read as the method's."""
+    import json
+
+    path = run_dir / "history.json"
+    planned = int(config.get("fit", {}).get("epochs", 0) or 0)
+    if not path.is_file() or not planned:
+        return None
+    history = json.loads(path.read_text())
+    done = max((int(r.get("epoch", 0)) for r in history), default=0)
+    if done >= planned:
+        return None
+    return (f"stopped after epoch {done} of {planned}: not finished (continue with --resume), figures are of a "
+            f"half-trained model")
 
 
 def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any, dataset: Any, gallery: list,
@@ -116,6 +135,9 @@ def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any,
     summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),
                "dataset": part or data.dataset, "options": data.options, "cross_domain": target is not None,
                "identities": len({s.identity for s in probe}), "modes": per_mode}
+    unfinished = unfinished_training(run_dir, config)
+    if unfinished:
+        summary["training"] = unfinished
     write_json(out / "metrics.json", summary)
     history_path = run_dir / "history.json"
     history = json.loads(history_path.read_text()) if history_path.exists() else None
@@ -126,6 +148,8 @@ def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any,
                "bits": config["model"].get("bits", "float features"), "probe identities": summary["identities"]}
     if skipped:
         context["images skipped (no ROI)"] = f"{skipped}, listed in roi_failures.json"
+    if unfinished:
+        context["training"] = unfinished
     report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
     # the latest evaluation also sits at the top of the run folder, its plots linked from there
     rel = out.relative_to(run_dir).as_posix()
