@@ -6,7 +6,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: editable and searchable in a paper
 import matplotlib.pyplot as plt
 import numpy as np
 from scipy.stats import norm
@@ -32,7 +31,8 @@ def _save(fig, path: Path) -> None:
     """Write PNG and the same figure as SVG beside it (vector, for papers), then close."""
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    fig.savefig(path.with_suffix(".svg"))
+    with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable and searchable in a paper
+        fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)
 
 
