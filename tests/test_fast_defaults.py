@@ -84,3 +84,61 @@ def test_batch_identify_answers_each_probe_as_single_identify_does(fixed, tmp_pa
     singles = [client.post("/v1/identify", json={**p, "k": 3}, headers=h).json() for p in probes]
     assert batch.json()["results"] == singles and [r["candidates"][0]["subject"] for r in singles] == [f"s{n}" for n in range(5)]
     assert client.post("/v1/identify/batch", json={"probes": probes * 13}, headers=h).status_code == 422  # 65 > 64
+
+
+def test_the_api_docs_come_from_the_library_offline_with_every_field_described(fixed, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from biohash.deployment import Deployment
+    from biohash.service import create_app
+
+    client = TestClient(create_app(Deployment.from_bundle(fixed, tmp_path / "d.db"), ["docs-key-5f0a9e13c7b2d864"]))
+    schema = client.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["api_key"] == {
+        "type": "apiKey", "in": "header", "name": "X-API-Key", "description": schema["components"]["securitySchemes"]
+        ["api_key"]["description"]}  # "Authorize" works; on main no scheme was declared
+    for route, fields in (("/v1/upload/enroll", {"print", "vein", "subject"}),
+                          ("/v1/upload/verify", {"print", "vein", "subject", "against"}),
+                          ("/v1/upload/identify", {"print", "vein", "against", "k"})):
+        props = schema["paths"][route]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
+        assert set(props) == fields and all(p.get("description") for p in props.values()), route  # on main: none
+    for name in ("EnrollRequest", "VerifyRequest", "IdentifyRequest", "BatchIdentifyRequest"):
+        props = schema["components"]["schemas"][name]["properties"]
+        assert all(p.get("description") for p in props.values()), name
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assert "https://" not in html and "cdn" not in html.lower(), page
+        for src in [part.split('"')[1] for part in html.split("src=")[1:] if part.startswith('"')]:
+            assert client.get(src).status_code == 200, src  # the scripts are served here
+
+
+def test_swagger_ui_renders_in_a_headless_browser(fixed, tmp_path):
+    """Where Chromium is installed: /docs drawn by a real browser, offline (the page is not blank)."""
+    import shutil
+    import subprocess
+    import sys
+
+    browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+    if browser is None:
+        pytest.skip("no Chromium on this machine: the headless /docs screenshot check needs one")
+    from biohash.service import wait_until_healthy
+    from conftest import _free_port
+
+    port = _free_port()
+    keys = tmp_path / "keys"
+    keys.write_text("docs-key-5f0a9e13c7b2d864\n")
+    keys.chmod(0o600)
+    server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(fixed), "--store",
+                               str(tmp_path / "s.db"), "--port", str(port), "--api-key-file", str(keys)])
+    try:
+        wait_until_healthy(f"http://127.0.0.1:{port}", server)
+        shot = tmp_path / "docs.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={shot}",
+                        "--virtual-time-budget=5000", f"http://127.0.0.1:{port}/docs"], timeout=60, check=True)
+        import matplotlib.image
+
+        img = matplotlib.image.imread(shot)
+        assert img.std() > 0.05  # drawn, not a blank page
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

@@ -18,15 +18,25 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from biohash import __version__
 from biohash.access import ApiKey, RateLimiter
-from biohash.api_docs import api_docs_html
+from biohash.api_models import (
+    API_DESCRIPTION,
+    API_KEY,
+    UPLOAD_ENROLL,
+    UPLOAD_IDENTIFY,
+    UPLOAD_VERIFY,
+    BatchIdentifyRequest,
+    EnrollRequest,
+    IdentifyRequest,
+    Probe,
+    VerifyRequest,
+)
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
 from biohash.disclosure import answer, candidates, checked_verify, need_threshold
 from biohash.http_guards import BodyDeadline, GuardAndAudit, _error
@@ -37,34 +47,6 @@ log = logging.getLogger("biohash.service")
 
 class Forbidden(RequestError):
     """The key lacks the scope a request needs (HTTP 403)."""
-
-
-class Probe(BaseModel):
-    images: dict[str, str] | None = Field(None, max_length=8, description="modality -> base64 image (PNG, JPEG, BMP)")
-    codes: dict[str, str] | None = Field(None, max_length=8, description="modality -> hex codes (needs the "
-                                         "'codes' scope: devices that encode locally)")
-
-
-class EnrollRequest(Probe):
-    subject: str = Field(..., min_length=1, max_length=128)
-
-
-class VerifyRequest(Probe):
-    subject: str = Field(..., min_length=1, max_length=128)
-    against: str | None = Field(None, max_length=32, description="gallery modality (cross mode: a print probe "
-                                "against vein)")
-
-
-class IdentifyRequest(Probe):
-    against: str | None = Field(None, max_length=32)
-    k: int = Field(5, ge=1, le=100)
-
-
-class BatchIdentifyRequest(BaseModel):
-    probes: list[Probe] = Field(..., min_length=1, max_length=64, description="up to 64 probes, each with "
-                                "'images' or 'codes' as in /v1/identify")
-    against: str | None = Field(None, max_length=32)
-    k: int = Field(5, ge=1, le=100)
 
 
 @dataclass
@@ -135,7 +117,7 @@ def _too_many(limiter: RateLimiter, wait: float, what: str) -> HTTPException:
                          headers={"Retry-After": str(max(1, round(wait)))})
 
 
-async def auth(request: Request, x_api_key: str | None = Header(None)) -> ApiKey:
+async def auth(request: Request, x_api_key: str | None = Depends(API_KEY)) -> ApiKey:
     """The caller's key, counted against its rate limit. Wrong keys count against the client address's own
     limit: past it the address is refused (429) before any key is compared, so keys cannot be guessed fast."""
     st = _state(request)
@@ -207,17 +189,12 @@ router = APIRouter()
 
 
 @router.get("/health")
-async def health(request: Request, x_api_key: str | None = Header(None)) -> dict:
+async def health(request: Request, x_api_key: str | None = Depends(API_KEY)) -> dict:
     """Liveness for anyone; the model, counts and matcher only for a valid key (they help an attacker plan)."""
     st = _state(request)
     if x_api_key and find_key(st, x_api_key) is not None:
         return await run_in_threadpool(st.deployment.health)
     return {"status": "ok"}
-
-
-@router.get("/docs", include_in_schema=False)
-def docs(request: Request) -> HTMLResponse:
-    return HTMLResponse(api_docs_html(request.app.openapi()))
 
 
 @router.post("/v1/enroll")
@@ -317,7 +294,7 @@ async def subject_upload(request: Request) -> tuple[dict, dict, str]:
     return fields, files, fields["subject"]
 
 
-@router.post("/v1/upload/enroll")
+@router.post("/v1/upload/enroll", openapi_extra=UPLOAD_ENROLL)
 async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "enroll")
@@ -327,7 +304,7 @@ async def enroll_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     return {"subject": subject, "template_ids": ids}
 
 
-@router.post("/v1/upload/verify")
+@router.post("/v1/upload/verify", openapi_extra=UPLOAD_VERIFY)
 async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "match")
@@ -338,7 +315,7 @@ async def verify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     return {"subject": subject, **answer(st.deployment, d, key)}
 
 
-@router.post("/v1/upload/identify")
+@router.post("/v1/upload/identify", openapi_extra=UPLOAD_IDENTIFY)
 async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict:
     st = _state(request)
     need(key, "match")
@@ -363,8 +340,10 @@ def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_bod
     keys = [k if isinstance(k, ApiKey) else ApiKey(k) for k in api_keys if k]
     if not keys:
         raise ValueError("the service needs at least one API key (no key, no access)")
-    app = FastAPI(title="biohash", version="1", description="Biometric hashing: enroll, verify, identify.",
-                  docs_url=None, redoc_url=None)  # /docs is the router's own page, from the schema: no CDN
+    from fastapi_offline import FastAPIOffline
+
+    # Swagger UI at /docs and ReDoc at /redoc from files packaged with fastapi-offline: no CDN, works offline
+    app = FastAPIOffline(title="biohash API", version=__version__, description=API_DESCRIPTION)
     app.state.biohash = ServiceState(deployment=deployment, keys=keys, limiter=RateLimiter(rate_limit),
                                      failed_auth=RateLimiter(failed_auth_limit), max_body_bytes=max_body_bytes,
                                      max_pixels=max_pixels)
