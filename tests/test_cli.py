@@ -203,3 +203,9 @@ def test_demo_resume_continues_the_stopped_run(monkeypatch, tmp_path):
     assert calls[0][0] == tmp_path / "demo" and calls[0][1]["fresh"] is False
     runner.invoke(app, ["demo", "--runs", str(tmp_path)])
     assert calls[1][1]["fresh"] is True
+
+
+def test_help_names_arguments_and_the_roi_failure_default():
+    assert "eval [OPTIONS] {RUN}" in runner.invoke(app, ["eval", "--help"]).output  # on main: {run}
+    out = " ".join(runner.invoke(app, ["train", "cohash", "--help"], terminal_width=200).output.split())
+    assert "skip (left out and listed; the default) or fail" in out

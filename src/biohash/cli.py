@@ -11,7 +11,7 @@ from biohash.errors import BiohashError
 
 @app.command()
 @_friendly
-def synth(out: Path = typer.Argument(..., help="output folder: OUT/IDENTITY/MODALITY/CAPTURE.png"),
+def synth(out: Path = typer.Argument(..., metavar="OUT", help="output folder: OUT/IDENTITY/MODALITY/CAPTURE.png"),
           identities: int = typer.Option(10, help="number of palms"),
           captures: int = typer.Option(6, help="captures per palm and modality"),
           seed: int = typer.Option(0), size: int = typer.Option(128, help="image side in pixels")) -> None:
@@ -36,7 +36,7 @@ _NAME = typer.Option(None, "--name", "--comment", help="run name (folder under -
 @app.command()
 @_friendly
 def quantize(
-    run: Path = typer.Argument(..., help="trained hashing run (cohash, dhn or distill) to quantize"),
+    run: Path = typer.Argument(..., metavar="RUN", help="trained hashing run (cohash, dhn or distill) to quantize"),
     bits: int = typer.Option(8, help="weight and activation bits (8, 6, 4 ...)"),
     data: str = typer.Option("synthetic", "--data", help="unlabeled images: synthetic, folder or real"),
     look: str | None = typer.Option(None, help="synthetic look, print or vein (default: each branch's own)"),
@@ -65,7 +65,7 @@ def quantize(
 @app.command()
 @_friendly
 def export(
-    run: Path = typer.Argument(..., help="trained hashing run"),
+    run: Path = typer.Argument(..., metavar="RUN", help="trained hashing run"),
     format: str = typer.Option("onnx", "--format", help="onnx, onnx-int8 (static INT8, onnxruntime) or torch (weights and bundle.json only)"),
     calibration: str = typer.Option("synthetic", help="INT8 calibration images: synthetic or real (the run's "
                                     "training images)"),
@@ -96,8 +96,8 @@ def export(
 
 @app.command()
 @_friendly
-def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched recursively)"),
-        out: Path = typer.Argument(..., help="output folder: ROIs as PNG, contact_sheet.png, failures.json"),
+def roi(src: Path = typer.Argument(..., metavar="SRC", help="folder of hand photos (searched recursively)"),
+        out: Path = typer.Argument(..., metavar="OUT", help="output folder: ROIs as PNG, contact_sheet.png, failures.json"),
         method: str = typer.Option("valley", help="valley (plain dark background), keypoints (14 points in "
                                    "STEM.txt/.json beside each photo) or landmarks (MediaPipe, optional extra)"),
         size: int = typer.Option(128, help="ROI side in pixels")) -> None:
@@ -115,7 +115,7 @@ def roi(src: Path = typer.Argument(..., help="folder of hand photos (searched re
 
 @app.command("eval")
 @_friendly
-def eval_run(run: Path = typer.Argument(..., help="run folder made by `biohash train`"),
+def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder made by `biohash train`"),
              protocol: str | None = typer.Option(None, help="must match the run's protocol; with --ds/--root: all "
                                                  "scores every identity of the other folder"),
              split: str = typer.Option("test", help="test or val"),

@@ -61,7 +61,7 @@ def _probe(dep, images: list[str] | None, codes: list[str] | None) -> dict:
 
 @app.command()
 @_friendly
-def enroll(subject: str = typer.Argument(..., help="subject id"), bundle: Path = _BUNDLE, store: str = _STORE,
+def enroll(subject: str = typer.Argument(..., metavar="SUBJECT", help="subject id"), bundle: Path = _BUNDLE, store: str = _STORE,
            image: list[str] | None = _IMAGE, code: list[str] | None = _CODE, backend: str = _BACKEND,
            key_file: Path | None = _KEY) -> None:
     """Enroll a subject: one template per given modality, stored in one transaction."""
@@ -72,7 +72,7 @@ def enroll(subject: str = typer.Argument(..., help="subject id"), bundle: Path =
 
 @app.command()
 @_friendly
-def verify(subject: str = typer.Argument(...), bundle: Path = _BUNDLE, store: str = _STORE,
+def verify(subject: str = typer.Argument(..., metavar="SUBJECT"), bundle: Path = _BUNDLE, store: str = _STORE,
            image: list[str] | None = _IMAGE, code: list[str] | None = _CODE,
            against: str | None = typer.Option(None, help="gallery modality "
            "(cross mode: --image print=... --against vein)"), backend: str = _BACKEND,
@@ -106,7 +106,7 @@ def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | Non
 
 @app.command()
 @_friendly
-def delete(subject: str = typer.Argument(...), store: str = _STORE) -> None:
+def delete(subject: str = typer.Argument(..., metavar="SUBJECT"), store: str = _STORE) -> None:
     """Remove every template of a subject."""
     from biohash.store import open_store
 

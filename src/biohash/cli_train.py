@@ -100,7 +100,7 @@ def _parameters(recipe: Any) -> tuple[list[inspect.Parameter], list[str]]:
                          "test_fraction), e.g. tongji:../shared/data/tongji-full (repeatable; evaluation reports "
                          "each database apart)", "Data"))
     params.append(_param("on_roi_failure", typing.Optional[str], None, "photos whose ROI cannot be cut: skip "  # noqa: UP045
-                         "(left out and listed) or fail", "Data"))
+                         "(left out and listed; the default) or fail", "Data"))
     params += [_param(n, _optional(fit_hints[n]), fit_defaults[n], HELP.get(n), "Training")
                for n in FIT_FIELDS]
     hints = typing.get_type_hints(recipe.config)

@@ -58,8 +58,8 @@ def pretrain(
 
 @app.command()
 @_friendly
-def publish(run: Path = typer.Argument(..., help="a finished co-hashing run folder"),
-            name: str = typer.Argument(..., help="zoo name (then --init zoo:NAME)"),
+def publish(run: Path = typer.Argument(..., metavar="RUN", help="a finished co-hashing run folder"),
+            name: str = typer.Argument(..., metavar="NAME", help="zoo name (then --init zoo:NAME)"),
             into: Path | None = typer.Option(None, help="zoo folder (default: the package's own, shipped with it)")
             ) -> None:
     """Ship a trained co-hashing run into the model zoo: float16 weights without centroids, and a model card
