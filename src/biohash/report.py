@@ -21,10 +21,11 @@ _MARKERS = "osD^v<>ph*"
 _LINES = ("-", "--", "-.", ":")
 
 
-def _style(k: int) -> dict:
-    """One colour, marker and dash per curve, the same in every plot: curves stay apart in grey print too."""
+def _style(k: int, points: int = 0) -> dict:
+    """One colour, marker and dash per curve, the same in every plot: curves stay apart in grey print too
+    (about ten markers a curve of `points` points)."""
     return {"color": f"C{k % 10}", "marker": _MARKERS[k % len(_MARKERS)], "linestyle": _LINES[k % len(_LINES)],
-            "markevery": 0.1, "markersize": 4}
+            "markersize": 4, "markevery": max(1, points // 10)}
 
 
 def _save(fig, path: Path) -> None:
@@ -49,7 +50,7 @@ def plot_roc(scores: dict[str, Scores], path: Path, title: str = "ROC") -> None:
         far, tar, _ = metrics.roc(s.genuine, s.impostor)
         ok = far >= 1 / len(s.impostor)
         floor = min(floor, 1 / len(s.impostor))
-        ax.plot(far[ok], tar[ok], label=_label(mode, s), **_style(k))
+        ax.plot(far[ok], tar[ok], label=_label(mode, s), **_style(k, int(ok.sum())))
     ax.axvline(floor, color="grey", lw=0.8, ls=":")
     ax.set(xscale="log", xlim=(floor / 1.5, 1), ylim=(None, 1.005), xlabel="false accept rate (FAR)",
            ylabel="true accept rate (TAR)", title=title)
@@ -77,7 +78,7 @@ def plot_det(scores: dict[str, Scores], path: Path, title: str = "DET") -> tuple
     for k, (mode, s) in enumerate(scores.items()):
         far, frr = metrics.det(s.genuine, s.impostor)
         ok = (far >= 1 / len(s.impostor)) & (frr >= 1 / len(s.genuine))
-        style = _style(k)
+        style = _style(k, int(ok.sum()))
         ax.plot(norm.ppf(far[ok]), norm.ppf(frr[ok]), label=_label(mode, s), **style)
         e = metrics.eer(s.genuine, s.impostor).rate
         if e > 0:
@@ -118,7 +119,7 @@ def plot_cmc(scores: dict[str, Scores], path: Path, max_rank: int = 10, title: s
         curve = metrics.cmc(s.matrix[keep], s.probe_ids[keep], s.gallery_ids, max_rank)
         low = min(low, float(curve.min()))
         ax.plot(np.arange(1, max_rank + 1), curve, label=f"{mode} (rank-1 {100 * curve[0]:.1f} %)",
-                **{**_style(k), "markevery": 1})
+                **_style(k))
     pad = max(0.005, (1 - low) * 0.1)
     ax.set(xlabel="rank", ylabel="identification rate", title=title, ylim=(max(0.0, low - pad), 1 + pad / 2),
            xticks=np.arange(1, max_rank + 1))
