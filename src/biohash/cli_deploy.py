@@ -147,12 +147,12 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!biohash)")
     keys = read_api_keys(api_key_file)
-    handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()
+    dep = _deployment(bundle, store, backend, key_file, far, matcher, device)
+    handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()  # once the service can start
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     audit = logging.getLogger("biohash.audit")
     audit.addHandler(handler)
     audit.setLevel(logging.INFO)
-    dep = _deployment(bundle, store, backend, key_file, far, matcher, device)
     health = dep.health()
     typer.echo(f"biohash serve: listening on http://{host}:{port} (docs /docs); model {health['model']} "
                f"({health['bits']} bits, {', '.join(health['modalities'])}, encoder {health['backend']}"

@@ -105,7 +105,7 @@ def unfinished_training(run_dir: Path, config: dict[str, Any]) -> str | None:
     import json
 
     path = run_dir / "history.json"
-    planned = int(config.get("fit", {}).get("epochs", 0) or 0)
+    planned = int((config.get("fit") or {}).get("epochs", 0) or 0)  # PTQ runs have no fit section
     if not path.is_file() or not planned:
         return None
     history = json.loads(path.read_text())

@@ -343,7 +343,7 @@ def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_bod
     from fastapi_offline import FastAPIOffline
 
     # Swagger UI at /docs and ReDoc at /redoc from files packaged with fastapi-offline: no CDN, works offline
-    app = FastAPIOffline(title="biohash API", version=__version__, description=API_DESCRIPTION)
+    app = FastAPIOffline(title="biohash", version=__version__, description=API_DESCRIPTION)
     app.state.biohash = ServiceState(deployment=deployment, keys=keys, limiter=RateLimiter(rate_limit),
                                      failed_auth=RateLimiter(failed_auth_limit), max_body_bytes=max_body_bytes,
                                      max_pixels=max_pixels)
