@@ -153,7 +153,8 @@ def competition_nodes(model_path: Path) -> list[str]:
         if n.op_type != "Softmax":
             continue
         keep.add(n.name)
-        chain, before = [], producer.get(n.input[0])  # back through the scaling (Mul, Div ...) to the conv
+        chain: list[str] = []
+        before = producer.get(n.input[0])  # back through the scaling (Mul, Div ...) to the conv
         while before is not None and before.op_type in ("Mul", "Div", "Add", "Sub", "Identity") and len(chain) < 4:
             chain.append(before.name)
             before = producer.get(before.input[0])
