@@ -49,6 +49,12 @@ def checked_verify(dep: Deployment, key: ApiKey, subject: str, probe: dict, agai
         return Decision(mode.name, float(dep.bits), dep.threshold(mode.name), False)
 
 
+def checked_identify(dep: Deployment, key: ApiKey, probe: dict, against: str | None, k: int) -> list[dict]:
+    """identify, refused (need_threshold) where the model has no threshold and the key is not the operator's."""
+    need_threshold(dep, dep.mode_of(probe, against).name, key)
+    return dep.identify(probe, against, k)
+
+
 def candidates(found: list[dict], key: ApiKey) -> list[dict]:
     """Identify's answer: the operator sees the k nearest with distances; others only the candidates that
     pass the threshold (a rank among non-matches is a distance oracle: 155 image probes climbed a target from

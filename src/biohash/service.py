@@ -38,7 +38,7 @@ from biohash.api_models import (
     VerifyRequest,
 )
 from biohash.deployment import Decision, Deployment, NotFound, RequestError
-from biohash.disclosure import answer, candidates, checked_verify, need_threshold
+from biohash.disclosure import answer, candidates, checked_identify, checked_verify
 from biohash.http_guards import BodyDeadline, GuardAndAudit, _error
 from biohash.images import ImageError, ImageTooLarge, decode_image
 
@@ -233,9 +233,7 @@ async def identify(req: IdentifyRequest, request: Request, key: ApiKey = Depends
 def _identify(req: IdentifyRequest, request: Request, key: ApiKey) -> dict:
     st = _state(request)
     need(key, "match")
-    probe = probe_codes(st, key, req)
-    need_threshold(st.deployment, st.deployment.mode_of(probe, req.against).name, key)
-    found = st.deployment.identify(probe, req.against, req.k)
+    found = checked_identify(st.deployment, key, probe_codes(st, key, req), req.against, req.k)
     _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
@@ -250,9 +248,7 @@ def _identify_batch(req: BatchIdentifyRequest, request: Request, key: ApiKey) ->
     st = _state(request)
     need(key, "match")
     probes = [probe_codes(st, key, p) for p in req.probes]
-    for probe in probes:
-        need_threshold(st.deployment, st.deployment.mode_of(probe, req.against).name, key)
-    found = [st.deployment.identify(p, req.against, req.k) for p in probes]
+    found = [checked_identify(st.deployment, key, p, req.against, req.k) for p in probes]
     note(request, probes=len(found), candidates=sum(len(f) for f in found))
     return {"results": [{"candidates": candidates(f, key)} for f in found]}
 
@@ -323,9 +319,8 @@ async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict
     k = fields.get("k", "5")
     if not k.isdigit() or not 1 <= int(k) <= 100:
         raise RequestError("form field 'k' must be a whole number from 1 to 100")
-    probe = await run_in_threadpool(lambda: upload_codes(st, files))
-    need_threshold(st.deployment, st.deployment.mode_of(probe, fields.get("against")).name, key)
-    found = await run_in_threadpool(lambda: st.deployment.identify(probe, fields.get("against"), int(k)))
+    found = await run_in_threadpool(lambda: checked_identify(st.deployment, key, upload_codes(st, files),
+                                                             fields.get("against"), int(k)))
     _note_found(request, found)
     return {"candidates": candidates(found, key)}
 
