@@ -34,6 +34,11 @@ def _masks(bits: int, radius: int) -> np.ndarray:
     return np.array(out, np.int64)
 
 
+def _hamming(words: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Hamming distances of uint64-word codes (n, w) to one query's words (w,)."""
+    return np.bitwise_count(words ^ q).sum(axis=1, dtype=np.int32)
+
+
 class MultiIndexMatcher:
     """Exact range and k-nearest search over packed codes by multi-index hashing; the Matcher protocol plus
     `range_search(codes, radius)`. The full codes live in an ExactMatcher (the scan fallback and 1:1 distances)."""
@@ -126,13 +131,13 @@ class MultiIndexMatcher:
                 continue
             # positions lo..hi-1 of every bucket, gathered without a Python loop over buckets
             pos = np.repeat(lo - np.concatenate([[0], np.cumsum(sizes)[:-1]]), sizes) + np.arange(total)
-            d = np.bitwise_count(self._sorted[j][pos] ^ q).sum(axis=1, dtype=np.int32)
+            d = _hamming(self._sorted[j][pos], q)
             keep = d <= radius
             hits_d.append(d[keep])
             hits_rows.append(self._order[j][pos[keep]])
         tail = np.arange(self._built, len(self._exact))
         if len(tail):
-            d = np.bitwise_count(self._exact._words[tail] ^ q).sum(axis=1, dtype=np.int32)
+            d = _hamming(self._exact._words[tail], q)
             hits_d.append(d[d <= radius])
             hits_rows.append(tail[d <= radius])
         if not hits_rows:
@@ -158,7 +163,7 @@ class MultiIndexMatcher:
         return out
 
     def _scan_within(self, q: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-        d = np.bitwise_count(self._exact._words ^ q).sum(axis=1, dtype=np.int32)
+        d = _hamming(self._exact._words, q)
         rows = np.flatnonzero(d <= radius)
         return d[rows], rows
 

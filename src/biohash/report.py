@@ -79,8 +79,8 @@ def plot_det(scores: dict[str, Scores], path: Path, title: str = "DET") -> tuple
         far, frr = metrics.det(s.genuine, s.impostor)
         ok = (far >= 1 / len(s.impostor)) & (frr >= 1 / len(s.genuine))
         style = _style(k, int(ok.sum()))
-        ax.plot(norm.ppf(far[ok]), norm.ppf(frr[ok]), label=_label(mode, s), **style)
-        e = metrics.eer(s.genuine, s.impostor).rate
+        e = metrics.eer(s.genuine, s.impostor).rate  # once: the label and the marker
+        ax.plot(norm.ppf(far[ok]), norm.ppf(frr[ok]), label=f"{mode} (EER {100 * e:.2f} %)", **style)
         if e > 0:
             ax.plot(norm.ppf(e), norm.ppf(e), marker="o", mfc="none", ms=9, color=style["color"], ls="none")
     xlim, ylim = _deviate_axis(ax, "x", far_floor), _deviate_axis(ax, "y", frr_floor)
