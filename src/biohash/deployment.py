@@ -226,29 +226,44 @@ class Deployment:
         return Decision(mode.name, d, t, None if t is None else d <= t)
 
     def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
+        return self.identify_many([probe], against, k)[0]
+
+    def identify_many(self, probes: list[dict[str, Codes]], against: str | None = None, k: int = 5) -> list[list[dict]]:
+        """identify for each probe, in order; the probes of one single-modality mode go to the matcher as one
+        search (faiss scans the gallery once for all of them), fused ones one at a time."""
         if not 1 <= k <= 100:
             raise RequestError(f"k must be between 1 and 100, got {k}")
-        mode = self.mode_of(probe, against)
-        probe = self._protect(probe)
+        modes = [self.mode_of(p, against) for p in probes]
+        probes = [self._protect(p) for p in probes]
+        scored: list[list] = [[] for _ in probes]
         with self._lock:
             self.sync()
-            if len(mode.pairs) > 1:  # fused: candidates from each modality's index, then the exact mean distance
-                candidates = set()
-                for p, g in mode.pairs:
-                    _, ids = self.matchers[g].search(probe[p], 10 * k)
-                    candidates |= set(self.store.subjects_of(ids[0]).values())
-                scored = sorted(x for x in (self._scored(s, probe, mode) for s in candidates) if x is not None)
-            else:
-                (p, g), = mode.pairs
-                dist, ids = self.matchers[g].search(probe[p], 4 * k)
-                subjects = self.store.subjects_of(ids[0])
-                best: dict[str, float] = {}
-                for d, i in zip(dist[0], ids[0]):
-                    s = subjects.get(int(i))
-                    if s is not None and s not in best:
-                        best[s] = float(d)
-                scored = sorted((d, s, mode.name) for s, d in best.items())
-        return [self._candidate(s, d, m) for d, s, m in scored[:k]]
+            groups: dict[tuple[str, str], list[int]] = {}
+            for n, mode in enumerate(modes):
+                if len(mode.pairs) > 1:
+                    scored[n] = self._fused_candidates(probes[n], mode, k)
+                else:
+                    groups.setdefault(mode.pairs[0], []).append(n)
+            for (p, g), rows in groups.items():
+                stacked = Codes(np.concatenate([probes[n][p].bits for n in rows]), self.bits)
+                dist, ids = self.matchers[g].search(stacked, 4 * k)
+                subjects = self.store.subjects_of(np.unique(ids))
+                for n, d_row, i_row in zip(rows, dist, ids):
+                    best: dict[str, float] = {}
+                    for d, i in zip(d_row, i_row):
+                        s = subjects.get(int(i))
+                        if s is not None and s not in best:
+                            best[s] = float(d)
+                    scored[n] = sorted((d, s, modes[n].name) for s, d in best.items())
+        return [[self._candidate(s, d, m) for d, s, m in found[:k]] for found in scored]
+
+    def _fused_candidates(self, probe: dict[str, Codes], mode: Mode, k: int) -> list:
+        """Candidates from each modality's index, then the exact fused distance of each (lock held)."""
+        candidates = set()
+        for p, g in mode.pairs:
+            _, ids = self.matchers[g].search(probe[p], 10 * k)
+            candidates |= set(self.store.subjects_of(ids[0]).values())
+        return sorted(x for x in (self._scored(s, probe, mode) for s in candidates) if x is not None)
 
     def _candidate(self, subject: str, distance: float, mode: str) -> dict:
         t = self.threshold(mode)

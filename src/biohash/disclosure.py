@@ -51,8 +51,15 @@ def checked_verify(dep: Deployment, key: ApiKey, subject: str, probe: dict, agai
 
 def checked_identify(dep: Deployment, key: ApiKey, probe: dict, against: str | None, k: int) -> list[dict]:
     """identify, refused (need_threshold) where the model has no threshold and the key is not the operator's."""
-    need_threshold(dep, dep.mode_of(probe, against).name, key)
-    return dep.identify(probe, against, k)
+    return checked_identify_many(dep, key, [probe], against, k)[0]
+
+
+def checked_identify_many(dep: Deployment, key: ApiKey, probes: list[dict], against: str | None,
+                          k: int) -> list[list[dict]]:
+    """checked_identify for several probes, searched together (Deployment.identify_many)."""
+    for probe in probes:
+        need_threshold(dep, dep.mode_of(probe, against).name, key)
+    return dep.identify_many(probes, against, k)
 
 
 def candidates(found: list[dict], key: ApiKey) -> list[dict]:
