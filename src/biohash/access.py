@@ -82,8 +82,11 @@ def _check_secret(secret: str, where: str) -> None:
 def parse_keys(text: str, where: str = "key file") -> list[ApiKey]:
     """Keys of a key file: whitespace (spaces or tabs) separates a key from its scopes; a UTF-8 byte-order mark
     at the start is dropped; a key listed twice, a short, predictable or non-ASCII key are refused."""
+    text = text.removeprefix("\ufeff")
+    if text.lstrip().startswith(("{", "[")):
+        raise KeyFileError(f"{where}: not an API key file (it starts like JSON); expected one KEY [SCOPES] a line")
     keys: dict[str, tuple[int, ApiKey]] = {}
-    for n, line in enumerate(text.removeprefix("\ufeff").splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         line = re.split(r"\s#", line, maxsplit=1)[0].strip()  # a comment may follow the key and its scopes
         if not line or line.startswith("#"):
             continue

@@ -89,7 +89,7 @@ def export(
                    f"{check['torch_ms_per_image_batch1']:.1f} ms)")
     failed = [f"{k} {100 * c['bit_agreement']:.1f} %" for k, c in checks.items() if not c["passed"]]
     if failed:
-        raise ValueError(f"export check failed: {', '.join(failed)} of code bits agree with torch, under the "
+        raise BiohashError(f"export check failed: {', '.join(failed)} of code bits agree with torch, under the "
                          f"{min_agreement:g} % required; encoders refuse these models (try --calibration real, "
                          f"or deploy --backend onnx)")
 
@@ -106,7 +106,7 @@ def roi(src: Path = typer.Argument(..., metavar="SRC", help="folder of hand phot
 
     counts = extract_folder(src, out, method, size)
     if counts["rois"] == 0:
-        raise ValueError(f"no ROI could be cut from the {counts['images']} images under {src}: reasons in "
+        raise BiohashError(f"no ROI could be cut from the {counts['images']} images under {src}: reasons in "
                          f"{out / 'failures.json'}, photos in {out / 'contact_sheet.png'}")
     pages = f" (+{counts['sheets'] - 1} more pages)" if counts["sheets"] > 1 else ""
     typer.echo(f"{counts['rois']}/{counts['images']} ROIs written to {out}; {counts['failures']} failures "
@@ -134,7 +134,7 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
     from biohash.runs import read_config
 
     if split not in ("test", "val"):
-        raise ValueError(f"unknown split {split!r}; expected test or val")
+        raise BiohashError(f"unknown split {split!r}; expected test or val")
     target = None
     if dataset is not None or aspect is not None:
         from biohash.data.datasets import DATASETS
@@ -150,7 +150,7 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
                                          (root or source["root"]), protocol=protocol or source["protocol"],
                                          seed=source["seed"]), options=options)
     elif root is not None:
-        raise ValueError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
+        raise BiohashError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
     per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device,
                             test_shifts=test_shifts)
     import json

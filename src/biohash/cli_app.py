@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from biohash.errors import BiohashError
+
 app = typer.Typer(help="biohash: compact biometric hashing for palm print, palm vein and hand images.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 
@@ -28,15 +30,14 @@ def _main(version: bool = typer.Option(False, "--version", callback=_show_versio
 
 
 def _friendly(fn: Callable) -> Callable:
-    """Turn user errors into one line on stderr and exit code 2 (BIOHASH_DEBUG=1 shows the traceback)."""
+    """Turn user errors (the BiohashError family) into one line on stderr and exit code 2 (BIOHASH_DEBUG=1 shows
+    the traceback); anything else is a bug in biohash and keeps its traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        from biohash.errors import BiohashError
-
         try:
             return fn(*args, **kwargs)
-        except (BiohashError, ValueError, FileNotFoundError) as err:
+        except BiohashError as err:
             if os.environ.get("BIOHASH_DEBUG"):
                 raise
             typer.echo(f"error: {err}", err=True)
@@ -68,7 +69,7 @@ def _options(pairs: list[str] | None) -> dict[str, object]:
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"--option expects KEY=VALUE, got {pair!r}")
+            raise BiohashError(f"--option expects KEY=VALUE, got {pair!r}")
         parsed = yaml.safe_load(value) if value.strip() else None
         out[key.strip().replace("-", "_")] = parsed
     return out

@@ -6,6 +6,7 @@ from pathlib import Path
 import typer
 
 from biohash.cli_app import _friendly, app
+from biohash.errors import BiohashError
 
 _BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/export) or a run folder")
 _STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")
@@ -20,7 +21,8 @@ _FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (s
 
 
 def _deployment(bundle: Path, store: str, backend: str = "auto", key_file: Path | None = None,
-                far: float = 1e-3, matcher: str = "auto", device: str = "cpu"):
+                far: float = 1e-3, matcher: str = "auto", device: str = "cpu", *, create: bool = False):
+    """The command's Deployment; only commands that write (enroll, serve) may create the store."""
     import os
 
     # before faiss or torch loads OpenMP: idle workers sleep instead of spinning (a spinning pool made single
@@ -33,7 +35,8 @@ def _deployment(bundle: Path, store: str, backend: str = "auto", key_file: Path 
     from biohash.access import read_protection_key
 
     key = read_protection_key(key_file) if key_file else None
-    return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far, device=device)
+    return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far, device=device,
+                                  create=create)
 
 
 def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
@@ -41,7 +44,7 @@ def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
     for pair in pairs:
         modality, sep, value = pair.partition("=")
         if not sep or not modality or not value:
-            raise ValueError(f"{flag} takes {form}, got {pair!r}")
+            raise BiohashError(f"{flag} takes {form}, got {pair!r}")
         out[modality] = value
     return out
 
@@ -51,7 +54,7 @@ def _probe(dep, images: list[str] | None, codes: list[str] | None) -> dict:
     from biohash.images import read_image
 
     if bool(images) == bool(codes):
-        raise ValueError("give --image MODALITY=PATH or --code MODALITY=HEX (one per modality; both for fused), "
+        raise BiohashError("give --image MODALITY=PATH or --code MODALITY=HEX (one per modality; both for fused), "
                          "not both")
     if codes:
         return dep.codes_from_hex(_pairs(codes, "--code", "MODALITY=HEX"))
@@ -65,7 +68,7 @@ def enroll(subject: str = typer.Argument(..., metavar="SUBJECT", help="subject i
            image: list[str] | None = _IMAGE, code: list[str] | None = _CODE, backend: str = _BACKEND,
            key_file: Path | None = _KEY) -> None:
     """Enroll a subject: one template per given modality, stored in one transaction."""
-    dep = _deployment(bundle, store, backend, key_file)
+    dep = _deployment(bundle, store, backend, key_file, create=True)
     ids = dep.enroll(subject, _probe(dep, image, code))
     typer.echo(f"enrolled {subject}: templates {ids}")
 
@@ -110,9 +113,9 @@ def delete(subject: str = typer.Argument(..., metavar="SUBJECT"), store: str = _
     """Remove every template of a subject."""
     from biohash.store import open_store
 
-    n = open_store(store).delete(subject)
+    n = open_store(store, create=False).delete(subject)
     if not n:
-        raise ValueError(f"no templates for subject {subject!r}")
+        raise BiohashError(f"no templates for subject {subject!r}")
     typer.echo(f"deleted {n} templates of {subject}")
 
 
@@ -147,7 +150,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!biohash)")
     keys = read_api_keys(api_key_file)
-    dep = _deployment(bundle, store, backend, key_file, far, matcher, device)
+    dep = _deployment(bundle, store, backend, key_file, far, matcher, device, create=True)
     handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()  # once the service can start
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     audit = logging.getLogger("biohash.audit")

@@ -65,15 +65,16 @@ class Deployment:
     @classmethod
     def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "auto", matcher: str = "auto",
                     key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
-                    mix_encoders: bool = False, device: str = "cpu") -> Deployment:
+                    mix_encoders: bool = False, device: str = "cpu", create: bool = True) -> Deployment:
         """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model
         and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ). 'auto'
-        picks the fastest correct back-end (encoder.resolve_backend) and matcher (matching.resolve_matcher)."""
+        picks the fastest correct back-end (encoder.resolve_backend) and matcher (matching.resolve_matcher).
+        create=False refuses a store that does not exist yet (open_store)."""
         from biohash.encoder import Encoder
 
         encoder = Encoder(bundle, backend=backend, threads=threads, device=device)
         opened = open_store(store, n_bits=encoder.bits, fingerprint=encoder.fingerprint,
-                            encoder=None if mix_encoders else encoder.family)
+                            encoder=None if mix_encoders else encoder.family, create=create)
         return cls(encoder, opened, matcher, Protector(key, encoder.bits) if key else None, far)
 
     # --- inputs ------------------------------------------------------------------------------------------

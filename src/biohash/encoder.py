@@ -14,12 +14,31 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from biohash.codes import from_real
+from biohash.errors import BiohashError, FileFormatError, MissingFileError, check_fields
 from biohash.types import Codes
 
 if TYPE_CHECKING:
     from biohash.recipes.base import CodeModel
 
 BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+BUNDLE_FIELDS: dict[str, Any] = {"modalities": list, "bits": int, "image_size": int, "fingerprint": str,
+                                 "build_config": dict}
+BUNDLE_OPTIONAL: dict[str, Any] = {"onnx": dict, "thresholds": dict, "checks": dict, "failed_checks": list,
+                                   "preprocessing": str, "format_version": int}
+
+
+def read_bundle_meta(path: Path) -> dict:
+    """bundle.json, checked: FileFormatError naming the file and the first missing or mistyped key."""
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{path}: not valid JSON ({err})") from None
+    check_fields(meta, BUNDLE_FIELDS, str(path), optional=BUNDLE_OPTIONAL)
+    if not meta["modalities"] or not all(isinstance(m, str) for m in meta["modalities"]):
+        raise FileFormatError(f"{path}: key 'modalities' must be a non-empty list of names")
+    return meta
 
 
 def resolve_backend(meta: dict, backend: str) -> str:
@@ -49,20 +68,20 @@ class Encoder:
         self.path = Path(bundle)
         meta_path = self.path / "bundle.json"
         if not self.path.is_dir():
-            raise FileNotFoundError(f"bundle folder not found: {self.path}")
+            raise MissingFileError(f"bundle folder not found: {self.path}")
         if not meta_path.is_file():
-            raise FileNotFoundError(f"no bundle.json in {self.path}: export the run first (biohash export RUN)")
+            raise MissingFileError(f"no bundle.json in {self.path}: export the run first (biohash export RUN)")
         if backend not in BACKENDS + ("auto",):
-            raise ValueError(f"unknown backend {backend!r}; expected auto or one of: {', '.join(BACKENDS)}")
-        self.meta = json.loads(meta_path.read_text())
+            raise BiohashError(f"unknown backend {backend!r}; expected auto or one of: {', '.join(BACKENDS)}")
+        self.meta = read_bundle_meta(meta_path)
         backend = self.backend = resolve_backend(self.meta, backend)
         self.modalities: tuple[str, ...] = tuple(self.meta["modalities"])
         self.bits, self.image_size = int(self.meta["bits"]), int(self.meta["image_size"])
         self.fingerprint: str = self.meta["fingerprint"]
         failed = [k for k in self.meta.get("failed_checks", []) if k.endswith(f"/{backend}")]
         if failed and not allow_failed:
-            raise ValueError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
-                             f"codes disagree with torch); use another back-end or re-export")
+            raise BiohashError(f"the {backend} model of {self.path} failed its export check ({', '.join(failed)}: "
+                               f"codes disagree with torch); use another back-end or re-export")
         # either back-end loads on the first image: a device that only matches hex codes needs neither torch
         # nor onnxruntime
         self._threads, self._device = threads, device  # device: where the torch back-end runs (--device)
@@ -78,10 +97,10 @@ class Encoder:
             import importlib.util
 
             if self.backend == "torch" and importlib.util.find_spec("torch") is None:
-                raise ValueError("encoding images with the torch back-end needs torch: pip install 'biohash[train]' "
+                raise BiohashError("encoding images with the torch back-end needs torch: pip install 'biohash[train]' "
                                  "(or --backend onnx with 'biohash[export]')")
             if self.backend != "torch" and importlib.util.find_spec("onnxruntime") is None:
-                raise ValueError(f"encoding images with the {self.backend} back-end needs onnxruntime: pip install "
+                raise BiohashError(f"encoding images with the {self.backend} back-end needs onnxruntime: pip install "
                                  f"'biohash[export]'")
             self._runner = self._torch_runner(self._threads) if self.backend == "torch" else \
                 self._onnx_runner(self._threads)
@@ -118,11 +137,11 @@ class Encoder:
         for m in self.modalities:
             entries = self.meta.get("onnx", {}).get(m, {})
             if self.backend not in entries:
-                raise FileNotFoundError(f"the bundle has no {self.backend} model for {m!r}; export it with "
+                raise MissingFileError(f"the bundle has no {self.backend} model for {m!r}; export it with "
                                         f"biohash export RUN --format {self.backend}")
             files[m] = self.path / entries[self.backend]
             if not files[m].is_file():
-                raise FileNotFoundError(f"{files[m]} is missing from the bundle; export it again with biohash "
+                raise MissingFileError(f"{files[m]} is missing from the bundle; export it again with biohash "
                                         f"export RUN --format {self.backend}")
         return files
 
@@ -143,14 +162,14 @@ class Encoder:
 
     def _check_modality(self, modality: str) -> None:
         if modality not in self.modalities:
-            raise ValueError(f"this model encodes {', '.join(self.modalities)} images, not {modality!r}")
+            raise BiohashError(f"this model encodes {', '.join(self.modalities)} images, not {modality!r}")
 
     def preprocess(self, images: list[np.ndarray]) -> np.ndarray:
         """Grey (or RGB, converted) uint8 images of any size -> (B, 1, S, S) float32, as in training."""
         from biohash.data.transforms import standardize
 
         if not len(images):
-            raise ValueError("no images to encode")
+            raise BiohashError("no images to encode")
         return np.stack([standardize(img, self.image_size) for img in images]).astype(np.float32)
 
     def embed_batch(self, x: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from biohash.errors import ConfigError
 from biohash.runs import RunError, read_config
 
 FORMATS = ("torch", "onnx", "onnx-int8")  # torch: weights and bundle.json only (no ONNX tools needed)
@@ -77,7 +78,7 @@ def calibration_images(config: dict[str, Any], modality: str, source: str, n: in
         ds, split = open_split(data)
         samples = [s for s in split.train if s.modality == modality][:n]
     else:
-        raise ValueError(f"unknown calibration source {source!r}; expected synthetic or real")
+        raise ConfigError(f"unknown calibration source {source!r}; expected synthetic or real")
     if not samples:
         raise RunError(f"no {source} calibration images for modality {modality!r}")
     return np.stack([standardize(ds.load(s), data.image_size) for s in samples])
@@ -196,7 +197,7 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
     calibrated on `calibration` images). Returns the bundle's metadata; encoder.check_bundle compares the
     ONNX models with torch."""
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
+        raise ConfigError(f"unknown export format {fmt!r}; expected one of: {', '.join(FORMATS)}")
     if fmt != "torch":
         import importlib.util
 

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from biohash.data.config import DataConfig
+from biohash.errors import ConfigError
 from biohash.recipes.cohash import CohashConfig
 from biohash.runs import RunError, read_config
 from biohash.train import FitConfig
@@ -30,7 +31,7 @@ def pretrain_data(identities: int, seed: int = PRETRAIN_SEED, image_size: int = 
     """Synthetic palms for pretraining: 4 listed captures per identity (validation enrolls 2 and probes 2;
     training draws fresh ones), 2 % of identities validate, 2 % are held out as a test."""
     if identities < 100:
-        raise ValueError(f"pretraining needs at least 100 synthetic identities, got {identities}")
+        raise ConfigError(f"pretraining needs at least 100 synthetic identities, got {identities}")
     return DataConfig(dataset="synthetic", identities=identities, captures=4, image_size=image_size,
                       protocol="open", val_fraction=0.02, test_fraction=0.02, seed=seed, fresh_captures=True)
 
@@ -44,7 +45,7 @@ def pretrain(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: Fit
     from biohash.jobs import train
 
     if data.dataset != "synthetic":
-        raise ValueError(f"pretraining draws synthetic palms; got dataset {data.dataset!r}")
+        raise ConfigError(f"pretraining draws synthetic palms; got dataset {data.dataset!r}")
     return train(run_dir, data, dataclasses.replace(method, per_identity=4),
                  dataclasses.replace(fit_cfg, workers=workers), resume=resume, threads=threads)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from biohash.errors import BiohashError
+from biohash.errors import BiohashError, FileFormatError, check_fields
 
 CONFIG = "config.yaml"
 PACKAGES = ("biohash", "torch", "torchvision", "timm", "numpy", "scipy", "opencv-python-headless", "faiss-cpu",
@@ -64,7 +64,12 @@ def read_config(run_dir: str | Path) -> dict[str, Any]:
     path = run_dir / CONFIG
     if not path.is_file():
         raise RunError(f"{run_dir} is not a run folder: expected {CONFIG} in it (made by `biohash train`)")
-    return yaml.safe_load(path.read_text())
+    try:
+        config = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise FileFormatError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    return check_fields(config, {"recipe": str, "data": dict}, str(path),
+                        optional={"model": dict, "fit": dict, "split": dict})
 
 
 def environment() -> dict[str, Any]:

@@ -341,8 +341,10 @@ class PostgresStore(TemplateStore):
 
 
 def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | None = None,
-               encoder: str | None = None) -> TemplateStore:
-    """A store from a URL: a file path or sqlite:///PATH (SQLite, WAL), or postgresql://... (psycopg)."""
+               encoder: str | None = None, *, create: bool = True) -> TemplateStore:
+    """A store from a URL: a file path or sqlite:///PATH (SQLite, WAL), or postgresql://... (psycopg).
+    create=False (commands that only read or delete) refuses a SQLite file that does not exist, where a
+    mistyped path would otherwise open a new, empty store."""
     url = str(url)
     if url.startswith(("postgresql://", "postgres://")):
         try:
@@ -353,6 +355,8 @@ def open_store(url: str | Path, n_bits: int | None = None, fingerprint: str | No
     path = Path(url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url)
     if path.parent and not path.parent.exists():
         raise StoreError(f"folder for the template store does not exist: {path.parent}")
+    if not create and not path.is_file():
+        raise StoreError(f"template store {path} does not exist (enroll creates it; check --store)")
     # one store object may serve several threads in turn (the service serialises them with a lock)
     conn = sqlite3.connect(str(path), timeout=30.0, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA journal_mode=WAL")

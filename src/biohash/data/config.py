@@ -6,6 +6,7 @@ from typing import Any
 
 from biohash.data.datasets import DATASETS, Dataset, open_dataset
 from biohash.data.protocols import PROTOCOLS, Split, make_split
+from biohash.errors import ConfigError
 
 
 @dataclass
@@ -39,12 +40,12 @@ class DataConfig:
     def __post_init__(self) -> None:
         self.dataset = DATASETS.canonical(self.dataset)
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; expected one of: {', '.join(PROTOCOLS)}")
+            raise ConfigError(f"unknown protocol {self.protocol!r}; expected one of: {', '.join(PROTOCOLS)}")
         if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
-            raise ValueError(f"val_fraction must be in (0, 1) and test_fraction in [0, 1) with room left to train, "
+            raise ConfigError(f"val_fraction must be in (0, 1) and test_fraction in [0, 1) with room left to train, "
                              f"got {self.val_fraction:g} and {self.test_fraction:g}")
         if self.image_size < 32:
-            raise ValueError(f"image_size must be at least 32, got {self.image_size}")
+            raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
         from biohash.data.multi import check_part
 
         for part in self.also:

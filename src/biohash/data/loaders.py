@@ -11,6 +11,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from biohash.data.datasets import Dataset, DatasetError
 from biohash.data.transforms import random_affine, standardize
+from biohash.errors import ConfigError
 from biohash.types import Sample
 
 if TYPE_CHECKING:
@@ -47,7 +48,7 @@ class PairedTrainSet(TorchDataset):
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
                  augment: bool = True, fresh: bool = False, seed: int = 0, identity_flips: int = 1) -> None:
         if identity_flips not in IDENTITY_FLIPS:
-            raise ValueError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
+            raise ConfigError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
             raise DatasetError(f"dataset {dataset.name!r} is a set of files: it cannot draw fresh captures")
         groups: dict[tuple[str, str], list[Sample]] = defaultdict(list)
@@ -159,13 +160,13 @@ class IdentityBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, labels: list[int], batch_size: int, per_identity: int = 4, seed: int = 0) -> None:
         if per_identity < 2 or batch_size % per_identity or batch_size < 2 * per_identity:
-            raise ValueError(f"batch_size ({batch_size}) must be a multiple of per_identity ({per_identity} >= 2) "
+            raise ConfigError(f"batch_size ({batch_size}) must be a multiple of per_identity ({per_identity} >= 2) "
                              f"holding at least two identities")
         groups: dict[int, list[int]] = defaultdict(list)
         for i, label in enumerate(labels):
             groups[int(label)].append(i)
         if len(groups) < 2:
-            raise ValueError("identity-balanced batches need at least two identities")
+            raise ConfigError("identity-balanced batches need at least two identities")
         self.groups, self.batch_size, self.k, self.seed, self.epoch = groups, batch_size, per_identity, seed, 0
         self.n_batches = max(1, len(labels) // batch_size)
 

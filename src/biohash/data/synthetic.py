@@ -31,6 +31,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from biohash.errors import ConfigError
+
 MODALITIES = ("print", "vein")
 _CANVAS = 1.5  # identity templates are rendered larger than the ROI so nuisance never shows borders
 
@@ -202,7 +204,7 @@ class SyntheticPalms:
     def __init__(self, seed: int = 0, size: int = 128, nuisance: Nuisance | None = None,
                  cache_identities: int = 4096) -> None:
         if size < 32:
-            raise ValueError(f"size must be at least 32 px, got {size}")
+            raise ConfigError(f"size must be at least 32 px, got {size}")
         self.seed, self.size = int(seed), int(size)
         self.nuisance = nuisance or Nuisance()
         self._canvas = int(round(size * _CANVAS))

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from biohash.errors import ConfigError
 from biohash.registry import Registry
 
 BACKBONES: Registry[Callable[..., nn.Module]] = Registry("backbone")
@@ -218,7 +219,7 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
                     renamed[candidate] = value
                 break
     if not renamed:
-        raise ValueError(f"no tensor in {path} matches the backbone's parameters")
+        raise ConfigError(f"no tensor in {path} matches the backbone's parameters")
     model.load_state_dict(renamed, strict=False)
 
 
@@ -241,7 +242,7 @@ def create_backbone(name: str, in_chans: int = 1, weights: str | Path | None = N
         import inspect
 
         if "pretrained" not in inspect.signature(BACKBONES.get(name)).parameters:
-            raise ValueError(f"backbone {name!r} has no packaged weights; pass a local weights file instead "
+            raise ConfigError(f"backbone {name!r} has no packaged weights; pass a local weights file instead "
                              f"(packaged: efficientnet_lite0)")
         return BACKBONES.create(name, in_chans=in_chans, pretrained=True, **kwargs)
     model = BACKBONES.create(name, in_chans=in_chans, **kwargs)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from biohash.errors import ConfigError
 from biohash.recipes.base import Recipe, option, register_recipe
 from biohash.runs import RunError
 
@@ -79,19 +80,19 @@ class CohashConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
+            raise ConfigError(f"unknown loss {self.loss!r}; expected one of: {', '.join(LOSSES)}")
         if self.init is not None and self.weights is not None:
-            raise ValueError("give either weights (backbone initialisation) or init (a trained run), not both")
+            raise ConfigError("give either weights (backbone initialisation) or init (a trained run), not both")
         if self.identity_flips not in (1, 2, 4, 8):
-            raise ValueError(f"identity_flips must be 1, 2, 4 or 8, got {self.identity_flips}")
+            raise ConfigError(f"identity_flips must be 1, 2, 4 or 8, got {self.identity_flips}")
         if self.lambda_binary < 0:
-            raise ValueError(f"lambda_binary must be >= 0, got {self.lambda_binary}")
+            raise ConfigError(f"lambda_binary must be >= 0, got {self.lambda_binary}")
         if self.test_shifts < 0:
-            raise ValueError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
+            raise ConfigError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
         if self.per_identity < 0:
-            raise ValueError(f"per_identity must be >= 0, got {self.per_identity}")
+            raise ConfigError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
-            raise ValueError(f"bits must be one of {', '.join(map(str, BITS))} (the code lengths the hash layer, "
+            raise ConfigError(f"bits must be one of {', '.join(map(str, BITS))} (the code lengths the hash layer, "
                              f"store and matchers are built and tested for), got {self.bits}")
 
 
@@ -221,7 +222,7 @@ def warm_start(model: CoHashNet, source: str) -> int:
     own = model.state_dict()
     copied = {k: v for k, v in state.items() if k != "centroids" and k in own and own[k].shape == v.shape}
     if not copied:
-        raise ValueError(f"init: {path} has no tensor matching this model (other backbone or modalities?)")
+        raise ConfigError(f"init: {path} has no tensor matching this model (other backbone or modalities?)")
     model.load_state_dict(copied, strict=False)
     return len(copied)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
 
+from biohash.errors import ConfigError
 from biohash.recipes.base import Recipe, option, register_recipe
 from biohash.runs import RunError
 
@@ -52,11 +53,11 @@ class DhnConfig:
 
     def __post_init__(self) -> None:
         if self.loss not in ("softmax", "arcface"):
-            raise ValueError(f"unknown loss {self.loss!r}; expected softmax or arcface")
+            raise ConfigError(f"unknown loss {self.loss!r}; expected softmax or arcface")
         if self.bits not in (16, 32, 64, 128, 256):
-            raise ValueError(f"bits must be one of 16, 32, 64, 128, 256, got {self.bits}")
+            raise ConfigError(f"bits must be one of 16, 32, 64, 128, 256, got {self.bits}")
         if not 0 <= self.freeze_blocks <= 5:
-            raise ValueError(f"freeze_blocks must be 0..5, got {self.freeze_blocks}")
+            raise ConfigError(f"freeze_blocks must be 0..5, got {self.freeze_blocks}")
 
 
 def freeze_vgg_blocks(model: HashClassifier, blocks: int) -> None:

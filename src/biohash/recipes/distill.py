@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from biohash.errors import ConfigError
 from biohash.recipes.base import Recipe, option, register_recipe
 from biohash.recipes.dhn import hash_and_class_losses, one_modality_set, rebuild_hash_classifier
 from biohash.runs import RunError, read_config
@@ -39,7 +40,7 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if not self.teacher:
-            raise ValueError("distillation needs a teacher run (--teacher RUN)")
+            raise ConfigError("distillation needs a teacher run (--teacher RUN)")
 
 
 def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):

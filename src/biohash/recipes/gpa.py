@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from biohash.errors import ConfigError
 from biohash.recipes.base import Recipe, option, register_recipe
 
 if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train gpa --help` stays instant
@@ -38,11 +39,11 @@ class GpaConfig:
 
     def __post_init__(self) -> None:
         if self.horizontal < 0 or self.vertical < 0:
-            raise ValueError(f"part counts must be >= 0, got {self.horizontal} x {self.vertical}")
+            raise ConfigError(f"part counts must be >= 0, got {self.horizontal} x {self.vertical}")
         if not self.global_branch and self.horizontal + self.vertical == 0:
-            raise ValueError("a local-only GPA-Net needs at least one part (horizontal or vertical > 0)")
+            raise ConfigError("a local-only GPA-Net needs at least one part (horizontal or vertical > 0)")
         if self.bits is not None and self.bits < 8:
-            raise ValueError(f"a hash head needs at least 8 bits, got {self.bits}")
+            raise ConfigError(f"a hash head needs at least 8 bits, got {self.bits}")
 
     def network(self, n_classes: int, weights: str | None = None) -> GPANet:
         """The GPA-Net these settings describe (weights: None, a file or "imagenet")."""

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from biohash.errors import ConfigError
 from biohash.recipes.base import Recipe, register_recipe
 
 if TYPE_CHECKING:  # torch loads when a model is built (the built-in recipes register without it)
@@ -34,13 +35,13 @@ class QuantizeConfig:
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
-            raise ValueError(f"unknown data source {self.source!r}; expected one of: {', '.join(SOURCES)}")
+            raise ConfigError(f"unknown data source {self.source!r}; expected one of: {', '.join(SOURCES)}")
         if self.source == "folder" and not self.root:
-            raise ValueError("source 'folder' needs the folder of unlabeled images (--root)")
+            raise ConfigError("source 'folder' needs the folder of unlabeled images (--root)")
         if self.look not in (None, "print", "vein"):
-            raise ValueError(f"look must be print or vein, got {self.look!r}")
+            raise ConfigError(f"look must be print or vein, got {self.look!r}")
         if not 2 <= self.bits <= 16:
-            raise ValueError(f"bits must be between 2 and 16, got {self.bits}")
+            raise ConfigError(f"bits must be between 2 and 16, got {self.bits}")
 
     def look_for(self, modality: str) -> str:
         return self.look or (modality if modality in ("print", "vein") else "vein")
