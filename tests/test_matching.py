@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from biohash.codes import hamming, pack
-from biohash.matching import ExactMatcher, fused_distances, make_matcher
+from biohash.matching import ExactMatcher, make_matcher
 from biohash.types import Codes
 
 
@@ -94,12 +94,6 @@ def test_matcher_errors():
         m.distances(pack(np.zeros((1, 64), np.uint8)), [9])
     with pytest.raises(ValueError, match="unknown matcher"):
         make_matcher(64, "IVF1024")
-
-
-def test_fusion_is_the_mean_of_normalised_distances():
-    assert fused_distances([np.array([[32]]), np.array([[0]])], [64, 64])[0, 0] == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="one code length per modality"):
-        fused_distances([np.zeros((1, 1))], [64, 64])
 
 
 def test_matchers_come_from_a_registry_users_can_extend():

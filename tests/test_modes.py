@@ -33,3 +33,29 @@ def test_a_mode_scores_the_mean_of_its_pairs_as_deployment_does():
         m = mode(name)
         expected = np.mean([hamming(probe[p].codes, gallery[g].codes) for p, g in m.pairs], axis=0) / 32
         assert np.allclose(mode_scores(name, probe, gallery).matrix, 1 - expected), name
+
+
+def test_fusion_is_one_mean_shared_by_evaluation_and_deployment(tmp_path, fixed):
+    """modes.fuse against a hand computation, then the same fused figure from both users of it: evaluation's
+    fused similarity (scores.mode_scores) and a deployment's fused verify distance, for the same codes."""
+    import numpy as np
+
+    from biohash.codes import pack
+    from biohash.deployment import Deployment
+    from biohash.modes import fuse
+    from biohash.scores import CodeSet, mode_scores
+    from biohash.types import Codes
+
+    assert fuse([np.array([[0.5]]), np.array([[0.0]])])[0, 0] == 0.25 and fuse([3.0, 6.0, 0.0]) == 3.0
+    dep = Deployment.from_bundle(fixed, tmp_path / "f.db")
+    rng = np.random.default_rng(5)
+    bits = {m: rng.integers(0, 2, (1, dep.bits)).astype(np.uint8).repeat(2, axis=0) for m in ("print", "vein")}
+    bits["print"][1, :3] ^= 1  # the probe is 3 bits off in print, 7 in vein
+    bits["vein"][1, :7] ^= 1
+    side = lambda row: {m: Codes(pack(b[row : row + 1]).bits, dep.bits) for m, b in bits.items()}  # noqa: E731
+    dep.enroll("a", side(0))
+    d = dep.verify("a", side(1))
+    assert d.mode == "fused" and d.distance == fuse([3.0, 7.0]) == 5.0
+    sets = lambda row: {m: CodeSet(c, np.array(["a"]), np.array([0])) for m, c in side(row).items()}  # noqa: E731
+    sim = mode_scores("fused", sets(1), sets(0)).matrix[0, 0]
+    assert sim == pytest.approx(1 - d.distance / dep.bits)

@@ -8,9 +8,6 @@ import numpy as np
 
 from biohash.types import Codes
 
-# popcount of every byte value, used for table-driven Hamming distance
-_POPCOUNT8 = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
-
 
 def binarize(values: np.ndarray) -> np.ndarray:
     """Sign of real-valued outputs as bits: 1 where value > 0, else 0. Shape (n, n_bits) -> uint8 (n, n_bits)."""
@@ -47,40 +44,31 @@ def _check_pair(a: Codes, b: Codes) -> None:
         raise ValueError(f"code lengths differ: {a.n_bits} bits vs {b.n_bits} bits")
 
 
-def hamming(a: Codes, b: Codes, *, block: int = 1024) -> np.ndarray:
-    """All-pairs Hamming distances in bits, int32 of shape (len(a), len(b)).
+def words(codes: Codes) -> np.ndarray:
+    """Packed bytes -> uint64 words (zero-padded to a multiple of 64 bits; zeros never change a distance)."""
+    b = codes.bits
+    pad = (-b.shape[1]) % 8
+    if pad:
+        b = np.concatenate([b, np.zeros((len(b), pad), np.uint8)], axis=1)
+    return np.ascontiguousarray(b).view(np.uint64)
 
-    XOR of packed bytes and a 256-entry popcount table, in row blocks to bound memory.
-    """
+
+def word_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamming distances between uint64-word codes a (n, w) and b (m, w), int32 (n, m): the one kernel
+    (XOR and a hardware popcount, np.bitwise_count) behind hamming, the matchers' 1:1 distances and MIH."""
+    return np.bitwise_count(a[:, None, :] ^ b[None, :, :]).sum(axis=2, dtype=np.int32)
+
+
+def hamming(a: Codes, b: Codes, *, block: int = 1024) -> np.ndarray:
+    """All-pairs Hamming distances in bits, int32 of shape (len(a), len(b)), in row blocks to bound memory."""
     _check_pair(a, b)
     out = np.empty((len(a), len(b)), dtype=np.int32)
-    xb = b.bits
+    wa, wb = words(a), words(b)
     for start in range(0, len(a), block):
-        xa = a.bits[start : start + block]
-        x = np.bitwise_xor(xa[:, None, :], xb[None, :, :])
-        out[start : start + block] = _POPCOUNT8[x].sum(axis=2, dtype=np.int32)
+        out[start : start + block] = word_distances(wa[start : start + block], wb)
     return out
-
-
-def hamming_pairs(a: Codes, b: Codes) -> np.ndarray:
-    """Row-wise Hamming distances between a[i] and b[i], int32 of shape (n,)."""
-    _check_pair(a, b)
-    if len(a) != len(b):
-        raise ValueError(f"hamming_pairs needs equal counts, got {len(a)} and {len(b)}")
-    return _POPCOUNT8[np.bitwise_xor(a.bits, b.bits)].sum(axis=1, dtype=np.int32)
 
 
 def similarity(a: Codes, b: Codes) -> np.ndarray:
     """1 - normalised Hamming distance, float32 (len(a), len(b)); 1 means identical codes."""
     return 1.0 - hamming(a, b).astype(np.float32) / a.n_bits
-
-
-def concat(parts: list[Codes]) -> Codes:
-    """Stack code sets of equal length."""
-    if not parts:
-        raise ValueError("concat needs at least one Codes")
-    n_bits = parts[0].n_bits
-    for p in parts:
-        if p.n_bits != n_bits:
-            raise ValueError(f"code lengths differ: {n_bits} vs {p.n_bits} bits")
-    return Codes(np.concatenate([p.bits for p in parts]), n_bits)

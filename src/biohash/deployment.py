@@ -17,7 +17,7 @@ from biohash.access import check_subject
 from biohash.errors import BiohashError
 from biohash.images import check_usable
 from biohash.matching import make_matcher, resolve_matcher
-from biohash.modes import Mode, ModeError, resolve
+from biohash.modes import Mode, ModeError, fuse, resolve
 from biohash.protect import Protector
 from biohash.store import StoreError, TemplateStore, open_store
 from biohash.types import Codes
@@ -204,7 +204,7 @@ class Deployment:
         missing = [g for p, g in mode.pairs if (p, g) not in parts]
         if missing:
             raise NotFound(f"the subject has no {missing[0]} template")
-        return float(np.mean(list(parts.values())))
+        return float(fuse(parts.values()))
 
     def _scored(self, subject: str, probe: dict[str, Codes], mode: Mode) -> tuple[float, str, str] | None:
         """(distance, subject, mode scored) of a fused-identify candidate: a subject enrolled with only some of
@@ -214,7 +214,7 @@ class Deployment:
         if not parts:
             return None
         if len(parts) == len(mode.pairs):
-            return float(np.mean(list(parts.values()))), subject, mode.name
+            return float(fuse(parts.values())), subject, mode.name
         (p, g), d = next(iter(parts.items()))
         return d, subject, resolve([p], g).name
 

@@ -12,6 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
+from biohash.codes import word_distances, words
 from biohash.registry import Registry
 from biohash.types import Codes
 
@@ -28,15 +29,6 @@ class Matcher(Protocol):
     def distances(self, codes: Codes, ids: np.ndarray) -> np.ndarray: ...
 
     def __len__(self) -> int: ...
-
-
-def _words(codes: Codes) -> np.ndarray:
-    """Packed bytes -> uint64 words (zero-padded to a multiple of 64 bits; zeros never change a distance)."""
-    b = codes.bits
-    pad = (-b.shape[1]) % 8
-    if pad:
-        b = np.concatenate([b, np.zeros((len(b), pad), np.uint8)], axis=1)
-    return np.ascontiguousarray(b).view(np.uint64)
 
 
 def _check(codes: Codes, n_bits: int) -> None:
@@ -78,7 +70,7 @@ class ExactMatcher:
         if dup or len(set(ids.tolist())) != len(ids):
             raise ValueError(f"template ids already present or repeated: {dup[:5]}")
         start = len(self._ids)
-        self._words = np.concatenate([self._words, _words(codes)])
+        self._words = np.concatenate([self._words, words(codes)])
         self._ids = np.concatenate([self._ids, ids])
         self._row.update({int(i): start + k for k, i in enumerate(ids)})
         self._cols = None
@@ -131,7 +123,7 @@ class ExactMatcher:
         _check(codes, self.n_bits)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        q = _words(codes)
+        q = words(codes)
         dist = np.full((len(q), k), self.n_bits + 1, np.int32)
         ids = np.full((len(q), k), -1, np.int64)
         if not len(self._ids):
@@ -160,7 +152,7 @@ class ExactMatcher:
             raise KeyError(f"unknown template ids: {missing[:5]}")
         rows = np.array([self._row[int(i)] for i in np.asarray(ids).reshape(-1)], np.int64)
         g = self._words[rows]
-        return np.bitwise_count(_words(codes)[:, None, :] ^ g[None, :, :]).sum(axis=2, dtype=np.int32)
+        return word_distances(words(codes), g)
 
 
 _FACTORY = re.compile(r"^(BFlat|BIVF(\d+)|BHNSW(\d+))(?::(.*))?$")
@@ -286,10 +278,3 @@ def make_matcher(n_bits: int, factory: str = "auto", threads: int = 1) -> Matche
     factory = resolve_matcher(factory)
     family = re.match(r"[A-Za-z_]+", factory)
     return MATCHERS.get(family.group(0) if family else factory)(n_bits, factory, threads=threads)
-
-
-def fused_distances(parts: list[np.ndarray], n_bits: list[int]) -> np.ndarray:
-    """Score-level fusion of per-modality Hamming distances: the mean of the normalised distances (0..1)."""
-    if not parts or len(parts) != len(n_bits):
-        raise ValueError("fusion needs one distance array and one code length per modality")
-    return np.mean([p.astype(np.float64) / b for p, b in zip(parts, n_bits)], axis=0)

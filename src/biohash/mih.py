@@ -19,6 +19,7 @@ from itertools import combinations
 
 import numpy as np
 
+from biohash.codes import word_distances, words
 from biohash.types import Codes
 
 SUB_BITS = 16  # substring length: 2^16 buckets a table, about log2 of a million templates
@@ -34,9 +35,9 @@ def _masks(bits: int, radius: int) -> np.ndarray:
     return np.array(out, np.int64)
 
 
-def _hamming(words: np.ndarray, q: np.ndarray) -> np.ndarray:
+def _hamming(rows: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Hamming distances of uint64-word codes (n, w) to one query's words (w,)."""
-    return np.bitwise_count(words ^ q).sum(axis=1, dtype=np.int32)
+    return word_distances(rows, q[None, :])[:, 0]
 
 
 class MultiIndexMatcher:
@@ -80,13 +81,13 @@ class MultiIndexMatcher:
     def _build(self) -> None:
         """Per table: template rows sorted by the substring, their codes copied in that order (a lookup then
         reads whole buckets from contiguous memory instead of one random row per candidate), bucket offsets."""
-        words = self._exact._words
-        subs = self._substrings(words)
+        rows = self._exact._words
+        subs = self._substrings(rows)
         self._order, self._starts, self._sorted = [], [], []
         for j in range(self.m):
             order = np.argsort(subs[:, j], kind="stable")
             self._order.append(order)
-            self._sorted.append(words[order])
+            self._sorted.append(rows[order])
             self._starts.append(np.searchsorted(subs[order, j], np.arange(2**SUB_BITS + 1)))
         self._built = len(subs)
 
@@ -148,7 +149,7 @@ class MultiIndexMatcher:
     def range_search(self, codes: Codes, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (distances, template ids) of every template within `radius` bits, nearest first (ties by
         insertion order): exactly what a full scan returns."""
-        from biohash.matching import _check, _words
+        from biohash.matching import _check
 
         _check(codes, self.n_bits)
         if len(self._exact) == 0:
@@ -156,7 +157,7 @@ class MultiIndexMatcher:
         self._ready()
         fast = self._worth_it(radius)
         out = []
-        for q in _words(codes):
+        for q in words(codes):
             d, rows = self._within(q, radius) if fast else self._scan_within(q, radius)
             order = np.lexsort((rows, d))
             out.append((d[order], self._exact._ids[rows[order]]))
@@ -171,7 +172,7 @@ class MultiIndexMatcher:
         """k nearest (as ExactMatcher.search): radii m(t+1) - 1 for t = 0, 1, ... are searched in turn while
         worth it; once k templates lie within one, they are the exact k nearest; queries that find fewer are
         scanned."""
-        from biohash.matching import _check, _words
+        from biohash.matching import _check
 
         _check(codes, self.n_bits)
         if k < 1:
@@ -182,7 +183,7 @@ class MultiIndexMatcher:
             return dist, ids
         self._ready()
         radii = [r for r in (self.m * (t + 1) - 1 for t in range(MAX_SUB_RADIUS + 1)) if self._worth_it(r)]
-        for i, q in enumerate(_words(codes)):
+        for i, q in enumerate(words(codes)):
             for radius in radii:
                 d, rows = self._within(q, radius)
                 if len(d) >= k:

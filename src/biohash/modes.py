@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from biohash.errors import BiohashError
 
 MODE_NAMES = ("print", "vein", "fused", "cross", "cross-rev")
@@ -38,6 +40,15 @@ _KNOWN = {
     "cross": (("print", "vein"),),
     "cross-rev": (("vein", "print"),),
 }
+
+
+def fuse(parts) -> float | np.ndarray:
+    """Score-level fusion of a mode's modality pairs, the one used by evaluation and deployment alike: the mean
+    of the pairs' distances or similarities (the mean commutes with similarity = 1 - distance / bits)."""
+    parts = list(parts)
+    if not parts:
+        raise ValueError("fusion needs at least one modality pair's scores")
+    return sum(parts[1:], parts[0]) / len(parts)
 
 
 def mode(name: str) -> Mode:

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from biohash.codes import similarity
-from biohash.modes import MODE_NAMES, mode
+from biohash.modes import MODE_NAMES, fuse, mode
 from biohash.types import Codes, Scores
 
 __all__ = ["MODE_NAMES", "CodeSet", "mode_scores", "write_score_file", "read_score_file"]
@@ -80,7 +80,7 @@ def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, Co
     first_p, first_g = probe[p1].take(rp1), gallery[g1].take(rg1)
     s1 = similarity(first_p.codes, first_g.codes)
     s2 = similarity(probe[p2].take(rp2).codes, gallery[g2].take(rg2).codes)
-    return _scores(mode_name, first_p, first_g, (s1 + s2) / 2.0)
+    return _scores(mode_name, first_p, first_g, fuse([s1, s2]))
 
 
 def write_score_file(scores: Scores, path: str | Path) -> None:

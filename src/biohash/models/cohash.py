@@ -12,6 +12,7 @@ import torch
 from scipy.linalg import hadamard
 from torch import nn
 
+from biohash.errors import ConfigError
 from biohash.models.hashnet import HashNet
 
 SHARING = ("none", "head", "all")
@@ -74,7 +75,7 @@ class CoHashNet(nn.Module):
                  grid: int = 4, test_shifts: int = 0) -> None:
         super().__init__()
         if share not in SHARING:
-            raise ValueError(f"unknown sharing {share!r}; expected one of: {', '.join(SHARING)}")
+            raise ConfigError(f"unknown sharing {share!r}; expected one of: {', '.join(SHARING)}")
         self.modalities = tuple(modalities)
         self.bits = bits
         self.nets = nn.ModuleDict({m: HashNet(backbone, bits, weights, dropout=dropout, grid=grid, test_shifts=test_shifts)

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biohash.errors import ConfigError
+
 
 class GaborBank(nn.Module):
     """`n` learnable Gabor filters of one kernel size, orientations initialised to j * pi / n.
@@ -38,9 +40,9 @@ class GaborBank(nn.Module):
                  zero_dc: bool = True) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size < 3:
-            raise ValueError(f"kernel_size must be odd and >= 3, got {kernel_size}")
+            raise ConfigError(f"kernel_size must be odd and >= 3, got {kernel_size}")
         if n < 2:
-            raise ValueError(f"a competition needs at least two orientations, got {n}")
+            raise ConfigError(f"a competition needs at least two orientations, got {n}")
         self.in_chans, self.n, self.kernel_size, self.stride, self.zero_dc = in_chans, n, kernel_size, stride, zero_dc
         self.theta = nn.Parameter(torch.arange(n, dtype=torch.float32) * math.pi / n)
         self.sigma = nn.Parameter(torch.full((n,), float(sigma)))
@@ -134,7 +136,7 @@ class PalmCompNet(nn.Module):
                  second_order: bool = True, features: int = 128, in_chans: int = 1, shrink: bool = False) -> None:
         super().__init__()
         if in_chans != 1:
-            raise ValueError(f"competition backbones read grey images (in_chans=1), got in_chans={in_chans}")
+            raise ConfigError(f"competition backbones read grey images (in_chans=1), got in_chans={in_chans}")
         if shrink:
             scales = tuple((k // 2 | 1, s / 2, w / 2) for k, s, w in scales)
         self.shrink = nn.AvgPool2d(2) if shrink else nn.Identity()

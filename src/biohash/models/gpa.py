@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biohash.errors import ConfigError
 from biohash.models.backbones import create_backbone
 
 
@@ -20,10 +21,10 @@ def part_pool(fmap: torch.Tensor, horizontal: int, vertical: int) -> list[torch.
     """Average-pool a feature map (B, C, H, W) into `horizontal` stripes along H, then `vertical` stripes
     along W, each (B, C). Stripes split the map as evenly as adaptive pooling does."""
     if horizontal < 0 or vertical < 0:
-        raise ValueError(f"part counts must be >= 0, got {horizontal} x {vertical}")
+        raise ConfigError(f"part counts must be >= 0, got {horizontal} x {vertical}")
     h, w = fmap.shape[-2:]
     if horizontal > h or vertical > w:
-        raise ValueError(f"cannot cut a {h}x{w} feature map into {horizontal} horizontal and {vertical} vertical "
+        raise ConfigError(f"cannot cut a {h}x{w} feature map into {horizontal} horizontal and {vertical} vertical "
                          f"stripes; use a larger input or fewer parts")
     parts = []
     if horizontal:
@@ -86,7 +87,7 @@ class GPANet(nn.Module):
                  backbone_lr_scale: float = 0.1, global_branch: bool = True, bits: int | None = None) -> None:
         super().__init__()
         if not global_branch and horizontal + vertical == 0:
-            raise ValueError("GPA-Net needs the global branch or at least one part")
+            raise ConfigError("GPA-Net needs the global branch or at least one part")
         self.backbone_lr_scale = backbone_lr_scale
         self.backbone = create_backbone(backbone, in_chans=in_chans, weights=weights)
         self.last_stride_one = last_stride_one and remove_last_stride(self.backbone)
@@ -120,7 +121,7 @@ class GPANet(nn.Module):
 
     def forward_code(self, x: torch.Tensor) -> torch.Tensor:
         if not self.bits:
-            raise ValueError("this GPA-Net has no hash head; train it with bits set")
+            raise ConfigError("this GPA-Net has no hash head; train it with bits set")
         return self._code(self.pooled(x))
 
     def forward(self, x: torch.Tensor) -> dict[str, object] | torch.Tensor:

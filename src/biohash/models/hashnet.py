@@ -6,6 +6,7 @@ from typing import cast
 import torch
 from torch import nn
 
+from biohash.errors import ConfigError
 from biohash.models.backbones import create_backbone
 
 HEADS = ("spatial", "avg")
@@ -31,12 +32,12 @@ class HashNet(nn.Module):
                  dropout: float = 0.0, grid: int = 4, test_shifts: int = 0) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
-            raise ValueError(f"bits must be a positive multiple of 8, got {bits}")
+            raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
         if head not in HEADS:
-            raise ValueError(f"unknown head {head!r}; expected one of: {', '.join(HEADS)}")
+            raise ConfigError(f"unknown head {head!r}; expected one of: {', '.join(HEADS)}")
         self.backbone = create_backbone(backbone, in_chans=1, weights=weights)
         if test_shifts < 0:
-            raise ValueError(f"test_shifts must be >= 0 pixels, got {test_shifts}")
+            raise ConfigError(f"test_shifts must be >= 0 pixels, got {test_shifts}")
         self.bits, self.head, self.test_shifts = bits, head, test_shifts
         c = cast(int, self.backbone.num_features)  # every registered backbone sets it
         if head == "spatial":

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from biohash.errors import ConfigError
+
 
 def _ste_round(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
@@ -69,7 +71,7 @@ class QuantLayer(nn.Module):
 def quantize_model(model: nn.Module, bits: int) -> nn.Module:
     """A deep copy of `model` with every Conv2d and Linear wrapped in a QuantLayer at `bits` (2..16)."""
     if not 2 <= bits <= 16:
-        raise ValueError(f"bits must be between 2 and 16, got {bits}")
+        raise ConfigError(f"bits must be between 2 and 16, got {bits}")
     copy_ = copy.deepcopy(model)
 
     def wrap(module: nn.Module) -> None:
