@@ -6,12 +6,15 @@ template (cross-rev the reverse); any other modality (ocular, dorsal, a waveleng
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 
 from biohash.errors import BiohashError
 
+T = TypeVar("T", float, np.ndarray)
 MODE_NAMES = ("print", "vein", "fused", "cross", "cross-rev")
 
 
@@ -42,7 +45,7 @@ _KNOWN = {
 }
 
 
-def fuse(parts) -> float | np.ndarray:
+def fuse(parts: Iterable[T]) -> T:
     """Score-level fusion of a mode's modality pairs, the one used by evaluation and deployment alike: the mean
     of the pairs' distances or similarities (the mean commutes with similarity = 1 - distance / bits)."""
     parts = list(parts)
