@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -47,12 +48,18 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
     for m in ("print", "vein"):
         fp32 = bundle["checks"][f"{m}/onnx"]
         assert fp32["max_abs_embedding_diff"] < 1e-3 and fp32["bit_agreement"] >= 0.99
-        assert bundle["checks"][f"{m}/onnx-int8"]["bit_agreement"] > 0.8  # INT8 ran and roughly agrees
-    rng = np.random.default_rng(0)
-    images = [rng.integers(0, 255, (60, 70), dtype=np.uint8) for _ in range(3)]
+        assert bundle["checks"][f"{m}/onnx-int8"]["bit_agreement"] >= bundle["min_agreement"] == 0.97
+    # re-measured here on palms the export check never saw: the codes a user gets agree as the bundle says
+    from biohash.data.datasets import open_dataset
+
+    ds = open_dataset("synthetic", identities=8, captures=2, size=64, seed=77)
+    images = [ds.load(s) for s in ds.samples if s.modality == "vein"]
     torch_codes = Encoder(tiny_run / "export", "torch").encode(images, "vein")
-    int8_codes = Encoder(tiny_run / "export", "onnx-int8", threads=1).encode(images, "vein")
-    assert torch_codes.bits.shape == int8_codes.bits.shape == (3, 4) and torch_codes.n_bits == 32
+    for backend, bar in (("onnx", 0.99), ("onnx-int8", 0.97 - 0.03)):
+        codes = Encoder(tiny_run / "export", backend, threads=1).encode(images, "vein")
+        assert codes.bits.shape == torch_codes.bits.shape == (16, 4) and codes.n_bits == 32
+        agreement = np.mean(np.unpackbits(codes.bits) == np.unpackbits(torch_codes.bits))
+        assert agreement >= bar, (backend, agreement)
 
 
 def test_an_int8_export_below_the_agreement_bar_fails_and_is_refused(tiny_run, tmp_path):
@@ -84,7 +91,7 @@ def test_encoder_errors(tiny_run, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="biohash export"):
         Encoder(tmp_path)
-    runner.invoke(app, ["export", str(tiny_run)])
+    assert runner.invoke(app, ["export", str(tiny_run)]).exit_code == 0
     enc = Encoder(tiny_run / "export")
     with pytest.raises(ValueError, match="not 'dorsal'"):
         enc.encode([np.zeros((64, 64), np.uint8)], "dorsal")
@@ -94,10 +101,12 @@ def test_encoder_errors(tiny_run, tmp_path):
         enc.embed_batch(np.zeros((1, 1, 48, 48), np.float32), "print")
     with pytest.raises(ValueError, match="unknown backend"):
         Encoder(tiny_run / "export", backend="tensorrt")
-    runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
-    (tiny_run / "export" / "vein.int8.onnx").unlink()
+    assert runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"]).exit_code == 0
+    damaged = tmp_path / "export"  # a copy: the module's run stays whole for the other tests
+    shutil.copytree(tiny_run / "export", damaged)
+    (damaged / "vein.int8.onnx").unlink()
     with pytest.raises(FileNotFoundError, match="vein.int8.onnx is missing from the bundle"):  # main: a traceback
-        Encoder(tiny_run / "export", backend="onnx-int8")
+        Encoder(damaged, backend="onnx-int8")
 
 
 def test_gpa_runs_are_refused_by_quantize_and_export(tmp_path):

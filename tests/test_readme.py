@@ -34,6 +34,12 @@ def after_demo(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     run_demo(Path("runs/demo"), epochs=1, identities=40, bits=32)
+    # a one-epoch model may or may not reach a threshold at FAR 1e-3 on its validation palms: pin one that
+    # accepts every distance, so each verify command below has one known answer (decisions: test_service)
+    meta_path = Path("runs/demo/export/bundle.json")
+    meta = json.loads(meta_path.read_text())
+    meta["thresholds"] = {m: {"0.001": 32} for m in ("print", "vein", "fused", "cross", "cross-rev")}
+    meta_path.write_text(json.dumps(meta))
     return tmp_path
 
 
@@ -52,11 +58,11 @@ def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
             serve = args
             continue
         result = runner.invoke(app, args[1:])
-        decision = args[1] == "verify" and result.exit_code in (0, 1, 3)  # match / no match / no threshold
-        assert result.exit_code == 0 or decision, (line, result.output)
+        assert result.exit_code == 0, (line, result.output)
         outputs.setdefault(args[1], []).append(result.output)
     assert outputs["enroll"][0].startswith("enrolled alice")
-    assert outputs["verify"][0].rstrip().endswith(": match") or "no threshold" in outputs["verify"][0]
+    assert [v.split(":")[0] for v in outputs["verify"]] == ["print", "cross"]
+    assert all(v.rstrip().endswith("threshold 32.0 at FAR 0.001: match") for v in outputs["verify"])
     assert outputs["identify"][0].splitlines()[0].split("\t")[0] == "alice"  # her new capture finds her first
 
     port = _free_port()

@@ -162,11 +162,21 @@ def test_cli_enroll_verify_identify_delete(bundle, tmp_path):
         r = runner.invoke(cli, ["enroll", f"s{k}", "--bundle", str(bundle.parent), "--store", store, "-i",
                                 f"print={paths[k]}"])
         assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, ["verify", "s0", "--bundle", str(bundle), "--store", store, "-i", f"print={paths[0]}"])
-    # the tiny model's validation split reaches no threshold at FAR 1e-3: the decision is "unknown", exit 3,
-    # and the answer says which FARs do have one (main said only "no threshold for this mode")
-    assert r.exit_code == 3 and "distance 0.0 bits" in r.output and "no threshold at FAR 0.001" in r.output
-    assert "thresholds exist at FAR" in r.output or "no threshold for this mode" in r.output
+    # without a threshold at the asked FAR the decision is "unknown", exit 3, and the answer says which FARs
+    # do have one; with one, a match (exit 0)
+    import json
+    import shutil
+
+    for thresholds, verdict, code in (({"0.01": 5}, "thresholds exist at FAR 0.01", 3),
+                                      ({}, "the model has no threshold for this mode", 3),
+                                      ({"0.001": 5}, "threshold 5.0 at FAR 0.001: match", 0)):
+        variant = tmp_path / f"bundle-{len(thresholds)}-{code}"
+        shutil.copytree(bundle, variant)
+        meta = json.loads((variant / "bundle.json").read_text())
+        meta["thresholds"] = {"print": thresholds}
+        (variant / "bundle.json").write_text(json.dumps(meta))
+        r = runner.invoke(cli, ["verify", "s0", "--bundle", str(variant), "--store", store, "-i", f"print={paths[0]}"])
+        assert r.exit_code == code and "distance 0.0 bits" in r.output and verdict in r.output, r.output
     r = runner.invoke(cli, ["identify", "--bundle", str(bundle), "--store", store, "-i", f"print={paths[1]}", "-k", "2"])
     rows = {line.split("\t")[0]: line.split("\t")[1:3] for line in r.output.splitlines()}
     assert r.exit_code == 0 and rows["s1"] == ["0.0", "print"] and "s0" in rows  # the enrolled image itself
