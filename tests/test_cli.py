@@ -141,8 +141,12 @@ def test_train_on_every_identity_then_score_another_folder(tmp_path, shared_data
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "no test identities" in out and "--protocol all" in out
-    split = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())  # trained
-    assert split
+    import yaml
+
+    split = yaml.safe_load((tmp_path / "runs" / "r" / "config.yaml").read_text())["split"]
+    assert (split["train_identities"], split["val_identities"], split["test_identities"]) == (4, 2, 0)
+    history = json.loads((tmp_path / "runs" / "r" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1] and "val_eer" in history[0]  # one epoch, validated
     result = runner.invoke(app, ["eval", str(tmp_path / "runs" / "r"), "--ds", "casiam", "--root", str(other),
                                  "--protocol", "all"])
     assert result.exit_code == 0, result.output

@@ -37,7 +37,9 @@ def test_a_recipe_defined_outside_biohash_gets_a_train_command_with_its_settings
 def test_the_test_recipe_trains_evaluates_and_is_restored(tiny_run):
     config = yaml.safe_load((tiny_run / "config.yaml").read_text())
     assert config["recipe"] == "tinyhash" and config["recipe_module"] == "tiny_recipe"
-    assert config["model"] == {"bits": 32, "scale": 10.0, "quant_weight": 0.1, "n_classes": config["model"]["n_classes"]}
+    # the classifier has one class per training identity: 40 synthetic people less 4 validation and 12 test
+    assert config["split"]["train_identities"] == 24
+    assert config["model"] == {"bits": 32, "scale": 10.0, "quant_weight": 0.1, "n_classes": 24}
     result = runner.invoke(app, ["eval", str(tiny_run)])
     assert result.exit_code == 0, result.output
     print_mode = json.loads((tiny_run / "metrics.json").read_text())["modes"]["print"]
