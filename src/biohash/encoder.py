@@ -23,10 +23,9 @@ if TYPE_CHECKING:
 BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
-BUNDLE_FIELDS: dict[str, Any] = {"modalities": list, "bits": int, "image_size": int, "fingerprint": str,
-                                 "build_config": dict}
-BUNDLE_OPTIONAL: dict[str, Any] = {"onnx": dict, "thresholds": dict, "checks": dict, "failed_checks": list,
-                                   "preprocessing": str, "format_version": int}
+BUNDLE_FIELDS: dict[str, Any] = {"modalities": list, "bits": int, "image_size": int, "fingerprint": str}
+BUNDLE_OPTIONAL: dict[str, Any] = {"build_config": dict, "onnx": dict, "thresholds": dict, "checks": dict,
+                                   "failed_checks": list, "preprocessing": str, "format_version": int}
 
 
 def read_bundle_meta(path: Path) -> dict:
@@ -115,6 +114,9 @@ class Encoder:
         if threads:
             torch.set_num_threads(threads)
         device = resolve_device(self._device)
+        if "build_config" not in self.meta:
+            raise FileFormatError(f"{self.path / 'bundle.json'}: the torch back-end needs key 'build_config' "
+                                  f"(export the run again, or encode with onnx)")
         model = build_untrained(self.meta["build_config"])
         model.load_state_dict(torch.load(self.path / "weights.pt", map_location="cpu", weights_only=True))
         model.to(device).eval()

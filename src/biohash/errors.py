@@ -30,15 +30,15 @@ class FileFormatError(BiohashError):
 
 def check_fields(obj: object, fields: dict[str, type | tuple[type, ...]], source: str,
                  optional: dict[str, type | tuple[type, ...]] | None = None) -> dict:
-    """`obj` as a dict with every required field of the right type (and optional ones, where present, too);
-    FileFormatError naming `source` and the first wrong key otherwise."""
+    """`obj` as a dict with every required field of the right type (and optional ones, where present and not
+    null, too); FileFormatError naming `source` and the first wrong key otherwise."""
     if not isinstance(obj, dict):
         what = "empty" if obj is None else f"a {type(obj).__name__}"
         raise FileFormatError(f"{source}: expected a mapping of keys, the file is {what}")
     for key, kind in {**fields, **(optional or {})}.items():
-        if key not in obj:
-            if key in fields:
-                raise FileFormatError(f"{source}: required key {key!r} is missing")
+        if key in fields and key not in obj:
+            raise FileFormatError(f"{source}: required key {key!r} is missing")
+        if obj.get(key) is None and key not in fields:
             continue
         value = obj[key]
         if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float, (int, float))):
