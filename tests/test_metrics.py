@@ -27,17 +27,27 @@ def test_roc_matches_sklearn():
     np.testing.assert_allclose(thr[1:], thr_sk[1:])
 
 
-def test_eer_matches_sklearn_interpolation():
+def test_eer_interpolates_where_far_and_frr_cross_between_thresholds():
+    # genuine 0.9 0.5, impostor 0.5 0.1: at threshold 0.9 FAR 0 / FRR 1/2, at 0.5 FAR 1/2 / FRR 0; the two
+    # straight lines cross half-way: EER 1/4 at threshold 0.7
+    e = metrics.eer([0.9, 0.5], [0.5, 0.1])
+    assert e.rate == pytest.approx(0.25) and e.threshold == pytest.approx(0.7)
+
+
+def test_eer_agrees_with_the_best_threshold_found_by_brute_force():
+    """Independent of the interpolation: no threshold has both FAR and FRR below the EER, and one has both
+    within one sample's step of it."""
     rng = np.random.default_rng(1)
-    g = rng.normal(0.65, 0.1, 500)
-    i = rng.normal(0.5, 0.1, 5000)
-    y = np.r_[np.ones(g.size), np.zeros(i.size)]
-    fpr, tpr, _ = roc_curve(y, np.r_[g, i], drop_intermediate=False)
-    fnr = 1 - tpr
-    k = np.argmax(fpr - fnr >= 0)
-    d0, d1 = fpr[k - 1] - fnr[k - 1], fpr[k] - fnr[k]
-    ref = fpr[k - 1] + d0 / (d0 - d1) * (fpr[k] - fpr[k - 1])
-    assert metrics.eer(g, i).rate == pytest.approx(ref, abs=1e-12)
+    g, i = rng.normal(0.65, 0.1, 500), rng.normal(0.5, 0.1, 5000)
+    worst = [max(np.mean(i >= t), np.mean(g < t)) for t in np.r_[g, i]]
+    assert metrics.eer(g, i).rate == pytest.approx(min(worst), abs=1 / 500)
+
+
+def test_det_points_are_far_and_frr_at_every_threshold_by_hand():
+    far, frr = metrics.det([0.9, 0.5, 0.3], [0.5, 0.2])
+    # thresholds inf, 0.9, 0.5, 0.3, 0.2 (accept scores >= t)
+    np.testing.assert_allclose(far, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(frr, [1, 2 / 3, 1 / 3, 0, 0])
 
 
 def test_tar_at_far_and_threshold():
@@ -47,6 +57,10 @@ def test_tar_at_far_and_threshold():
     assert metrics.tar_at_far(g, i, 0.0) == pytest.approx(0.75)  # threshold 0.7
     assert metrics.threshold_at_far(g, i, 0.0) == pytest.approx(0.7)
     assert metrics.threshold_at_far(g, i, 0.01) == pytest.approx(0.65)
+    # tar_at_far takes the loosest threshold within the FAR, i.e. the highest TAR: every threshold is checked
+    thresholds = np.r_[g, i]
+    best = max(np.mean(g >= t) for t in thresholds if np.mean(i >= t) <= 0.05)
+    assert metrics.tar_at_far(g, i, 0.05) == best
 
 
 def test_d_prime():

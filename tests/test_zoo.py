@@ -95,11 +95,10 @@ def test_shipped_models_load_and_warm_start_every_backbone_tensor():
 
 
 def test_demo_starts_from_the_zoo(tmp_path):
-    from biohash.jobs import run_demo
-
     import torch
 
     from biohash import zoo
+    from biohash.jobs import run_demo
 
     per_mode = run_demo(tmp_path / "demo", epochs=1, identities=40, bits=32)
     assert "init: zoo:compnet_lite-128" in (tmp_path / "demo" / "config.yaml").read_text()

@@ -81,7 +81,8 @@ def eer(genuine: np.ndarray, impostor: np.ndarray) -> EER:
 
 
 def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far_target: float) -> float:
-    """True accept rate at the strictest threshold whose FAR does not exceed `far_target`."""
+    """True accept rate at the loosest threshold whose FAR does not exceed `far_target`: the highest TAR any
+    threshold reaches within that FAR."""
     if not 0.0 <= far_target <= 1.0:
         raise ValueError(f"far_target must lie in [0, 1], got {far_target}")
     _, far, frr = far_frr(genuine, impostor)
@@ -90,7 +91,8 @@ def tar_at_far(genuine: np.ndarray, impostor: np.ndarray, far_target: float) -> 
 
 
 def threshold_at_far(genuine: np.ndarray, impostor: np.ndarray, far_target: float) -> float:
-    """Lowest threshold whose FAR does not exceed `far_target` (to be chosen on validation data only)."""
+    """Lowest (loosest) threshold whose FAR does not exceed `far_target`, the one tar_at_far scores (to be
+    chosen on validation data only)."""
     thresholds, far, _ = far_frr(genuine, impostor)
     ok = np.nonzero(far <= far_target)[0]
     return float(thresholds[ok[-1]])
