@@ -81,3 +81,23 @@ def test_a_bug_inside_a_command_is_a_traceback_not_a_user_error(bundle, tmp_path
     r = CliRunner().invoke(cli, ["identify", "--bundle", str(bundle), "--store", str(tmp_path / "t.db"), "-c",
                                  "print=00000000"])
     assert r.exit_code == 1 and isinstance(r.exception, ValueError)  # on main: "error: an internal bug", exit 2
+
+
+def test_serve_leaves_the_process_warning_filters_alone(bundle, tmp_path, monkeypatch):
+    """On main serve silenced every DeprecationWarning and third-party UserWarning for the whole process."""
+    import os
+    import warnings
+
+    import uvicorn
+
+    started = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: started.append(kw))
+    keys = tmp_path / "keys"
+    keys.write_text("3e91c07d5a2b68f4c0de\n")
+    keys.chmod(0o600)
+    before = list(warnings.filters)
+    r = CliRunner().invoke(cli, ["serve", "--bundle", str(bundle), "--store", str(tmp_path / "t.db"),
+                                 "--api-key-file", str(keys)])
+    assert r.exit_code == 0 and started, r.output
+    assert warnings.filters == before
+    os.environ.pop("OMP_WAIT_POLICY", None)

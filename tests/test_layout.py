@@ -73,3 +73,17 @@ def test_only_models_touch_the_hash_layer():
     """Export, encoders and recipes read codes through the model's stages (embed_and_code, forward_head)."""
     outside = [p for p in SRC.rglob("*.py") if "models" not in p.parts and ".hash(" in p.read_text()]
     assert not outside, f"reach into a model's hash layer: {[str(p.relative_to(SRC)) for p in outside]}"
+
+
+def test_no_setting_is_read_from_the_environment_at_import():
+    """Settings come in as arguments (or are read when a function runs): a value read at import cannot be
+    changed by the caller and differs between processes that imported at different times."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        functions = [n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))]
+        inside = {id(n) for f in functions for n in ast.walk(f)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and id(node) not in inside):
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not found, f"environment read at import: {found}"  # main: images.py:25 (BIOHASH_MAX_PIXELS)

@@ -92,3 +92,18 @@ def test_scoring_a_half_trained_run_says_so(tmp_path):
     assert "warning: training stopped after epoch 1 of 12: not finished" in result.output  # on main: silent
     assert "stopped after epoch 1 of 12" in (runs / "r" / "report.md").read_text()
     assert (runs / "r" / "eval" / "open-test" / "report.html").is_file()
+
+
+def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
+    """On main importing biohash.report switched the process to Agg (a notebook lost its inline plots)."""
+    import subprocess
+    import sys
+
+    code = ("import matplotlib; matplotlib.use('svg'); import biohash.report, numpy as np;"
+            "from biohash.types import Scores;"
+            "s = Scores('print', np.array([[0.9, 0.2], [0.3, 0.8]]), np.array(['a', 'b']), np.array(['a', 'b']));"
+            f"biohash.report.plot_det({{'print': s}}, __import__('pathlib').Path(r'{tmp_path}') / 'det.png');"
+            "print(matplotlib.get_backend())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split()[-1] == "svg" and (tmp_path / "det.png").stat().st_size > 1000

@@ -7,6 +7,7 @@ import typer
 
 from biohash.cli_app import _friendly, app
 from biohash.errors import BiohashError
+from biohash.images import MAX_PIXELS
 
 _BUNDLE = typer.Option(..., "--bundle", "--model", help="exported bundle (RUN/export) or a run folder")
 _STORE = typer.Option("templates.db", "--store", help="SQLite file, sqlite:///PATH or postgresql://...")
@@ -126,7 +127,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           "optionally followed by scopes: KEY enroll,match,codes,scores ('#' comments; see biohash.access)"),
           backend: str = _BACKEND, key_file: Path | None = _KEY, far: float = _FAR,
           matcher: str = _MATCHER, max_body_mb: float = typer.Option(4.0),
-          max_pixels: int = typer.Option(40_000_000, help="images declaring more pixels are refused (413)"),
+          max_pixels: int = typer.Option(MAX_PIXELS, help="images declaring more pixels are refused (413)"),
           rate_limit: int = typer.Option(600, help="requests per minute per API key (0: no limit)"),
           failed_auth_limit: int = typer.Option(30, help="wrong-key requests per minute per client address; past "
                                                 "it the address gets 429 for the rest of the minute"),
@@ -137,7 +138,6 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     """Serve enroll / verify / identify / delete over HTTP (API docs at /docs, schema at /openapi.json)."""
     import logging
     import time
-    import warnings
 
     import cv2
     import uvicorn
@@ -147,8 +147,6 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
 
     started = time.perf_counter()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # bad uploads get a 4xx, not a log warning
-    warnings.filterwarnings("ignore", category=DeprecationWarning)
-    warnings.filterwarnings("ignore", category=UserWarning, module=r"(?!biohash)")
     keys = read_api_keys(api_key_file)
     dep = _deployment(bundle, store, backend, key_file, far, matcher, device, create=True)
     handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()  # once the service can start

@@ -12,7 +12,6 @@ blank probes would match each other at distance 0).
 from __future__ import annotations
 
 import io
-import os
 import struct
 import threading
 import warnings
@@ -22,7 +21,7 @@ import numpy as np
 
 from biohash.errors import DatasetError
 
-MAX_PIXELS = int(os.environ.get("BIOHASH_MAX_PIXELS", "40000000"))  # 40 MP: any palm or hand camera fits
+MAX_PIXELS = 40_000_000  # 40 MP: any palm or hand camera fits (serve --max-pixels changes it per service)
 MAX_DECODED_BYTES = 160 * 2**20  # a 40 MP 8-bit RGB photo (120 MB) fits; a 6300^2 16-bit RGBA PNG (318 MB) does not
 MAX_DECODING = 2  # images decoding at once per process: the peak memory is about this many decoded buffers
 _DECODING = threading.BoundedSemaphore(MAX_DECODING)

@@ -4,10 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 from scipy.stats import norm
 
 from biohash import metrics
@@ -29,12 +27,12 @@ def _style(k: int, points: int = 0) -> dict:
 
 
 def _save(fig, path: Path) -> None:
-    """Write PNG and the same figure as SVG beside it (vector, for papers), then close."""
+    """Write PNG and the same figure as SVG beside it (vector, for papers). Figures are drawn without pyplot,
+    so plotting neither picks nor changes the caller's matplotlib backend."""
     fig.tight_layout()
     fig.savefig(path, dpi=150)
-    with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable and searchable in a paper
+    with matplotlib.rc_context({"svg.fonttype": "none"}):  # SVG text stays text: editable and searchable in a paper
         fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
 
 
 def _label(mode: str, s: Scores) -> str:
@@ -44,7 +42,8 @@ def _label(mode: str, s: Scores) -> str:
 def plot_roc(scores: dict[str, Scores], path: Path, title: str = "ROC") -> None:
     """ROC on a log FAR axis, drawn only where FAR is measurable (at least one impostor accepted: FAR >= 1 /
     impostor comparisons); the lowest measurable FAR is marked."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig = Figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
     floor = 1.0
     for k, (mode, s) in enumerate(scores.items()):
         far, tar, _ = metrics.roc(s.genuine, s.impostor)
@@ -72,7 +71,8 @@ def plot_det(scores: dict[str, Scores], path: Path, title: str = "DET") -> tuple
     """DET on normal-deviate axes (ISO/IEC 19795-1), each axis limited to its measurable range (a rate of at
     least one error: 1 / impostor comparisons for FMR, 1 / genuine comparisons for FNMR); each curve's EER
     marked and given in its label. Returns the (FMR, FNMR) floors."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.6))
+    fig = Figure(figsize=(5.5, 4.6))
+    ax = fig.subplots()
     far_floor = min(1 / len(s.impostor) for s in scores.values())
     frr_floor = min(1 / len(s.genuine) for s in scores.values())
     for k, (mode, s) in enumerate(scores.items()):
@@ -95,7 +95,8 @@ def plot_det(scores: dict[str, Scores], path: Path, title: str = "DET") -> tuple
 
 def plot_histograms(scores: dict[str, Scores], path: Path, title: str = "") -> None:
     """Genuine and impostor similarity per mode, the EER threshold of these scores drawn."""
-    fig, axes = plt.subplots(1, len(scores), figsize=(3.2 * len(scores), 3.2), squeeze=False)
+    fig = Figure(figsize=(3.2 * len(scores), 3.2))
+    axes = fig.subplots(1, len(scores), squeeze=False)
     bins = np.linspace(0, 1, 65)
     for ax, (mode, s) in zip(axes[0], scores.items()):
         ax.hist(s.impostor, bins, density=True, alpha=0.6, label="impostor", color="tab:red")
@@ -112,7 +113,8 @@ def plot_histograms(scores: dict[str, Scores], path: Path, title: str = "") -> N
 
 def plot_cmc(scores: dict[str, Scores], path: Path, max_rank: int = 10, title: str = "CMC") -> None:
     """CMC with markers; the y-range starts just under the lowest curve so curves near 1 stay apart."""
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig = Figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
     low = 1.0
     for k, (mode, s) in enumerate(scores.items()):
         keep = s.genuine_mask.any(axis=1)
@@ -131,7 +133,8 @@ def plot_cmc(scores: dict[str, Scores], path: Path, max_rank: int = 10, title: s
 def plot_history(history: list[dict], path: Path) -> None:
     if not history:
         return
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig = Figure(figsize=(5, 3.5))
+    ax = fig.subplots()
     epochs = [r["epoch"] for r in history]
     ax.plot(epochs, [r["loss"] for r in history], label="train loss")
     ax.set(xlabel="epoch", ylabel="loss")
