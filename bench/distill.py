@@ -19,10 +19,11 @@ from pathlib import Path
 from _common import RESULTS, report, run_main
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train
+from biohash.eval_run import evaluate_run
 from biohash.recipes.dhn import DhnConfig
 from biohash.recipes.distill import DistillConfig
 from biohash.train import FitConfig
+from biohash.train_job import train
 
 
 def data_sets(root: Path, seed: int) -> dict[str, DataConfig]:
@@ -37,7 +38,7 @@ def cost(run: Path) -> dict[str, float]:
     """Parameters and torch CPU time per image (batch 64) of a run's encoder."""
     import torch
 
-    from biohash.jobs import load_model
+    from biohash.restore import load_model
 
     net = load_model(run).hashnet
     x = torch.randn(64, 1, 128, 128)

@@ -134,9 +134,9 @@ def run_full_reference(root: Path, size: int, epochs: int) -> dict[str, float]:
     import tempfile
 
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run
-    from biohash.jobs import train as train_run
+    from biohash.eval_run import evaluate_run
     from biohash.train import FitConfig
+    from biohash.train_job import train as train_run
 
     with tempfile.TemporaryDirectory() as tmp:
         data = DataConfig(dataset="11k-hands", root=str(root), image_size=size, protocol="11k", seed=0,

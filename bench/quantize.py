@@ -25,14 +25,17 @@ import torch
 from _common import RESULTS, report, run_main
 
 from biohash.data.config import DataConfig, open_split
+from biohash.eval_run import evaluate_run
 from biohash.evaluate import score_metrics
-from biohash.jobs import evaluate_run, load_model, quantize_run, train
 from biohash.models.quant import quantized_size_bytes
+from biohash.quantize_job import quantize_run
 from biohash.recipes.cohash import CohashConfig
 from biohash.recipes.quantize import QuantizeConfig
+from biohash.restore import load_model
 from biohash.runs import read_config
 from biohash.scores import CodeSet, mode_scores
 from biohash.train import FitConfig
+from biohash.train_job import train
 
 WORK = RESULTS / "quantize_runs"
 

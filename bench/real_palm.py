@@ -32,10 +32,11 @@ from pathlib import Path
 from _common import RESULTS, report, run_main
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train
+from biohash.eval_run import evaluate_run
 from biohash.recipes.cohash import CohashConfig
 from biohash.runs import read_config
 from biohash.train import FitConfig
+from biohash.train_job import train
 
 ARC = {"loss": "arcface", "lambda_supcon": 0.2}
 VARIANTS = {

@@ -25,9 +25,9 @@ from biohash.data.config import DataConfig, open_split
 from biohash.data.loaders import PairedTrainSet
 from biohash.devices import join_process_group, processes, resolve_device, to_device
 from biohash.fit_config import FitConfig
-from biohash.jobs import _loader
 from biohash.recipes.cohash import CohashConfig, build
 from biohash.train import _engine, _Epochs, _progress, make_optimizer
+from biohash.train_job import _loader
 
 
 def _setup(args, backbone: str, device: torch.device):

@@ -198,10 +198,10 @@ def test_the_datasets_command_the_help_names_lists_every_adapter():
 
 
 def test_demo_resume_continues_the_stopped_run(monkeypatch, tmp_path):
-    import biohash.jobs
+    import biohash.demo
 
     calls = []
-    monkeypatch.setattr(biohash.jobs, "run_demo", lambda run_dir, **kw: calls.append((run_dir, kw)))
+    monkeypatch.setattr(biohash.demo, "run_demo", lambda run_dir, **kw: calls.append((run_dir, kw)))
     result = runner.invoke(app, ["demo", "--resume", "--runs", str(tmp_path)])
     assert result.exit_code == 0, result.output  # on main: No such option: --resume
     assert calls[0][0] == tmp_path / "demo" and calls[0][1]["fresh"] is False

@@ -146,8 +146,8 @@ def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path)
 
 def test_one_numbered_gpu_for_every_torchrun_process_is_refused(monkeypatch):
     from biohash.fit_config import FitConfig
-    from biohash.jobs import _join
     from biohash.runs import RunError
+    from biohash.train_job import _join
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

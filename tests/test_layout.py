@@ -87,3 +87,15 @@ def test_no_setting_is_read_from_the_environment_at_import():
             if (isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv") and id(node) not in inside):
                 found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert not found, f"environment read at import: {found}"  # main: images.py:25 (BIOHASH_MAX_PIXELS)
+
+
+def test_no_module_holds_a_console_or_other_mutable_output_state():
+    """Output goes through a Console each job makes (quiet on ranks other than 0); a module-level one whose
+    `quiet` flag is toggled (main: jobs.console) leaks one job's setting into the next."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        for node in ast.parse(path.read_text()).body:
+            value = node.value if isinstance(node, (ast.Assign, ast.AnnAssign)) else None
+            if isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", "")) == "Console":
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert not found, found

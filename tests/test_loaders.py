@@ -118,8 +118,8 @@ def test_loader_workers_see_each_new_epoch_of_the_dataset():
     """Workers kept alive across epochs would keep the first epoch's copy: every epoch the same captures."""
     from biohash.devices import Processes
     from biohash.fit_config import FitConfig
-    from biohash.jobs import _loader
     from biohash.train import _set_epoch
+    from biohash.train_job import _loader
 
     loader = _loader(_EpochEcho(), FitConfig(batch_size=4, workers=1, device="cpu"), 0, Processes())
     for epoch in range(3):

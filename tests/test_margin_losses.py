@@ -52,9 +52,10 @@ def test_supcon_matches_slow_reference():
 
 def test_arcface_cohash_recipe_trains_and_separates(tmp_path):
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run, train
+    from biohash.eval_run import evaluate_run
     from biohash.recipes.cohash import CohashConfig
     from biohash.train import FitConfig
+    from biohash.train_job import train
 
     data = DataConfig(identities=30, captures=4, image_size=64, seed=3)
     method = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_supcon=0.2)

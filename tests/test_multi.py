@@ -70,9 +70,10 @@ def test_print_only_items_leave_the_vein_branch_untouched(joined):
 
 
 def test_a_joined_run_trains_and_is_scored_per_database(joined, tmp_path):
-    from biohash.jobs import evaluate_run, train
+    from biohash.eval_run import evaluate_run
     from biohash.recipes.cohash import CohashConfig
     from biohash.train import FitConfig
+    from biohash.train_job import train
 
     torch.set_num_threads(2)
     run = tmp_path / "joined"

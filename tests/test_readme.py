@@ -30,7 +30,7 @@ def _blocks(section: str) -> list[list[str]]:
 
 @pytest.fixture
 def after_demo(tmp_path, monkeypatch):
-    from biohash.jobs import run_demo
+    from biohash.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
     run_demo(Path("runs/demo"), epochs=1, identities=40, bits=32)

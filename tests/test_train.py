@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from biohash.data.config import DataConfig
-from biohash.jobs import evaluate_run, train
+from biohash.eval_run import evaluate_run
 from biohash.recipes.cohash import CohashConfig
 from biohash.runs import RunError
 from biohash.train import FitConfig, fit, lr_factor
+from biohash.train_job import train
 
 TINY_DATA = DataConfig(identities=16, captures=8, image_size=64, protocol="closed", seed=0)
 TINY_MODEL = CohashConfig(backbone="tiny", bits=32)

@@ -18,10 +18,10 @@ def test_unknown_zoo_name_lists_the_shipped_ones():
 
 def test_pretrain_publish_and_init_from_zoo(tmp_path):
     from biohash.data.config import DataConfig
-    from biohash.jobs import train
     from biohash.pretrain import pretrain, publish
     from biohash.recipes.cohash import CohashConfig, build
     from biohash.train import FitConfig
+    from biohash.train_job import train
 
     data = DataConfig(identities=100, captures=4, image_size=64, val_fraction=0.1, test_fraction=0.1, seed=11)
     run = pretrain(tmp_path / "pre", data, CohashConfig(backbone="tiny", bits=32),
@@ -98,7 +98,7 @@ def test_demo_starts_from_the_zoo(tmp_path):
     import torch
 
     from biohash import zoo
-    from biohash.jobs import run_demo
+    from biohash.demo import run_demo
 
     per_mode = run_demo(tmp_path / "demo", epochs=1, identities=40, bits=32)
     assert "init: zoo:compnet_lite-128" in (tmp_path / "demo" / "config.yaml").read_text()

@@ -49,7 +49,7 @@ def quantize(
     amp: str = typer.Option("off", help="mixed precision: off, bf16 or fp16 (GPU)"),
 ) -> None:
     """Quantize a trained run by embedding-level distillation on unlabeled (by default synthetic) images."""
-    from biohash.jobs import quantize_run
+    from biohash.quantize_job import quantize_run
     from biohash.recipes.quantize import QuantizeConfig
     from biohash.train import FitConfig
 
@@ -129,7 +129,7 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
     """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md. With --dataset
     (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
     from biohash.data.config import DataConfig
-    from biohash.jobs import evaluate_run
+    from biohash.eval_run import evaluate_run
     from biohash.report import markdown_table
     from biohash.runs import read_config
 
@@ -180,7 +180,7 @@ def demo(runs: Path = typer.Option(Path("runs"), help="folder for the demo run")
          init: str = typer.Option("zoo:compnet_lite-128", help="warm start (a zoo:NAME or run folder); none = "
                                   "random initialisation")) -> None:
     """Train and evaluate co-hashing on synthetic palms (identity-disjoint open set); print all four modes."""
-    from biohash.jobs import run_demo
+    from biohash.demo import run_demo
 
     run_demo(runs / name, epochs=epochs, identities=identities, bits=bits, seed=seed, fresh=fresh and not resume,
              backbone=backbone, init=None if init.lower() == "none" else init)

@@ -54,7 +54,7 @@ def _drop_none(**kwargs):
 
 def _finish(run_dir: Path, device: str = "auto") -> None:
     """What a command that trained a run prints last: the run's test-split table and where the run is."""
-    from biohash.jobs import evaluate_run
+    from biohash.eval_run import evaluate_run
     from biohash.report import markdown_table
 
     typer.echo(markdown_table(evaluate_run(run_dir, device=device)))

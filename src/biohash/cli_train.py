@@ -160,8 +160,8 @@ def run_training(recipe: Any, method: Any, given: dict[str, Any]) -> None:
     """Train the recipe's run from the command's options, then evaluate it on its test split."""
     from biohash.devices import processes
     from biohash.fit_config import FitConfig
-    from biohash.jobs import train
     from biohash.runs import run_name
+    from biohash.train_job import train
 
     data = data_config(recipe, method, given)
     fit = {**recipe.fit_defaults, **{k: given[k] for k in FIT_FIELDS if given.get(k) is not None}}

@@ -34,7 +34,7 @@ def pretrain(
     """Pretrain co-hashing (print + vein) on many synthetic identities, fresh captures every epoch; resumable.
     Run it in the background (nohup ... &) and rerun with --resume after a stop."""
     from biohash.devices import processes
-    from biohash.jobs import evaluate_run
+    from biohash.eval_run import evaluate_run
     from biohash.pretrain import pretrain as run_pretraining
     from biohash.pretrain import pretrain_data
     from biohash.pretrain import publish as publish_run

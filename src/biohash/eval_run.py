@@ -12,16 +12,14 @@ from biohash.data.config import DataConfig, open_split
 from biohash.restore import load_model
 from biohash.runs import RunError, read_config, write_json
 
-console = Console()
 
-
-def _note_skipped(out: Path, dataset: Any) -> int:
+def note_skipped(out: Path, dataset: Any) -> int:
     """Photos left out because their ROI failed: counted on the console, listed in OUT/roi_failures.json."""
     if not getattr(dataset, "skipped", None):
         return 0
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "roi_failures.json", dict(dataset.skipped))
-    console.print(f"[yellow]skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset.samples)} "
+    Console().print(f"[yellow]skipped {len(dataset.skipped)} of {len(dataset.skipped) + len(dataset.samples)} "
                   f"images whose ROI failed (listed in {out / 'roi_failures.json'}; -o on_roi_failure=fail "
                   f"stops instead)")
     return len(dataset.skipped)
@@ -129,7 +127,7 @@ def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any,
 
     scores, per_mode = evaluate(model, dataset, gallery, probe, data.image_size, floats=bool(model.modalities))
     out.mkdir(parents=True, exist_ok=True)
-    skipped = _note_skipped(out, dataset)
+    skipped = note_skipped(out, dataset)
     for mode, s in scores.items():
         write_score_file(s, out / f"scores-{mode}.txt")
     summary = {"protocol": data.protocol, "split": split_name, "bits": config["model"].get("bits"),

@@ -42,7 +42,7 @@ def pretrain(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: Fit
     identity) and `workers` processes rendering captures beside the training."""
     import dataclasses
 
-    from biohash.jobs import train
+    from biohash.train_job import train
 
     if data.dataset != "synthetic":
         raise ConfigError(f"pretraining draws synthetic palms; got dataset {data.dataset!r}")

@@ -20,6 +20,8 @@ if TYPE_CHECKING:  # torch loads when a model is built (the built-in recipes reg
     import torch
     from torch import nn
 
+    from biohash.data.config import DataConfig
+
 SOURCES = ("synthetic", "folder", "real")
 
 
@@ -146,3 +148,28 @@ class QuantizeRecipe(Recipe):
 
         notes = {"quantized": {"bits": config["model"]["quant"]["bits"], "ptq": config["model"]["ptq"]}}
         return bake(model).eval(), config["source_config"], notes
+
+
+def unlabeled_sources(method: QuantizeConfig, modalities: tuple[str, ...], source_data: DataConfig,
+                      seed: int) -> dict:
+    """Per modality branch of the teacher: (dataset, samples) of unlabeled images from the method's source
+    (synthetic palms of the branch's look, a folder, or the source run's own training images, labels unused)."""
+    from biohash.data.config import open_split
+    from biohash.data.datasets import open_dataset
+
+    out = {}
+    real = open_split(source_data) if method.source == "real" else None  # opened once for every branch
+    for m in modalities:
+        if method.source == "synthetic":
+            look = method.look_for(m)
+            ds = open_dataset("synthetic", identities=-(-method.images // 4), captures=4, seed=seed + 7919,
+                              size=source_data.image_size, modalities=(look,))
+            out[m] = (ds, ds.samples[: method.images])
+        elif method.source == "folder":
+            ds = open_dataset("images", root=method.root, modality=m)
+            out[m] = (ds, ds.samples[: method.images])
+        else:  # the source run's own training images, labels unused
+            assert real is not None
+            ds, split = real
+            out[m] = (ds, [s for s in split.train if s.modality == m][: method.images])
+    return out
