@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -55,6 +56,7 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
         raise DatasetError(f"on_roi_failure must be skip or fail, got {on_roi_failure!r}")
 
     read = composite_loader(lambda path: read_image(path, colour), parts_of or {})  # a composite band: mean of parts
+    paths = {id(s): _path_of(s) for s in samples}  # every sample of a file database names its file
 
     def load(sample: Sample) -> np.ndarray:
         img = read(sample)
@@ -62,20 +64,22 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
 
     loader = lru_cache(maxsize=cache)(load) if cache else load
     if transform is None:
-        bad = unreadable([s.path for s in samples])  # found now, not an hour into training
+        bad = unreadable(list(paths.values()))  # found now, not an hour into training
         if bad:
             raise DatasetError(f"dataset {name!r}: {len(bad)} of {len(samples)} files are not readable images "
                                f"({_first_three(bad)}); remove or replace them")
         return Dataset(name, samples, loader)
     from biohash.data.roi import RoiError
 
-    kept, skipped = [], []
+    kept: list[Sample] = []
+    skipped: list[tuple[str, str]] = []
     for sample in samples:
         try:
             loader(sample)
             kept.append(sample)
         except (RoiError, DatasetError) as err:
-            skipped.append((sample.path, str(err).replace(f"{sample.path}: ", "")))
+            path = paths[id(sample)]
+            skipped.append((path, str(err).replace(f"{path}: ", "")))
     if skipped and (on_roi_failure == "fail" or not kept):
         raise DatasetError(f"dataset {name!r}: no ROI for {len(skipped)} of {len(samples)} images "
                            f"({_first_three(skipped, lambda p: Path(p).name)}); on_roi_failure=skip "
@@ -83,17 +87,25 @@ def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
     return Dataset(name, kept, loader, skipped=skipped)
 
 
+def _path_of(sample: Sample) -> str:
+    """The file of a sample; a sample without one cannot come from a file database (DatasetError, not a crash
+    inside read_image)."""
+    if not sample.path:
+        raise DatasetError(f"sample {sample.identity}/{sample.modality}/{sample.capture} has no file path")
+    return str(sample.path)
+
+
 def _first_three(failures: list[tuple[str, str]], label: Callable[[str], str] = str) -> str:
     """'file: reason; ...' of the first three (path, reason) failures, '...' when there are more."""
     return "; ".join(f"{label(p)}: {why}" for p, why in failures[:3]) + (" ..." if len(failures) > 3 else "")
 
 
-def _choose(values: Iterable[str | int] | str | int | None, known: tuple[str, ...], what: str) -> tuple[str, ...] | None:
+def _choose(values: object, known: tuple[str, ...], what: str) -> tuple[str, ...] | None:
     """Normalise a selection ("940", 940, "green,nir", ["green", "nir"]) and check it against `known`."""
     if values is None:
         return None
-    chosen = (values,) if isinstance(values, str | int) else tuple(values)
-    chosen = tuple(v.strip().lower() for c in chosen for v in str(c).split(",") if v.strip())
+    given = (values,) if isinstance(values, str | int) else tuple(cast(Iterable, values))
+    chosen = tuple(v.strip().lower() for c in given for v in str(c).split(",") if v.strip())
     unknown = [v for v in chosen if v not in known]
     if unknown:
         raise DatasetError(f"unknown {what} {', '.join(unknown)}; expected some of: {', '.join(known)}")

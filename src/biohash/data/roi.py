@@ -208,7 +208,7 @@ def _radial_minima(r: np.ndarray, radius: float) -> list[int]:
     half = max(1, w // 4)
     near = sliding_window_view(np.concatenate([r[-half:], r, r[:half]]), 2 * half + 1)[:n].min(axis=1)
     candidates = np.flatnonzero((depth > 0.35 * radius) & (r <= near))
-    out: list[int] = []
+    out: list[list[int]] = []
     for i in candidates:  # a flat-bottomed dip gives a run of equal minima: keep its middle
         if out and i - out[-1][-1] <= half:
             out[-1].append(int(i))
@@ -241,13 +241,13 @@ def _finger_triple(contour: np.ndarray, idx: list[int], centre: np.ndarray,
     for i in range(n):  # the contour is closed: consecutive includes the wrap-around
         j, k = (i + 1) % n, (i + 2) % n
         a, b, c = valleys[i], valleys[j], valleys[k]
-        ab, bc, ac = np.linalg.norm(b - a), np.linalg.norm(c - b), np.linalg.norm(c - a)
+        ab, bc, ac = (float(np.linalg.norm(v)) for v in (b - a, c - b, c - a))
         if min(ab, bc) < 0.15 * radius or max(ab, bc) / max(min(ab, bc), 1e-6) > 2.0 or ac > 2.5 * radius:
             continue
         if not (finger_between(i, j) and finger_between(j, k)):
             continue
         others = [valleys[m] for m in range(n) if m not in {i, j, k}]
-        spread = min((min(np.linalg.norm(o - a), np.linalg.norm(o - c)) for o in others), default=0.0)
+        spread = min((float(min(np.linalg.norm(o - a), np.linalg.norm(o - c))) for o in others), default=0.0)
         score = spread - ac
         if score > best_score:
             best, best_score = (a, b, c), score
