@@ -33,7 +33,7 @@ def test_enroll_delete_and_the_change_log(store_url):
     changes = store.changes_since(seq)
     assert sorted(changes.removed) == sorted(ids) and not changes.added and changes.seq == seq + 2
     everything = store.changes_since(0)
-    assert {t[1] for t in everything.added} == {"bob"}  # alice's adds are gone with her rows
+    assert {t.subject for t in everything.added} == {"bob"}  # alice's adds are gone with her rows
     store.check()
     store.close()
 
@@ -144,7 +144,7 @@ class _SlowChangeLog:
 
 def _caught_up(reader, seq: int, seen: set[int]) -> int:
     changes = reader.changes_since(seq)
-    seen |= {t[0] for t in changes.added}
+    seen |= {t.id for t in changes.added}
     seen -= set(changes.removed)
     return changes.seq
 
@@ -205,7 +205,7 @@ def test_catch_up_and_start_up_page_through_70000_templates(store_url, tmp_path)
     assert store.enroll_batch(rows, 32, "fp") == n
     changes = store.changes_since(0)
     assert changes.complete and len(changes.added) == n and changes.seq == store.change_counter
-    assert changes.added[-1][1] == f"s{n - 1}" and changes.added[-1][3] == codes[-1].tobytes()
+    assert changes.added[-1].subject == f"s{n - 1}" and changes.added[-1].code == codes[-1].tobytes()
     assert len(store.subjects_of(range(1, n + 10))) == n
     part = store.changes_since(0, limit=12_345)
     assert not part.complete and len(part.added) == 12_345

@@ -3,9 +3,9 @@
 The top-level namespace re-exports the numpy stack only, so `import biohash` never pulls in torch.
 """
 from biohash.codes import binarize, from_real, hamming, pack, similarity, unpack
-from biohash.types import Codes, Sample, Scores
+from biohash.types import Codes, Sample, Scores, Template
 
 __version__ = "0.1.0"
 
-__all__ = ["Codes", "Sample", "Scores", "__version__", "binarize", "from_real", "hamming", "pack", "similarity",
+__all__ = ["Codes", "Sample", "Scores", "Template", "__version__", "binarize", "from_real", "hamming", "pack", "similarity",
            "unpack"]

@@ -136,9 +136,9 @@ class Deployment:
                 matcher.remove(np.array(changes.removed))
         by_modality: dict[str, list[tuple[int, bytes]]] = {}
         removed = set(changes.removed)
-        for tid, _, modality, raw in changes.added:
-            if tid not in removed:
-                by_modality.setdefault(modality, []).append((tid, raw))
+        for t in changes.added:
+            if t.id not in removed:
+                by_modality.setdefault(t.modality, []).append((t.id, t.code))
         for m, rows in by_modality.items():
             if m in self.matchers:
                 codes = Codes(np.frombuffer(b"".join(r for _, r in rows), np.uint8).reshape(len(rows), -1).copy(),

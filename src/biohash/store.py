@@ -19,7 +19,7 @@ import numpy as np
 
 from biohash.errors import BiohashError
 from biohash.store_conn import _PgConn, _SqliteConn
-from biohash.types import Codes
+from biohash.types import Codes, Template
 
 PAGE = 5_000  # rows per catch-up read and ids per IN (...) list
 
@@ -53,11 +53,11 @@ MIGRATIONS: list[tuple[int, str, str]] = [
 
 @dataclass(frozen=True)
 class Changes:
-    """What happened after a change counter: templates added (ids, subjects, modality, codes) and removed.
-    `complete` is False when a page limit cut the list: ask again from `seq` for the rest."""
+    """What happened after a change counter: templates added and template ids removed. `complete` is False
+    when a page limit cut the list: ask again from `seq` for the rest."""
 
     seq: int
-    added: list[tuple[int, str, str, bytes]]
+    added: list[Template]
     removed: list[int]
     complete: bool = True
 
@@ -267,7 +267,7 @@ class TemplateStore:
         """Adds and removes after change `seq`, in change order, for a Matcher to catch up; at most `limit`
         changes (default: all, read in pages). An add whose template is already deleted is skipped (its remove
         follows)."""
-        added: list[tuple[int, str, str, bytes]] = []
+        added: list[Template] = []
         removed: list[int] = []
         left = limit
         while left is None or left > 0:
@@ -280,7 +280,7 @@ class TemplateStore:
                 if r[1] == "remove":
                     removed.append(int(r[2]))
                 elif r[3] is not None:
-                    added.append((int(r[2]), r[3], r[4], bytes(r[5])))
+                    added.append(Template(int(r[2]), r[3], r[4], bytes(r[5])))
             if rows:
                 seq = int(rows[-1][0])
             if left is not None:

@@ -56,6 +56,23 @@ class Codes:
 
 
 @dataclass(frozen=True)
+class Template:
+    """One stored template, as a store hands it out (TemplateStore.changes_since).
+
+    Attributes:
+        id: the store's template id (what matchers index).
+        subject: the enrolled subject.
+        modality: "print", "vein", ...
+        code: the packed code bytes (protected, where the deployment protects templates).
+    """
+
+    id: int
+    subject: str
+    modality: str
+    code: bytes
+
+
+@dataclass(frozen=True)
 class Scores:
     """Comparison scores of one mode: higher means more likely the same identity.
 
