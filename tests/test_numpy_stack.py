@@ -6,7 +6,7 @@ import pytest
 
 NUMPY_STACK = ["biohash", "biohash.types", "biohash.codes", "biohash.metrics", "biohash.scores", "biohash.registry",
                "biohash.data.synthetic", "biohash.data.datasets", "biohash.data.protocols", "biohash.cli",
-               "biohash.matching", "biohash.protect", "biohash.store", "biohash.quality"]
+               "biohash.matching", "biohash.scan", "biohash.mih", "biohash.protect", "biohash.store", "biohash.quality"]
 
 
 @pytest.mark.parametrize("module", NUMPY_STACK)

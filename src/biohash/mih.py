@@ -20,6 +20,7 @@ from itertools import combinations
 import numpy as np
 
 from biohash.codes import word_distances, words
+from biohash.scan import ExactMatcher, check_codes
 from biohash.types import Codes
 
 SUB_BITS = 16  # substring length: 2^16 buckets a table, about log2 of a million templates
@@ -45,8 +46,6 @@ class MultiIndexMatcher:
     `range_search(codes, radius)`. The full codes live in an ExactMatcher (the scan fallback and 1:1 distances)."""
 
     def __init__(self, n_bits: int, threads: int = 1) -> None:
-        from biohash.matching import ExactMatcher
-
         if n_bits % SUB_BITS:
             raise ValueError(f"multi-index hashing cuts codes into {SUB_BITS}-bit substrings: {n_bits} bits is "
                              f"not a multiple of {SUB_BITS}")
@@ -149,9 +148,7 @@ class MultiIndexMatcher:
     def range_search(self, codes: Codes, radius: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per query, (distances, template ids) of every template within `radius` bits, nearest first (ties by
         insertion order): exactly what a full scan returns."""
-        from biohash.matching import _check
-
-        _check(codes, self.n_bits)
+        check_codes(codes, self.n_bits)
         if len(self._exact) == 0:
             return [(np.zeros(0, np.int32), np.zeros(0, np.int64)) for _ in range(len(codes))]
         self._ready()
@@ -172,9 +169,7 @@ class MultiIndexMatcher:
         """k nearest (as ExactMatcher.search): radii m(t+1) - 1 for t = 0, 1, ... are searched in turn while
         worth it; once k templates lie within one, they are the exact k nearest; queries that find fewer are
         scanned."""
-        from biohash.matching import _check
-
-        _check(codes, self.n_bits)
+        check_codes(codes, self.n_bits)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         dist = np.full((len(codes), k), self.n_bits + 1, np.int32)

@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from biohash.registry import Registry
@@ -97,8 +98,8 @@ RECIPES: Registry[Recipe] = Registry("recipe")
 
 
 def load_recipes() -> None:
-    """Register the built-in recipes and those of the modules named in BIOHASH_RECIPES (idempotent)."""
-    importlib.import_module("biohash.recipes.builtin")
+    """Register the recipes of the modules named in BIOHASH_RECIPES (idempotent). The built-in ones registered
+    when the biohash.recipes package was imported (its __init__), so nothing here imports them back."""
     for module in filter(None, (m.strip() for m in os.environ.get("BIOHASH_RECIPES", "").split(","))):
         try:
             importlib.import_module(module)
@@ -118,7 +119,7 @@ def register_recipe(cls: type[Recipe]) -> type[Recipe]:
 
 def get_recipe(name: str | None, module: str | None = None) -> Recipe:
     """The recipe registered as `name`; `module` (a run's recipe_module) is imported first when the recipe is
-    not registered yet. The built-in recipes register on first use."""
+    not registered yet."""
     load_recipes()
     if name not in RECIPES and module:
         try:
@@ -143,3 +144,25 @@ def trained_recipes() -> list[Recipe]:
     """Every registered recipe that `biohash train NAME` offers."""
     load_recipes()
     return [RECIPES.get(n) for n in RECIPES.names() if RECIPES.get(n).trains]
+
+
+def build_untrained(config: dict[str, Any]) -> nn.Module:
+    """The untrained model of a run's recipe, shaped by its config."""
+    return get_recipe(config.get("recipe"), config.get("recipe_module")).rebuild(config)
+
+
+def load_model(run_dir: Path, config: dict[str, Any] | None = None) -> nn.Module:
+    """Rebuild a run's model and load its best (validation-selected) checkpoint: the rebuilding half of the
+    recipe contract, here so that recipes which start from a trained run (distill, quantize) need nothing
+    above them."""
+    import torch
+
+    from biohash.runs import read_config
+
+    config = config or read_config(run_dir)
+    model = build_untrained(config)
+    best = run_dir / "checkpoints" / "best.pt"
+    if not best.is_file():
+        raise RunError(f"{run_dir} has no checkpoints/best.pt: training did not finish an epoch")
+    model.load_state_dict(torch.load(best, map_location="cpu", weights_only=False)["model"])
+    return model.eval()

@@ -1,2 +1,6 @@
-"""The recipes biohash ships; importing this module registers them (biohash.recipes.base loads it on first use)."""
-from biohash.recipes import cohash, dhn, distill, gpa, quantize  # noqa: F401  (each registers itself)
+"""The recipes biohash ships; importing this module registers them (the biohash.recipes package imports it)."""
+import biohash.recipes.cohash
+import biohash.recipes.dhn
+import biohash.recipes.distill
+import biohash.recipes.gpa
+import biohash.recipes.quantize  # noqa: F401  (each registers itself)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from biohash.errors import ConfigError
-from biohash.recipes.base import Recipe, option, register_recipe
+from biohash.recipes.base import Recipe, load_model, option, register_recipe
 from biohash.recipes.dhn import hash_and_class_losses, one_modality_set, rebuild_hash_classifier
 from biohash.runs import RunError, read_config
 
@@ -80,8 +80,6 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
 
 
 def _teacher(method: DistillConfig) -> HashClassifier:
-    from biohash.restore import load_model
-
     return cast("HashClassifier", load_model(Path(method.teacher)))
 
 

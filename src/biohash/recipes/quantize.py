@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from biohash.errors import ConfigError
-from biohash.recipes.base import Recipe, register_recipe
+from biohash.recipes.base import Recipe, build_untrained, register_recipe
 
 if TYPE_CHECKING:  # torch loads when a model is built (the built-in recipes register without it)
     import torch
@@ -139,7 +139,6 @@ class QuantizeRecipe(Recipe):
 
     def rebuild(self, config):
         from biohash.models.quant import quantize_model
-        from biohash.restore import build_untrained
 
         return quantize_model(build_untrained(config["source_config"]), config["model"]["quant"]["bits"])
 
