@@ -21,6 +21,8 @@ from biohash.cli import app
 
 TESTS = Path(__file__).resolve().parent
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+pytestmark = pytest.mark.slow  # every test here trains or exports a model
+
 runner = CliRunner()
 
 

@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 
 from biohash.cli import app
 
+pytestmark = pytest.mark.slow  # every test here trains or exports a model
+
 runner = CliRunner()
 
 

@@ -43,6 +43,7 @@ def after_demo(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
     from biohash.service import wait_until_healthy
     from conftest import _free_port

@@ -94,6 +94,7 @@ def test_shipped_models_load_and_warm_start_every_backbone_tensor():
         assert copied == len(model.state_dict()) - 1 - len(hash_layers)
 
 
+@pytest.mark.slow
 def test_demo_starts_from_the_zoo(tmp_path):
     import torch
 
