@@ -68,7 +68,7 @@ def loop(engine, model, train_set, cfg, device, procs, steps: int, in_memory: bo
     loader = _loader(subset, cfg, 0, procs, pin_memory=device.type == "cuda")
     if in_memory:
         loader = list(loader)
-    epochs = _Epochs(engine, model, loader, make_optimizer(model.parameters(), cfg), cfg, device, procs.main)
+    epochs = _Epochs(engine, model, loader, make_optimizer(model.parameters(), cfg), cfg, device=device, main=procs.main)
     with _progress(None, show=False) as progress:
         task = progress.add_task("fit", total=len(loader), epoch="1/1", info="")
         _sync(device)

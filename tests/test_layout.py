@@ -106,3 +106,21 @@ def test_no_module_holds_a_console_or_other_mutable_output_state():
             if isinstance(value, ast.Call) and getattr(value.func, "id", getattr(value.func, "attr", "")) == "Console":
                 found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert not found, found
+
+
+CLI_MODULES = {"cli.py", "cli_deploy.py", "cli_zoo.py", "cli_train.py"}  # typer commands: parameters are options
+
+
+def test_parameters_past_the_fifth_are_keyword_only():
+    """A call with six positional arguments cannot be read without the signature beside it (main constructed
+    CoHashNet with nine); past five, parameters are keyword-only."""
+    found = []
+    for path in SRC.rglob("*.py"):
+        if path.name in CLI_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args if a.arg not in ("self", "cls")]
+                if len(names) > 5:
+                    found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({len(names)})")
+    assert not found, found

@@ -130,7 +130,6 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
     (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
     from biohash.data.config import DataConfig
     from biohash.eval_run import evaluate_run
-    from biohash.report import markdown_table
     from biohash.runs import read_config
 
     if split not in ("test", "val"):
@@ -151,17 +150,24 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
                                          seed=source["seed"]), options=options)
     elif root is not None:
         raise BiohashError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
-    per_mode = evaluate_run(run, protocol if target is None else None, split, target=target, device=device,
-                            test_shifts=test_shifts)
+    per_mode = evaluate_run(run, protocol=protocol if target is None else None, split_name=split, target=target,
+                            device=device, test_shifts=test_shifts)
+    _print_evaluation(run, per_mode)
+
+
+def _print_evaluation(run: Path, per_mode: dict) -> None:
+    """eval's table (per database for a joined run), a warning for a half-trained run, where the report is."""
     import json
 
-    databases = json.loads((run / "metrics.json").read_text()).get("databases", {})
-    for name, summary in databases.items():  # a joined run: each database apart
-        typer.echo(f"\n{name} ({summary['protocol']} set, {summary['identities']} identities)")
-        typer.echo(markdown_table(summary["modes"]))
-    if not databases:
+    from biohash.report import markdown_table
+
+    summary = json.loads((run / "metrics.json").read_text())
+    for name, part in summary.get("databases", {}).items():  # a joined run: each database apart
+        typer.echo(f"\n{name} ({part['protocol']} set, {part['identities']} identities)")
+        typer.echo(markdown_table(part["modes"]))
+    if not summary.get("databases"):
         typer.echo(markdown_table(per_mode))
-    unfinished = json.loads((run / "metrics.json").read_text()).get("training")
+    unfinished = summary.get("training")
     if unfinished:
         typer.echo(f"warning: training {unfinished}", err=True)
     typer.echo(f"report: {run / 'report.md'} and report.html (scores, plots and metrics.json under {run / 'eval'})")

@@ -161,6 +161,6 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
                f"templates; matcher {health['matcher']}{' (auto)' if matcher == 'auto' else ''}; {len(keys)} API keys; "
                f"{'protected templates; ' if health['protected'] else ''}requests logged to "
                f"{audit_log or 'stderr'}; ready in {time.perf_counter() - started:.1f} s", err=True)
-    uvicorn.run(create_app(dep, keys, int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit,
+    uvicorn.run(create_app(dep, keys, max_body_bytes=int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit,
                            failed_auth_limit=failed_auth_limit, body_timeout=body_timeout),
                 host=host, port=port, log_level="warning")

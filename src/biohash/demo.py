@@ -84,7 +84,7 @@ def _write_samples(run_dir: Path, dataset, gallery: dict, probes: dict, alice: s
     return samples, keys
 
 
-def _print_next(console, run_dir: Path, store: Path, samples: Path, keys: Path, modalities: list[str]) -> None:
+def _print_next(console, run_dir: Path, store: Path, samples: Path, keys: Path, *, modalities: list[str]) -> None:
     run, who = str(run_dir), SAMPLE_SUBJECT
     pairs = " ".join(f"-i {m}={samples}/{who}_{m}.png" for m in modalities)
     probe_pairs = " ".join(f"-i {m}={samples}/{who}_probe_{m}.png" for m in modalities)
@@ -122,14 +122,14 @@ def deploy_demo(run_dir: Path, console) -> dict:
     console.print(f"deployed: {n} test palms enrolled in {store}; their new captures ({r['mode']}): identify rank-1 "
                   f"{r['rank1']}/{n}; verify at FAR 1e-3 (threshold {r['threshold']} bits, from validation) accepts "
                   f"{r['genuine_accepted']}/{n} genuine and {r['impostors_accepted']}/{n} impostor claims")
-    _print_next(console, run_dir, store, samples, keys, palms.modalities)
+    _print_next(console, run_dir, store, samples, keys, modalities=palms.modalities)
     return {**r, "store": str(store)}
 
 
 DEMO_INIT = "zoo:compnet_lite-128"
 
 
-def run_demo(run_dir: Path, epochs: int = 10, identities: int = 1000, bits: int = 64, seed: int = 0,
+def run_demo(run_dir: Path, *, epochs: int = 10, identities: int = 1000, bits: int = 64, seed: int = 0,
              fresh: bool = True, backbone: str = "compnet_lite", init: str | None = DEMO_INIT,
              deploy: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing (from the shipped synthetic pretraining by

@@ -63,7 +63,7 @@ class Deployment:
         self.sync()
 
     @classmethod
-    def from_bundle(cls, bundle: str | Path, store: str | Path, backend: str = "auto", matcher: str = "auto",
+    def from_bundle(cls, bundle: str | Path, store: str | Path, *, backend: str = "auto", matcher: str = "auto",
                     key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
                     mix_encoders: bool = False, device: str = "cpu", create: bool = True) -> Deployment:
         """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model

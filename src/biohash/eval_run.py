@@ -54,7 +54,7 @@ def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, targ
     return data
 
 
-def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "test",
+def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str = "test",
                  target: DataConfig | None = None, device: str = "auto",
                  test_shifts: int | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
@@ -87,8 +87,9 @@ def evaluate_run(run_dir: Path, protocol: str | None = None, split_name: str = "
     for name, part_probe in by_part.items():
         part_data = own[name]  # its own protocol
         folder = f"{prefix.replace('--', '-')}{name + '-' if name else ''}{part_data.protocol}-{split_name}{suffix}"
-        results[name] = _evaluate_into(run_dir / "eval" / folder, run_dir, config, model, dataset,
-                                       galleries.get(name, []), part_probe, part_data, split_name, name, target)
+        results[name] = _evaluate_into(run_dir / "eval" / folder, run_dir, config, model, dataset=dataset,
+                                       gallery=galleries.get(name, []), probe=part_probe, data=part_data,
+                                       split_name=split_name, part=name, target=target)
     if len(results) > 1:
         first = next(iter(results.values()))
         write_json(run_dir / "metrics.json", {"protocol": split.protocol, "split": split_name,
@@ -114,7 +115,7 @@ def unfinished_training(run_dir: Path, config: dict[str, Any]) -> str | None:
             f"half-trained model")
 
 
-def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any, dataset: Any, gallery: list,
+def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any, *, dataset: Any, gallery: list,
                    probe: list, data: DataConfig, split_name: str, part: str | None,
                    target: DataConfig | None) -> dict[str, Any]:
     """Score one gallery and its probes; write score files, metrics.json and report.md into `out` (and the
@@ -148,7 +149,7 @@ def _evaluate_into(out: Path, run_dir: Path, config: dict[str, Any], model: Any,
         context["images skipped (no ROI)"] = f"{skipped}, listed in roi_failures.json"
     if unfinished:
         context["training"] = unfinished
-    report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history)
+    report = write_report(out, f"biohash co-hashing evaluation: {run_dir.name}", scores, per_mode, context, history=history)
     # the latest evaluation also sits at the top of the run folder, its plots linked from there
     rel = out.relative_to(run_dir).as_posix()
     (run_dir / "report.md").write_text(report.read_text().replace("](", f"]({rel}/"))

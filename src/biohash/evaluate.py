@@ -113,7 +113,7 @@ def evaluate_features(model: Any, dataset: Dataset, gallery: list[Sample], probe
 
 
 def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sample],
-             size: int, floats: bool = False) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
+             size: int, *, floats: bool = False) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics for every mode the model's modalities support (codes), or of its float features
     when the model has no per-modality hashing branches (GPA-Net). floats=True adds "<modality>-float" modes:
     cosine of the relaxed codes before binarisation (same-modality only). `model`: a CodeModel, or a

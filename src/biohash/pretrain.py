@@ -37,7 +37,7 @@ def pretrain_data(identities: int, seed: int = PRETRAIN_SEED, image_size: int = 
 
 
 def pretrain(run_dir: Path, data: DataConfig, method: CohashConfig, fit_cfg: FitConfig, resume: bool = False,
-             threads: int | None = None, workers: int = 1) -> Path:
+             *, threads: int | None = None, workers: int = 1) -> Path:
     """Train (or resume) a pretraining run: co-hashing on `data` with P x K batches (4 captures of each
     identity) and `workers` processes rendering captures beside the training."""
     import dataclasses

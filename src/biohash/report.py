@@ -159,7 +159,7 @@ def markdown_table(per_mode: dict[str, dict[str, float]]) -> str:
 
 
 def write_report(out_dir: Path, title: str, scores: dict[str, Scores], per_mode: dict[str, dict[str, float]],
-                 context: dict[str, object], history: list[dict] | None = None) -> Path:
+                 context: dict[str, object], *, history: list[dict] | None = None) -> Path:
     """Plots plus report.md in `out_dir`; returns the report path."""
     out_dir.mkdir(parents=True, exist_ok=True)
     about = _about(context)

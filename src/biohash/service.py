@@ -334,7 +334,7 @@ async def identify_upload(request: Request, key: ApiKey = Depends(auth)) -> dict
     return {"candidates": candidates(found, key)}
 
 
-def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], max_body_bytes: int = 4 * 2**20,
+def create_app(deployment: Deployment, api_keys: Sequence[str | ApiKey], *, max_body_bytes: int = 4 * 2**20,
                max_pixels: int | None = None, rate_limit: int = 600, failed_auth_limit: int = 30,
                body_timeout: float = 10.0) -> FastAPI:
     """The FastAPI app over one deployment; refuses to start without at least one API key. Plain strings are

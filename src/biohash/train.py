@@ -92,7 +92,7 @@ def _parameters(model: torch.nn.Module) -> Any:
 
 
 def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoader, cfg: FitConfig,
-        run_dir: Path, validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+        run_dir: Path, *, validate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
         console: Console | None = None) -> list[dict]:
     """Train `model` for cfg.epochs on cfg.device, resuming from run_dir/checkpoints/last.pt when it exists.
 
@@ -115,7 +115,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
         raise RunError(f"no training step: {items} training items make no full batch (batch size "
                        f"{cfg.batch_size}); lower --batch-size or add data")
     epoch, started = start, time.monotonic()
-    run = _Epochs(engine, model, loader, optimizer, cfg, device, procs.main)
+    run = _Epochs(engine, model, loader, optimizer, cfg, device=device, main=procs.main)
     try:
         with _progress(console, procs.main) as progress:
             task = progress.add_task("fit", total=len(loader), epoch=f"{start + 1}/{cfg.epochs}", info="")
@@ -124,7 +124,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                 progress.reset(task, total=len(loader), epoch=f"{epoch + 1}/{cfg.epochs}", info="")
                 row = run.train_epoch(epoch, progress, task)
                 if procs.main:
-                    best = _validate_and_keep(model, validate, row, best, epoch, cfg, ckpt_dir)
+                    best = _validate_and_keep(model, validate, row, best, epoch, cfg=cfg, ckpt_dir=ckpt_dir)
                     history.append(row)
                     write_json(run_dir / "history.json", history)
                     _save(last, _snapshot(model, optimizer, epoch + 1, best, history))
@@ -160,7 +160,7 @@ def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None,
             "history": history, "torch_rng": torch.get_rng_state()}
 
 
-def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: int, cfg: FitConfig,
+def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: int, *, cfg: FitConfig,
                        ckpt_dir: Path) -> float | None:
     """Validate when due (adds the metrics to `row`); a better monitored value writes best.pt."""
     if validate is None or not ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
@@ -224,7 +224,7 @@ class _Epochs:
     """One training epoch at a time: batches to the device, the step under autocast, the optimiser (through a
     gradient scaler for fp16); the row holds each loss part's mean over the steps (and over the processes)."""
 
-    def __init__(self, engine, model, loader, optimizer, cfg: FitConfig, device: torch.device, main: bool) -> None:
+    def __init__(self, engine, model, loader, optimizer, cfg: FitConfig, *, device: torch.device, main: bool) -> None:
         self.engine, self.model, self.loader, self.optimizer = engine, model, loader, optimizer
         self.cfg, self.device, self.main = cfg, device, main
         self.scaler = grad_scaler(device, cfg.amp)

@@ -29,7 +29,7 @@ def clip_batch(fit_cfg: FitConfig, n_items: int, console: Console, what: str = "
 
 
 def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resume: bool = False,
-          threads: int | None = None) -> Path:
+          *, threads: int | None = None) -> Path:
     """Train (or resume) a run of the recipe whose settings `method` holds: open the data, let the recipe
     build its training set, model and loss step, and fit with the checkpoint chosen on the validation split
     (evaluate_run then scores it on the test split). Under torchrun every process runs this; rank 0 writes."""
@@ -50,7 +50,8 @@ def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resu
         if not type(recipe).__module__.startswith("biohash."):
             config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
         loader = _loader(train_set, fit_cfg, per_identity, procs, pin_memory=device.type == "cuda")
-        return _fit_and_record(run_dir, config, model, step, loader, dataset, split, resume, console)
+        return _fit_and_record(run_dir, config, model, step, loader=loader, dataset=dataset, split=split,
+                               resume=resume, console=console)
     finally:
         _leave()
 
@@ -122,7 +123,7 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
     return dataset, split
 
 
-def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any,
+def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any, *,
                     loader: torch.utils.data.DataLoader, dataset: Any, split: Any, resume: bool,
                     console: Console) -> Path:
     """What every training job does last: check a resume matches, write config and environment, fit with

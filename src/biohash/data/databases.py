@@ -43,7 +43,7 @@ def _images(root: Path) -> list[Path]:
 ROI_FAILURE_POLICIES = ("skip", "fail")
 
 
-def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "",
+def _dataset(name: str, samples: list[Sample], root: Path, selection: str = "", *,
              colour: bool = False, transform: Callable[[np.ndarray, Sample], np.ndarray] | None = None,
              cache: int = 0, on_roi_failure: str = "skip", parts_of: dict | None = None) -> Dataset:
     """A Dataset of files. With an ROI `transform`, every file is cut once here (and cached): a photo whose ROI
@@ -201,7 +201,7 @@ def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "ni
 
 
 def _palm_major(files: list[Path], per_palm: int, modality: str, session: int, band: str | None = None,
-                offset: int = 0) -> list[Sample]:
+                *, offset: int = 0) -> list[Sample]:
     """Tongji numbering: file n (1-based) belongs to palm (n-1) // per_palm, capture (n-1) % per_palm."""
     out = []
     for path in files:

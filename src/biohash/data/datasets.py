@@ -71,7 +71,7 @@ def open_dataset(name: str, **kwargs: object) -> Dataset:
 
 @DATASETS.register("synthetic", aliases=("syn",))
 def synthetic(identities: int = 200, captures: int = 8, seed: int = 0, size: int = 128,
-              modalities: tuple[str, ...] = ("print", "vein"), nuisance: Nuisance | None = None,
+              modalities: tuple[str, ...] = ("print", "vein"), *, nuisance: Nuisance | None = None,
               root: str | None = None) -> Dataset:
     """The built-in generator: `identities` palms x `captures` captures per modality, rendered on demand."""
     if root is not None:

@@ -46,7 +46,7 @@ class PairedTrainSet(TorchDataset):
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
-                 augment: bool = True, fresh: bool = False, seed: int = 0, identity_flips: int = 1) -> None:
+                 augment: bool = True, *, fresh: bool = False, seed: int = 0, identity_flips: int = 1) -> None:
         if identity_flips not in IDENTITY_FLIPS:
             raise ConfigError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
@@ -73,7 +73,7 @@ class PairedTrainSet(TorchDataset):
 
     @classmethod
     def for_run(cls, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], data: DataConfig,
-                seed: int = 0, identity_flips: int = 1) -> PairedTrainSet:
+                seed: int = 0, *, identity_flips: int = 1) -> PairedTrainSet:
         """The training set a run's DataConfig asks for: fresh captures where it asks and the dataset can draw
         them (each already a new placement, so no affine jitter on top), listed captures with jitter otherwise."""
         fresh = data.fresh_captures and dataset.fresh is not None

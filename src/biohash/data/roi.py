@@ -49,7 +49,7 @@ class Square:
 
 
 def square_from_points(p3: np.ndarray, p6: np.ndarray, p9: np.ndarray, palm_width: float,
-                       inside: np.ndarray, offset: float | None = None) -> Square:
+                       inside: np.ndarray, *, offset: float | None = None) -> Square:
     """The square rule: `inside` is any point on the palm side of the valley line (picks the perpendicular);
     `offset` overrides the centre's distance from P6 (default 2/5 L)."""
     p3, p6, p9, inside = (np.asarray(p, np.float64) for p in (p3, p6, p9, inside))
@@ -305,7 +305,7 @@ def landmark_square(landmarks: np.ndarray) -> Square:
     # on a palm tilted away from the camera the rule's offset would run past the wrist: keep the centre
     # within the palm (at most 55 % of the way from the valleys to the wrist)
     offset = min(OFFSET * width, 0.55 * (length + lift))
-    return square_from_points(p3, p6, p9, width, lm[WRIST], offset)
+    return square_from_points(p3, p6, p9, width, lm[WRIST], offset=offset)
 
 
 def landmark_roi(img: np.ndarray, landmarks: np.ndarray, size: int = 128, where: str | None = None) -> np.ndarray:

@@ -22,7 +22,7 @@ def contact_sheet(rows: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
 
 
 def export_synthetic(out: Path, identities: int, captures: int, seed: int = 0, size: int = 128,
-                     sheet_identities: int = 6) -> Path:
+                     *, sheet_identities: int = 6) -> Path:
     """Render identities x modalities x captures to OUT/IDENTITY/MODALITY/CAPTURE.png; returns the sheet path."""
     if identities < 1 or captures < 1:
         raise ValueError(f"identities and captures must be >= 1, got {identities} and {captures}")

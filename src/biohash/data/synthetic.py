@@ -175,7 +175,7 @@ def _vessel_tree(rng: np.random.Generator, frame: np.ndarray) -> list[tuple[np.n
 
 
 def _render_vein(rng: np.random.Generator, frame: np.ndarray, creases: list[np.ndarray], wrinkles: np.ndarray,
-                 c: int, scale: float) -> np.ndarray:
+                 c: int, *, scale: float) -> np.ndarray:
     vessels = np.zeros((c, c), np.float32)
     unit = abs(frame[0, 0]) + abs(frame[0, 1])  # canvas px per palm unit
     for pts, width in _vessel_tree(rng, frame):
@@ -222,7 +222,7 @@ class SyntheticPalms:
         creases = _principal_creases(rng, frame)
         wrinkles = _wrinkles(rng, frame, c, scale)
         prn = _render_print(_rng(self.seed, identity, 1), creases, wrinkles, c, scale)
-        vein = _render_vein(_rng(self.seed, identity, 2), frame, creases, wrinkles, c, scale)
+        vein = _render_vein(_rng(self.seed, identity, 2), frame, creases, wrinkles, c, scale=scale)
         return prn, vein
 
     def template(self, identity: int, modality: str) -> np.ndarray:

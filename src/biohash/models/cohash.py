@@ -70,7 +70,7 @@ class CoHashNet(nn.Module):
         test_shifts: evaluation averages the embeddings of shifted copies (HashNet).
     """
 
-    def __init__(self, backbone: str, bits: int, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
+    def __init__(self, backbone: str, bits: int, n_classes: int, *, modalities: tuple[str, ...] = ("print", "vein"),
                  weights: str | None = None, seed: int = 0, share: str = "none", dropout: float = 0.0,
                  grid: int = 4, test_shifts: int = 0) -> None:
         super().__init__()

@@ -36,7 +36,7 @@ class GaborBank(nn.Module):
     """
 
     def __init__(self, in_chans: int = 1, n: int = 6, kernel_size: int = 35, sigma: float = 5.6,
-                 wavelength: float = 10.9, gamma: float = 1.0, psi: float = 0.0, stride: int = 1,
+                 wavelength: float = 10.9, *, gamma: float = 1.0, psi: float = 0.0, stride: int = 1,
                  zero_dc: bool = True) -> None:
         super().__init__()
         if kernel_size % 2 == 0 or kernel_size < 3:
@@ -101,7 +101,7 @@ class CompetitionBlock(nn.Module):
     responses -> competition] -> conv-BN-ReLU -> max-pool 2. (B, 1, H, W) -> (B, width, H/4, W/4) at stride 2."""
 
     def __init__(self, n: int, kernel_size: int, sigma: float, wavelength: float, width: int,
-                 second_order: bool = False, stride: int = 2) -> None:
+                 *, second_order: bool = False, stride: int = 2) -> None:
         super().__init__()
         self.gabor = GaborBank(1, n, kernel_size, sigma, wavelength, stride=stride)
         self.compete = Competition(1.0)
@@ -133,14 +133,14 @@ class PalmCompNet(nn.Module):
     """
 
     def __init__(self, scales: tuple[tuple[int, float, float], ...], n: int = 9, width: int = 32,
-                 second_order: bool = True, features: int = 128, in_chans: int = 1, shrink: bool = False) -> None:
+                 second_order: bool = True, features: int = 128, *, in_chans: int = 1, shrink: bool = False) -> None:
         super().__init__()
         if in_chans != 1:
             raise ConfigError(f"competition backbones read grey images (in_chans=1), got in_chans={in_chans}")
         if shrink:
             scales = tuple((k // 2 | 1, s / 2, w / 2) for k, s, w in scales)
         self.shrink = nn.AvgPool2d(2) if shrink else nn.Identity()
-        self.blocks = nn.ModuleList([CompetitionBlock(n, k, s, w, width, second_order, stride=1 if shrink else 2)
+        self.blocks = nn.ModuleList([CompetitionBlock(n, k, s, w, width, second_order=second_order, stride=1 if shrink else 2)
                                      for k, s, w in scales])
         self.reduce = nn.Sequential(_conv_bn(width * len(scales), features // 2, 3, 2),
                                     _conv_bn(features // 2, features, 3, 2))

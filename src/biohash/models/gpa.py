@@ -83,7 +83,7 @@ class GPANet(nn.Module):
     modalities: tuple[str, ...] = ()
 
     def __init__(self, n_classes: int, backbone: str = "resnet50", horizontal: int = 2, vertical: int = 2,
-                 in_chans: int = 3, weights: str | None = None, last_stride_one: bool = True,
+                 in_chans: int = 3, *, weights: str | None = None, last_stride_one: bool = True,
                  backbone_lr_scale: float = 0.1, global_branch: bool = True, bits: int | None = None) -> None:
         super().__init__()
         if not global_branch and horizontal + vertical == 0:

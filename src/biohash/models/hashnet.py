@@ -29,7 +29,7 @@ class HashNet(nn.Module):
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
-                 dropout: float = 0.0, grid: int = 4, test_shifts: int = 0) -> None:
+                 dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
@@ -101,7 +101,7 @@ class HashClassifier(nn.Module):
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, modality: str = "print",
-                 weights: str | None = None, head: str = "avg", dropout: float = 0.0) -> None:
+                 weights: str | None = None, *, head: str = "avg", dropout: float = 0.0) -> None:
         super().__init__()
         self.hashnet = HashNet(backbone, bits, weights, head=head, dropout=dropout)
         self.classifier = nn.Linear(bits, n_classes)

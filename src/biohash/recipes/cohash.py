@@ -111,8 +111,9 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     from biohash.models.cohash import CoHashNet
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
-    model = CoHashNet(config.backbone, config.bits, n_classes, modalities, config.weights, seed, config.share,
-                      config.dropout, config.grid, config.test_shifts)
+    model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
+                      seed=seed, share=config.share, dropout=config.dropout, grid=config.grid,
+                      test_shifts=config.test_shifts)
     if config.init is not None:
         warm_start(model, config.init)
     return model, loss_step(config)
@@ -144,7 +145,7 @@ def loss_step(config: CohashConfig) -> Step:
         own = {m: labels if rows[m] is None else labels[rows[m]] for m in codes}
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         for m, z in pre.items():
-            terms.update(_identity_terms(config, losses, m, z, own[m], net.centroids))
+            terms.update(_identity_terms(config, losses, m, z, own[m], centroids=net.centroids))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
             a, b, both = _paired(codes, rows, labels, net.modalities)
             if len(a):
@@ -161,7 +162,7 @@ def loss_step(config: CohashConfig) -> Step:
 
 
 def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,
-                    centroids: Any) -> dict[str, tuple[float, Any]]:
+                    *, centroids: Any) -> dict[str, tuple[float, Any]]:
     """One modality's (weight, value) loss terms towards the identity centroids, from its pre-codes z."""
     import torch
 

@@ -71,7 +71,7 @@ def freeze_vgg_blocks(model: HashClassifier, blocks: int) -> None:
 
 
 def hash_and_class_losses(model: HashClassifier, images: torch.Tensor, labels: torch.Tensor,
-                          pairwise: PairwiseHashLoss, quant: L1QuantizationLoss, w_quant: float,
+                          pairwise: PairwiseHashLoss, quant: L1QuantizationLoss, *, w_quant: float,
                           ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
     """Codes, logits and the loss parts shared by teacher and student: L_h, L_q and the label cross-entropy."""
     import torch.nn.functional as F
@@ -100,7 +100,7 @@ def build(config: DhnConfig, n_classes: int, modality: str = "print", seed: int 
 
     def step(net: HashClassifier, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
-        codes, _, parts = hash_and_class_losses(net, batch[modality], labels, pairwise, quant, config.w_quant)
+        codes, _, parts = hash_and_class_losses(net, batch[modality], labels, pairwise, quant, w_quant=config.w_quant)
         if config.loss == "arcface":  # the identity term takes an angular margin instead of plain softmax
             parts["class"] = arcface(codes, labels, net.classifier.weight)
         loss = parts["pairwise"] + config.w_quant * parts["quant"] + config.w_class * parts["class"]

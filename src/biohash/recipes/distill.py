@@ -67,7 +67,7 @@ def build(config: DistillConfig, teacher: HashClassifier, seed: int = 0):
         images, labels = batch[modality], batch["label"]
         with torch.no_grad():
             t_codes, t_logits = teacher.to(images.device)(images)  # the fit loop moved the student only
-        codes, logits, parts = hash_and_class_losses(net, images, labels, pairwise, quant, config.w_quant)
+        codes, logits, parts = hash_and_class_losses(net, images, labels, pairwise, quant, w_quant=config.w_quant)
         parts["code_l2"] = code_l2(codes, t_codes)
         parts["soft"] = soft(logits, t_logits)
         parts["bit_agreement"] = (torch.sign(codes) == torch.sign(t_codes)).float().mean().detach()
