@@ -124,3 +124,11 @@ def test_parameters_past_the_fifth_are_keyword_only():
                 if len(names) > 5:
                     found.append(f"{path.relative_to(SRC)}:{node.lineno} {node.name} ({len(names)})")
     assert not found, found
+
+
+def test_no_function_rebinds_module_state():
+    """No `global` statement: state a function swaps at module level (main: roi's MediaPipe graph, jobs'
+    console) is shared by every caller in the process without any of them asking for it."""
+    found = [f"{p.relative_to(SRC)}:{n.lineno}" for p in SRC.rglob("*.py") for n in ast.walk(ast.parse(p.read_text()))
+             if isinstance(n, ast.Global)]
+    assert not found, found

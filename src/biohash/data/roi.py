@@ -14,6 +14,7 @@ Every failure is a RoiError with the reason; no silent bad crops.
 """
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +313,11 @@ def landmark_roi(img: np.ndarray, landmarks: np.ndarray, size: int = 128, where:
     return cut(img, landmark_square(landmarks), size, where)
 
 
-_HANDS = None  # one MediaPipe Hands graph per process, built on first use
+@functools.cache
+def _hands_graph(mp):
+    """The MediaPipe Hands graph, built once per process on first use (it takes seconds; its settings never
+    change), like a compiled pattern rather than state a caller could set."""
+    return mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, min_detection_confidence=0.3)
 
 
 def mediapipe_landmarks(img: np.ndarray, where: str | None = None) -> np.ndarray:
@@ -322,7 +327,6 @@ def mediapipe_landmarks(img: np.ndarray, where: str | None = None) -> np.ndarray
     Give a colour (RGB) image: on grey ones MediaPipe finds almost no hands (0 of 40 11K photos, 37 of 40 in
     colour). The image is padded by half its size first, so hands that fill the frame are found (40 of 40).
     """
-    global _HANDS
     try:
         import mediapipe as mp
     except ImportError:
@@ -331,9 +335,7 @@ def mediapipe_landmarks(img: np.ndarray, where: str | None = None) -> np.ndarray
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB) if img.ndim == 2 else img
     pad = max(rgb.shape[:2]) // 2
     padded = cv2.copyMakeBorder(rgb, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-    if _HANDS is None:
-        _HANDS = mp.solutions.hands.Hands(static_image_mode=True, max_num_hands=1, min_detection_confidence=0.3)
-    result = _HANDS.process(np.ascontiguousarray(padded))
+    result = _hands_graph(mp).process(np.ascontiguousarray(padded))
     if not result.multi_hand_landmarks:
         raise RoiError(f"{_at(where)}MediaPipe found no hand")
     h, w = padded.shape[:2]
