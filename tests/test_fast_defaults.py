@@ -199,6 +199,23 @@ def test_a_code_probe_is_answered_on_the_event_loop_and_an_image_probe_in_the_po
     assert client.post("/v1/identify", json={"codes": {"print": code}, "k": 1}, headers=h).json()["candidates"][0]["subject"] == "a"
     assert client.post("/v1/verify", json={"subject": "a", "codes": {"print": code}}, headers=h).json()["match"] is not False
     assert hops == []
+    import threading
+
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # another request holding the deployment, e.g. an enrollment waiting on the database
+        with dep._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    threading.Timer(0.3, release.set).start()
+    r = client.post("/v1/identify", json={"codes": {"print": code}, "k": 1}, headers=h)
+    holder.join()
+    assert r.status_code == 200 and len(hops) == 1  # waited in the pool, not on the event loop
+    hops.clear()
     from biohash.data.datasets import open_dataset
 
     ds = open_dataset("synthetic", identities=2, captures=1, size=64, seed=1)

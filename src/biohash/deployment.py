@@ -266,6 +266,10 @@ class Deployment:
             candidates |= set(self.store.subjects_of(ids[0]).values())
         return sorted(x for x in (self._scored(s, probe, mode) for s in candidates) if x is not None)
 
+    def busy(self) -> bool:
+        """Whether a request holds the deployment's lock right now (the service then answers off the loop)."""
+        return self._lock.locked()
+
     def _candidate(self, subject: str, distance: float, mode: str) -> dict:
         t = self.threshold(mode)
         return {"subject": subject, "distance": distance, "match": None if t is None else distance <= t,
