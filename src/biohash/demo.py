@@ -134,7 +134,7 @@ def run_demo(run_dir: Path, *, epochs: int = 10, identities: int = 1000, bits: i
              deploy: bool = True) -> dict[str, dict[str, float]]:
     """The whole line on synthetic data: generate, train co-hashing (from the shipped synthetic pretraining by
     default; its palms are another seed's, so the demo's test palms stay unseen), evaluate the open-set test
-    split, print; then deploy it (biohash.demo: export, enroll the test palms, identify, verify)."""
+    split, print; then deploy it (deploy_demo: export, enroll the test palms, identify, verify)."""
     import shutil
 
     from rich.console import Console

@@ -195,6 +195,7 @@ async def offload(work, probe: Probe, deployment: Deployment):
         return work()
     return await run_in_threadpool(work)
 
+
 router = APIRouter()
 
 
