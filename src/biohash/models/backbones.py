@@ -22,12 +22,13 @@ def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
 
 
 class SmallNet(nn.Module):
-    """A small fast CNN for CPU runs: six 3x3 conv-BN-ReLU layers, four strided (/16), widths w..16w."""
+    """A small fast CNN for CPU runs: six 3x3 conv-BN-ReLU layers, four strided (/16), widths w..16w; with
+    first_stride=1 the first layer keeps the resolution (/8, for an input already shrunk by a stem)."""
 
-    def __init__(self, in_chans: int = 1, width: int = 16) -> None:
+    def __init__(self, in_chans: int = 1, width: int = 16, first_stride: int = 2) -> None:
         super().__init__()
         w = width
-        plan = [(in_chans, w, 2), (w, 2 * w, 2), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1), (4 * w, 8 * w, 2),
+        plan = [(in_chans, w, first_stride), (w, 2 * w, 2), (2 * w, 4 * w, 2), (4 * w, 4 * w, 1), (4 * w, 8 * w, 2),
                 (8 * w, 16 * w, 1)]
         self.body = nn.Sequential(*[_conv_bn(cin, cout, stride) for cin, cout, stride in plan])
         self.num_features = 16 * w
@@ -40,6 +41,29 @@ class SmallNet(nn.Module):
 def small(in_chans: int = 1, width: int = 16) -> nn.Module:
     """About 0.45 M parameters; ~470 training images/s at 128x128 on 2 CPU cores."""
     return SmallNet(in_chans, width)
+
+
+@BACKBONES.register("small_gabor", aliases=("small-gabor",))
+def small_gabor(in_chans: int = 1, width: int = 16, orientations: int = 12) -> nn.Module:
+    """`small` behind CompCode's prior: the image shrunk by 2, a learnable bank of `orientations` Gabor
+    filters (CompCode's filter at 64 px) and a soft competition across them, beside the shrunk image, feed
+    `small` at first stride 1 (same /16 output). About 1.5x the cost of `small`."""
+    from biohash.models.compnet import CompetitionStem
+
+    stem = CompetitionStem(orientations, kernel_size=17, sigma=2.8, wavelength=5.45, in_chans=in_chans)
+    return StemmedNet(stem, SmallNet(stem.out_chans, width, first_stride=1))
+
+
+class StemmedNet(nn.Module):
+    """A stem module followed by a trunk; num_features is the trunk's."""
+
+    def __init__(self, stem: nn.Module, trunk: nn.Module) -> None:
+        super().__init__()
+        self.stem, self.trunk = stem, trunk
+        self.num_features = trunk.num_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.trunk(self.stem(x))
 
 
 @BACKBONES.register("tiny")

@@ -91,6 +91,26 @@ class Competition(nn.Module):
         return torch.softmax(x * self.scale, dim=1)
 
 
+class CompetitionStem(nn.Module):
+    """CompCode's prior as a stem for a plain CNN: average-pool by 2, a learnable Gabor bank with a soft
+    competition across its orientations, and the pooled image itself as one more channel (nothing the bank
+    misses is lost). (B, 1, H, W) -> (B, n + 1, H/2, W/2)."""
+
+    def __init__(self, n: int = 12, kernel_size: int = 17, sigma: float = 2.8, wavelength: float = 5.45,
+                 *, in_chans: int = 1) -> None:
+        super().__init__()
+        if in_chans != 1:
+            raise ConfigError(f"a competition stem reads grey images (in_chans=1), got in_chans={in_chans}")
+        self.pool = nn.AvgPool2d(2)
+        self.gabor = GaborBank(1, n, kernel_size, sigma, wavelength)
+        self.compete = Competition(1.0)
+        self.out_chans = n + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(x)
+        return torch.cat([self.compete(self.gabor(x)), x], dim=1)
+
+
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout),
                          nn.ReLU(inplace=True))
