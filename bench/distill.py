@@ -18,12 +18,12 @@ from pathlib import Path
 
 from _common import RESULTS, report, run_main
 
-from biohash.data.config import DataConfig
-from biohash.eval_run import evaluate_run
-from biohash.recipes.dhn import DhnConfig
-from biohash.recipes.distill import DistillConfig
-from biohash.train import FitConfig
-from biohash.train_job import train
+from biohash.train.data.config import DataConfig
+from biohash.train.eval_run import evaluate_run
+from biohash.train.fit import FitConfig
+from biohash.train.recipes.dhn import DhnConfig
+from biohash.train.recipes.distill import DistillConfig
+from biohash.train.train_job import train
 
 
 def data_sets(root: Path, seed: int) -> dict[str, DataConfig]:
@@ -38,7 +38,7 @@ def cost(run: Path) -> dict[str, float]:
     """Parameters and torch CPU time per image (batch 64) of a run's encoder."""
     import torch
 
-    from biohash.restore import load_model
+    from biohash.train.recipes.base import load_model
 
     net = load_model(run).hashnet
     x = torch.randn(64, 1, 128, 128)

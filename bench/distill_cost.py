@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from _common import report, run_main
 
-from biohash.codes import hamming
-from biohash.models.hashnet import HashNet
-from biohash.types import Codes
+from biohash.match.codes import hamming
+from biohash.match.types import Codes
+from biohash.train.models.hashnet import HashNet
 
 
 def per_image_ms(fn, batch: np.ndarray | torch.Tensor, repeats: int) -> float:

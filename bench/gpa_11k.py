@@ -1,7 +1,7 @@
 """GPA-Net on the 11K Hands subset: GPA (global + parts) vs global-only vs local-only on all four aspects,
 the Hp x Vp grid on palmar-right, a cross-aspect matrix and the optional hash head; mean +- std over draws.
 
-Protocol: the paper's 11K one (`biohash.data.protocols.hands_11k`), per aspect, accessories excluded: ids in
+Protocol: the paper's 11K one (`biohash.train.data.protocols.hands_11k`), per aspect, accessories excluded: ids in
 id order, first half train, second half test; one random image per test id enrolls, the rest query; one
 random image per training id validates (the checkpoint with the best validation rank-1 is kept; test images
 never choose anything). Draw d uses seed d, for training and for the protocol's random picks.
@@ -27,13 +27,13 @@ import torch
 from _common import RESULTS, report, run_main
 from torch import nn
 
-from biohash import metrics
-from biohash.data.datasets import open_dataset
-from biohash.data.loaders import colour_batches
-from biohash.data.protocols import hands_11k
-from biohash.losses import GPALoss
-from biohash.models.gpa import GPANet
-from biohash.recipes.gpa import GpaConfig
+from biohash.match import metrics
+from biohash.train.data.datasets import open_dataset
+from biohash.train.data.loaders import colour_batches
+from biohash.train.data.protocols import hands_11k
+from biohash.train.losses import GPALoss
+from biohash.train.models.gpa import GPANet
+from biohash.train.recipes.gpa import GpaConfig
 
 ASPECTS = ("dorsal-right", "dorsal-left", "palmar-right", "palmar-left")
 LITE0 = "efficientnet_lite0"
@@ -133,10 +133,10 @@ def run_full_reference(root: Path, size: int, epochs: int) -> dict[str, float]:
     """One `biohash train gpa` run, whole network trainable with jitter (palmar-right, draw 0), for its time."""
     import tempfile
 
-    from biohash.data.config import DataConfig
-    from biohash.eval_run import evaluate_run
-    from biohash.train import FitConfig
-    from biohash.train_job import train as train_run
+    from biohash.train.data.config import DataConfig
+    from biohash.train.eval_run import evaluate_run
+    from biohash.train.fit import FitConfig
+    from biohash.train.train_job import train as train_run
 
     with tempfile.TemporaryDirectory() as tmp:
         data = DataConfig(dataset="11k-hands", root=str(root), image_size=size, protocol="11k", seed=0,

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 from _common import report, run_main
 
-from biohash.codes import pack
-from biohash.matching import make_matcher
-from biohash.types import Codes
+from biohash.match.codes import pack
+from biohash.match.matching import make_matcher
+from biohash.match.types import Codes
 
 
 def clustered(n: int, queries: int, bits: int, flip: float, per_identity: int = 1,
@@ -136,7 +136,7 @@ def measure(factory: str, gallery: Codes, probes: Codes, cores: int, cache: dict
 def in_process_rps(bundle: Path, store: Path, codes: np.ndarray, requests: int) -> tuple[float, float]:
     """Deployment identify by code in this process, what the HTTP service is held to: probes/s one query at a
     time (identify) and 32 at a time (identify_many, the batch route's call)."""
-    from biohash.deployment import Deployment
+    from biohash.serve.deployment import Deployment
 
     dep = Deployment.from_bundle(bundle, store)
     probes = [dep.codes_from_hex({"print": codes[k].tobytes().hex()}) for k in range(min(requests, len(codes)))]
@@ -191,8 +191,8 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
     from typer.testing import CliRunner
 
     from biohash.cli import app
-    from biohash.service import wait_until_healthy
-    from biohash.store import open_store
+    from biohash.serve.service import wait_until_healthy
+    from biohash.serve.store import open_store
 
     work = Path(tempfile.mkdtemp(prefix="biohash-load-"))
     runner = CliRunner()

@@ -1,4 +1,4 @@
-"""Sample quality gate (biohash.quality): limits from calibration palms, false rejects on the other palms of every
+"""Sample quality gate (biohash.imaging.quality): limits from calibration palms, false rejects on the other palms of every
 real database in ../shared/data, refusals of noise and of images that are not palm ROIs.
 
 Calibration: the even-numbered palms (sorted identity ids) of every database and band; each limit is their most
@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 from _common import report, run_main
 
-from biohash.data.datasets import open_dataset
-from biohash.images import read_image
-from biohash.quality import LIMITS, Quality, sample_quality
+from biohash.imaging.images import read_image
+from biohash.imaging.quality import LIMITS, Quality, sample_quality
+from biohash.train.data.datasets import open_dataset
 
 PALMS = {  # name -> (adapter, folder, options)
     "polyu-ms-full (red, green, blue, nir)": ("polyu-ms", "polyu-ms-full", {"bands": "red,green,blue,nir"}),

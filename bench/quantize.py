@@ -24,18 +24,18 @@ import numpy as np
 import torch
 from _common import RESULTS, report, run_main
 
-from biohash.data.config import DataConfig, open_split
-from biohash.eval_run import evaluate_run
-from biohash.evaluate import score_metrics
-from biohash.models.quant import quantized_size_bytes
-from biohash.quantize_job import quantize_run
-from biohash.recipes.cohash import CohashConfig
-from biohash.recipes.quantize import QuantizeConfig
-from biohash.restore import load_model
-from biohash.runs import read_config
-from biohash.scores import CodeSet, mode_scores
-from biohash.train import FitConfig
-from biohash.train_job import train
+from biohash.match.scores import CodeSet, mode_scores
+from biohash.train.data.config import DataConfig, open_split
+from biohash.train.eval_run import evaluate_run
+from biohash.train.evaluate import score_metrics
+from biohash.train.fit import FitConfig
+from biohash.train.models.quant import quantized_size_bytes
+from biohash.train.quantize_job import quantize_run
+from biohash.train.recipes.base import load_model
+from biohash.train.recipes.cohash import CohashConfig
+from biohash.train.recipes.quantize import QuantizeConfig
+from biohash.train.runs import read_config
+from biohash.train.train_job import train
 
 WORK = RESULTS / "quantize_runs"
 
@@ -63,8 +63,8 @@ def ocular_run(data_root: Path, epochs: int) -> Path:
 
 def onnx_int8(run: Path) -> dict[str, float]:
     """Export FP32 + INT8 ONNX; size, batch-1 one-thread latency of each, and the INT8 model's test EER/rank-1."""
-    from biohash.encoder import Encoder
-    from biohash.export import export_run
+    from biohash.serve.encoder import Encoder
+    from biohash.train.export import export_run
 
     bundle = export_run(run, fmt="onnx-int8", calibration="synthetic")
     config = read_config(run)

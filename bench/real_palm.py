@@ -31,12 +31,12 @@ from pathlib import Path
 
 from _common import RESULTS, report, run_main
 
-from biohash.data.config import DataConfig
-from biohash.eval_run import evaluate_run
-from biohash.recipes.cohash import CohashConfig
-from biohash.runs import read_config
-from biohash.train import FitConfig
-from biohash.train_job import train
+from biohash.train.data.config import DataConfig
+from biohash.train.eval_run import evaluate_run
+from biohash.train.fit import FitConfig
+from biohash.train.recipes.cohash import CohashConfig
+from biohash.train.runs import read_config
+from biohash.train.train_job import train
 
 ARC = {"loss": "arcface", "lambda_supcon": 0.2}
 VARIANTS = {
@@ -93,9 +93,9 @@ def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
     """CompCode at each grid on the database's test gallery and probes, per modality (no training)."""
     import numpy as np
 
-    from biohash import metrics
-    from biohash.compcode import compcode, distance_matrix
-    from biohash.data.config import open_split
+    from biohash.imaging.compcode import compcode, distance_matrix
+    from biohash.match import metrics
+    from biohash.train.data.config import open_split
 
     dataset, split = open_split(data)
     rows = []

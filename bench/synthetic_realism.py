@@ -14,9 +14,9 @@ import cv2
 import numpy as np
 from _common import report, run_main
 
-from biohash import metrics
-from biohash.compcode import genuine_impostor
-from biohash.data.synthetic import SyntheticPalms
+from biohash.imaging.compcode import genuine_impostor
+from biohash.match import metrics
+from biohash.train.data.synthetic import SyntheticPalms
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -5,7 +5,7 @@ import time
 
 from _common import report
 
-from biohash.data.synthetic import SyntheticPalms
+from biohash.train.data.synthetic import SyntheticPalms
 
 
 def measure(size: int, n_ids: int = 100, n_captures: int = 2000) -> list:

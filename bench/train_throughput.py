@@ -21,13 +21,13 @@ import numpy as np
 import torch
 from _common import report, run_main
 
-from biohash.data.config import DataConfig, open_split
-from biohash.data.loaders import PairedTrainSet
-from biohash.devices import join_process_group, processes, resolve_device, to_device
-from biohash.fit_config import FitConfig
-from biohash.recipes.cohash import CohashConfig, build
-from biohash.train import _engine, _Epochs, _progress, make_optimizer
-from biohash.train_job import _loader
+from biohash.train.data.config import DataConfig, open_split
+from biohash.train.data.loaders import PairedTrainSet
+from biohash.train.devices import join_process_group, processes, resolve_device, to_device
+from biohash.train.fit import _engine, _Epochs, _progress, make_optimizer
+from biohash.train.fit_config import FitConfig
+from biohash.train.recipes.cohash import CohashConfig, build
+from biohash.train.train_job import _loader
 
 
 def _setup(args, backbone: str, device: torch.device):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from biohash import from_real, hamming, metrics
-from biohash.scores import read_score_file
+from biohash.match.scores import read_score_file
 
 if len(sys.argv) > 1:
     genuine, impostor = read_score_file(Path(sys.argv[1]) / "eval" / "open-test" / "scores-fused.txt")

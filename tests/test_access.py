@@ -1,11 +1,12 @@
-"""API key files, scopes, subject ids and the rate limiter (biohash.access)."""
+"""API key files, scopes, subject ids and the rate limiter (biohash.serve.access)."""
 from __future__ import annotations
 
 import warnings
 
 import pytest
 
-from biohash.access import (
+from biohash.errors import BiohashError
+from biohash.serve.access import (
     DEFAULT_SCOPES,
     KeyFileError,
     RateLimiter,
@@ -14,7 +15,6 @@ from biohash.access import (
     read_api_keys,
     read_protection_key,
 )
-from biohash.errors import BiohashError
 
 
 def test_key_files_ignore_comments_and_blank_lines_and_refuse_short_keys():

@@ -107,8 +107,8 @@ def test_write_json_is_strict_json(tmp_path):
 
     import numpy as np
 
-    from biohash.metrics import d_prime
-    from biohash.runs import write_json
+    from biohash.match.metrics import d_prime
+    from biohash.train.runs import write_json
 
     write_json(tmp_path / "m.json", {"d": float("inf"), "n": np.float32("nan"), "a": np.arange(2), "k": (1, 2.5)})
     text = (tmp_path / "m.json").read_text()
@@ -172,9 +172,9 @@ def test_train_help_shows_the_recipe_defaults():
     must be the config dataclasses' own."""
     import dataclasses
 
-    from biohash.data.config import DataConfig
-    from biohash.recipes.cohash import CohashConfig
-    from biohash.train import FitConfig
+    from biohash.train.data.config import DataConfig
+    from biohash.train.fit import FitConfig
+    from biohash.train.recipes.cohash import CohashConfig
 
     text = " ".join(runner.invoke(app, ["train", "cohash", "--help"], env={"COLUMNS": "250"}).output.split())
     defaults = {f.name: f.default for cls in (CohashConfig, FitConfig, DataConfig) for f in dataclasses.fields(cls)}
@@ -198,10 +198,10 @@ def test_the_datasets_command_the_help_names_lists_every_adapter():
 
 
 def test_demo_resume_continues_the_stopped_run(monkeypatch, tmp_path):
-    import biohash.demo
+    import biohash.cli.demo
 
     calls = []
-    monkeypatch.setattr(biohash.demo, "run_demo", lambda run_dir, **kw: calls.append((run_dir, kw)))
+    monkeypatch.setattr(biohash.cli.demo, "run_demo", lambda run_dir, **kw: calls.append((run_dir, kw)))
     result = runner.invoke(app, ["demo", "--resume", "--runs", str(tmp_path)])
     assert result.exit_code == 0, result.output  # on main: No such option: --resume
     assert calls[0][0] == tmp_path / "demo" and calls[0][1]["fresh"] is False

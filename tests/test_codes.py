@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from biohash import codes
-from biohash.types import Codes
+from biohash.match import codes
+from biohash.match.types import Codes
 
 
 def _popcount_reference(a: np.ndarray, b: np.ndarray) -> int:

@@ -4,8 +4,8 @@ import glob
 import numpy as np
 import pytest
 
-from biohash.compcode import compcode, distance, genuine_impostor
-from biohash.data.synthetic import SyntheticPalms
+from biohash.imaging.compcode import compcode, distance, genuine_impostor
+from biohash.train.data.synthetic import SyntheticPalms
 
 
 def test_code_shape_identity_and_shift_tolerance():
@@ -62,7 +62,7 @@ def test_synthetic_genuine_pairs_vary_like_real_polyu(shared_data, band, modalit
 
 
 def test_distance_matrix_equals_the_pairwise_distance():
-    from biohash.compcode import distance_matrix
+    from biohash.imaging.compcode import distance_matrix
 
     rng = np.random.default_rng(3)
     codes = rng.integers(0, 6, (7, 8, 8))

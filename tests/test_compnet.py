@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.models.compnet import Competition, GaborBank, bake_gabor
-from biohash.models.hashnet import HashNet
+from biohash.train.models.compnet import Competition, GaborBank, bake_gabor
+from biohash.train.models.hashnet import HashNet
 
 
 @pytest.mark.parametrize("psi", [0.0, 0.7])
@@ -67,7 +67,7 @@ def test_baked_gabor_gives_the_same_codes(backbone):
 
 def test_compnet_onnx_equals_torch(tmp_path):
     ort = pytest.importorskip("onnxruntime")
-    from biohash.export import _Branch, _onnx
+    from biohash.train.export import _Branch, _onnx
 
     net = HashNet("compnet_lite", bits=64).eval()
     path = tmp_path / "b.onnx"
@@ -85,7 +85,7 @@ def test_compnet_onnx_equals_torch(tmp_path):
 def test_the_competition_stem_codes_a_line_by_its_orientation():
     """The stem hands the trunk CompCode's answer: on vertical and horizontal stripes the winning orientation
     channel differs by half the bank (90 degrees), and the pooled image rides along as the last channel."""
-    from biohash.models.compnet import CompetitionStem
+    from biohash.train.models.compnet import CompetitionStem
 
     stem = CompetitionStem(12).eval()
     yy, xx = torch.meshgrid(torch.arange(128.0), torch.arange(128.0), indexing="ij")

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from biohash.data.config import DataConfig, open_split
-from biohash.data.datasets import DatasetError, open_dataset
+from biohash.train.data.config import DataConfig, open_split
+from biohash.train.data.datasets import DatasetError, open_dataset
 
 
 def _write(path, img=None):

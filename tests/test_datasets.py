@@ -1,8 +1,8 @@
 import pytest
 
-from biohash.data.datasets import DATASETS, DatasetError, open_dataset
-from biohash.data.protocols import closed_set, open_set
 from biohash.errors import UnknownNameError
+from biohash.train.data.datasets import DATASETS, DatasetError, open_dataset
+from biohash.train.data.protocols import closed_set, open_set
 
 
 def test_synthetic_dataset_samples_and_load():

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from biohash.losses import (
+from biohash.train.losses import (
     CodeL2Loss,
     L1QuantizationLoss,
     PairwiseHashLoss,
     SoftTargetLoss,
 )
-from biohash.models.hashnet import HashClassifier, HashNet
+from biohash.train.models.hashnet import HashClassifier, HashNet
 
 
 def test_student_has_the_table_1_shapes_and_parameter_count():
@@ -53,9 +53,9 @@ def test_quantization_code_l2_and_soft_target_by_hand():
 
 
 def test_distillation_moves_student_codes_towards_the_teacher(tmp_path):
-    from biohash.data.config import DataConfig, open_split
-    from biohash.data.loaders import IdentityBatchSampler, PairedTrainSet, image_batches
-    from biohash.recipes.distill import DistillConfig, build
+    from biohash.train.data.config import DataConfig, open_split
+    from biohash.train.data.loaders import IdentityBatchSampler, PairedTrainSet, image_batches
+    from biohash.train.recipes.distill import DistillConfig, build
 
     torch.manual_seed(0)
     data = DataConfig(identities=12, captures=6, image_size=64, protocol="closed", seed=0)
@@ -87,7 +87,7 @@ def test_distillation_moves_student_codes_towards_the_teacher(tmp_path):
 
 
 def test_identity_batches_hold_genuine_pairs():
-    from biohash.data.loaders import IdentityBatchSampler
+    from biohash.train.data.loaders import IdentityBatchSampler
 
     labels = [i // 3 for i in range(30)]  # 10 identities x 3 items
     sampler = IdentityBatchSampler(labels, batch_size=8, per_identity=4, seed=1)
@@ -115,7 +115,7 @@ def test_train_dhn_then_distill_then_eval_from_the_command_line(tmp_path):
                                  *common])
     assert result.exit_code == 0, result.output
     assert "| print |" in result.output
-    from biohash.runs import read_config
+    from biohash.train.runs import read_config
 
     config = read_config(tmp_path / "student")
     assert config["recipe"] == "distill" and config["model"]["backbone"] == "student"

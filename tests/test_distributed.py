@@ -121,8 +121,8 @@ def test_bf16_mixed_precision_trains_on_the_cpu(tmp_path):
 
 
 def test_a_missing_recipe_module_is_named(monkeypatch):
-    from biohash.recipes.base import load_recipes
-    from biohash.runs import RunError
+    from biohash.train.recipes.base import load_recipes
+    from biohash.train.runs import RunError
 
     monkeypatch.setenv("BIOHASH_RECIPES", "no_such_recipes_module")
     with pytest.raises(RunError, match="BIOHASH_RECIPES names 'no_such_recipes_module'"):
@@ -131,8 +131,8 @@ def test_a_missing_recipe_module_is_named(monkeypatch):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
 def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path):
-    from biohash.encoder import Encoder
-    from biohash.runs import RunError
+    from biohash.serve.encoder import Encoder
+    from biohash.train.runs import RunError
 
     (tmp_path / "bundle.json").write_text(json.dumps({"modalities": ["print"], "bits": 32, "image_size": 64,
                                                       "fingerprint": "f" * 32, "onnx": {}}))
@@ -147,9 +147,9 @@ def test_an_encoder_or_server_asked_for_a_missing_gpu_refuses_at_start(tmp_path)
 
 
 def test_one_numbered_gpu_for_every_torchrun_process_is_refused(monkeypatch):
-    from biohash.fit_config import FitConfig
-    from biohash.runs import RunError
-    from biohash.train_job import _join
+    from biohash.train.fit_config import FitConfig
+    from biohash.train.runs import RunError
+    from biohash.train.train_job import _join
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")

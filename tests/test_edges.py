@@ -69,8 +69,8 @@ def test_serve_refuses_a_key_file_that_is_json(bundle, tmp_path):
 
 
 def test_a_bug_inside_a_command_is_a_traceback_not_a_user_error(bundle, tmp_path, monkeypatch):
-    from biohash import deployment
-    from biohash.store import open_store
+    from biohash.serve import deployment
+    from biohash.serve.store import open_store
 
     open_store(tmp_path / "t.db").close()
 

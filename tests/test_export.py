@@ -39,7 +39,7 @@ def test_quantize_command_reads_no_labels_and_evaluates(tiny_run):
 
 
 def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
-    from biohash.encoder import Encoder
+    from biohash.serve.encoder import Encoder
 
     result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8"])
     assert result.exit_code == 0, result.output
@@ -52,7 +52,7 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
         assert fp32["max_abs_embedding_diff"] < 1e-3 and fp32["bit_agreement"] >= 0.99
         assert bundle["checks"][f"{m}/onnx-int8"]["bit_agreement"] >= bundle["min_agreement"] == 0.97
     # re-measured here on palms the export check never saw: the codes a user gets agree as the bundle says
-    from biohash.data.datasets import open_dataset
+    from biohash.train.data.datasets import open_dataset
 
     ds = open_dataset("synthetic", identities=8, captures=2, size=64, seed=77)
     images = [ds.load(s) for s in ds.samples if s.modality == "vein"]
@@ -67,9 +67,9 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
 def test_an_int8_export_below_the_agreement_bar_fails_and_is_refused(tiny_run, tmp_path):
     """On main an INT8 model whose codes disagreed with torch exited 0, and a store enrolled with torch codes
     accepted its codes (identify then ranked the wrong person first)."""
-    from biohash.deployment import Deployment
-    from biohash.encoder import Encoder
-    from biohash.store import StoreError
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.encoder import Encoder
+    from biohash.serve.store import StoreError
 
     result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx-int8", "--min-agreement", "99.99"])
     assert result.exit_code != 0 and "export check failed" in result.output and "onnx-int8" in result.output
@@ -89,7 +89,7 @@ def test_an_int8_export_below_the_agreement_bar_fails_and_is_refused(tiny_run, t
 
 
 def test_encoder_errors(tiny_run, tmp_path):
-    from biohash.encoder import Encoder
+    from biohash.serve.encoder import Encoder
 
     with pytest.raises(FileNotFoundError, match="biohash export"):
         Encoder(tmp_path)
@@ -133,8 +133,8 @@ def test_test_shifts_are_exported_to_onnx(tmp_path):
     import onnxruntime as ort
     import torch
 
-    from biohash.export import _Branch, _onnx
-    from biohash.models.hashnet import HashNet
+    from biohash.train.export import _Branch, _onnx
+    from biohash.train.models.hashnet import HashNet
 
     torch.manual_seed(0)
     net = HashNet("tiny", 32, test_shifts=3).eval()
@@ -153,8 +153,8 @@ def test_int8_export_keeps_compnets_competition_blocks_in_float(tmp_path):
     any calibration; they stay FP32 (98.6-99.0 % agreement measured), the rest is INT8."""
     import onnx
 
-    from biohash.export import _Branch, _int8, _trace, competition_nodes
-    from biohash.models.hashnet import HashNet
+    from biohash.train.export import _Branch, _int8, _trace, competition_nodes
+    from biohash.train.models.hashnet import HashNet
 
     net = HashNet("compnet_lite", 64).eval()
     fp32 = tmp_path / "m.onnx"
@@ -172,8 +172,8 @@ def test_int8_export_keeps_compnets_competition_blocks_in_float(tmp_path):
 
 
 def _small_onnx(tmp_path):
-    from biohash.export import _Branch, _trace
-    from biohash.models.hashnet import HashNet
+    from biohash.train.export import _Branch, _trace
+    from biohash.train.models.hashnet import HashNet
 
     path = tmp_path / "small.onnx"
     _trace(_Branch(HashNet("small", 64).eval()), 64, path)

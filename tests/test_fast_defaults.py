@@ -11,8 +11,8 @@ import pytest
 
 
 def test_auto_picks_faiss_bflat_where_faiss_imports_and_the_scan_where_it_does_not(monkeypatch):
-    from biohash import matching
-    from biohash.matching import ExactMatcher, FaissMatcher, make_matcher
+    from biohash.match import matching
+    from biohash.match.matching import ExactMatcher, FaissMatcher, make_matcher
 
     assert isinstance(make_matcher(64), FaissMatcher) and make_matcher(64).factory == "BFlat"
     real = importlib.util.find_spec
@@ -22,7 +22,7 @@ def test_auto_picks_faiss_bflat_where_faiss_imports_and_the_scan_where_it_does_n
 
 
 def test_a_deployment_defaults_to_onnx_and_bflat_and_health_says_so(fixed, tmp_path):
-    from biohash.deployment import Deployment
+    from biohash.serve.deployment import Deployment
 
     dep = Deployment.from_bundle(fixed, tmp_path / "a.db")
     health = dep.health()
@@ -36,7 +36,7 @@ def test_a_deployment_defaults_to_onnx_and_bflat_and_health_says_so(fixed, tmp_p
 
 
 def test_auto_never_picks_a_model_that_failed_its_check_or_int8(fixed, tmp_path):
-    from biohash.encoder import resolve_backend
+    from biohash.serve.encoder import resolve_backend
 
     meta = json.loads((fixed / "bundle.json").read_text())
     assert resolve_backend(meta, "auto") == "onnx"
@@ -46,8 +46,8 @@ def test_auto_never_picks_a_model_that_failed_its_check_or_int8(fixed, tmp_path)
 
 @pytest.mark.parametrize("backend", ["torch", "onnx"])
 def test_one_image_at_a_time_gives_the_codes_of_a_batch(fixed, backend):
-    from biohash.data.datasets import open_dataset
-    from biohash.encoder import Encoder
+    from biohash.serve.encoder import Encoder
+    from biohash.train.data.datasets import open_dataset
 
     enc = Encoder(fixed, backend=backend)
     ds = open_dataset("synthetic", identities=4, captures=2, size=64, seed=3)
@@ -66,9 +66,9 @@ def test_the_export_check_reports_batch_one_speed_beside_agreement(bundle):
 def test_batch_identify_answers_each_probe_as_single_identify_does(fixed, tmp_path):
     from fastapi.testclient import TestClient
 
-    from biohash.access import SCOPES, ApiKey
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.access import SCOPES, ApiKey
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     key = "batch-key-3e91c07d5a2b68f4"
     client = TestClient(create_app(Deployment.from_bundle(fixed, tmp_path / "b.db"), [ApiKey(key, frozenset(SCOPES))]),
@@ -89,8 +89,8 @@ def test_batch_identify_answers_each_probe_as_single_identify_does(fixed, tmp_pa
 def test_the_api_docs_come_from_the_library_offline_with_every_field_described(fixed, tmp_path):
     from fastapi.testclient import TestClient
 
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     client = TestClient(create_app(Deployment.from_bundle(fixed, tmp_path / "d.db"), ["docs-key-5f0a9e13c7b2d864"]))
     schema = client.get("/openapi.json").json()
@@ -121,7 +121,7 @@ def test_swagger_ui_renders_in_a_headless_browser(fixed, tmp_path):
     browser = next((b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
     if browser is None:
         pytest.skip("no Chromium on this machine: the headless /docs screenshot check needs one")
-    from biohash.service import wait_until_healthy
+    from biohash.serve.service import wait_until_healthy
     from conftest import _free_port
 
     port = _free_port()
@@ -147,8 +147,8 @@ def test_swagger_ui_renders_in_a_headless_browser(fixed, tmp_path):
 def test_identify_many_searches_each_mode_once_and_answers_as_identify(fixed, tmp_path, monkeypatch):
     """A batch of probes is one matcher search per mode (faiss scans the gallery once for all of them), with
     the answers identify gives one probe at a time, mixed modes and fused included."""
-    from biohash.deployment import Deployment
-    from biohash.types import Codes
+    from biohash.match.types import Codes
+    from biohash.serve.deployment import Deployment
 
     dep = Deployment.from_bundle(fixed, tmp_path / "m.db")
     rng = np.random.default_rng(9)
@@ -178,9 +178,9 @@ def test_a_code_probe_is_answered_on_the_event_loop_and_an_image_probe_in_the_po
     import cv2
     from fastapi.testclient import TestClient
 
-    from biohash import service
-    from biohash.access import SCOPES, ApiKey
-    from biohash.deployment import Deployment
+    from biohash.serve import service
+    from biohash.serve.access import SCOPES, ApiKey
+    from biohash.serve.deployment import Deployment
 
     hops = []
 
@@ -216,7 +216,7 @@ def test_a_code_probe_is_answered_on_the_event_loop_and_an_image_probe_in_the_po
     holder.join()
     assert r.status_code == 200 and len(hops) == 1  # waited in the pool, not on the event loop
     hops.clear()
-    from biohash.data.datasets import open_dataset
+    from biohash.train.data.datasets import open_dataset
 
     ds = open_dataset("synthetic", identities=2, captures=1, size=64, seed=1)
     png = cv2.imencode(".png", ds.load(next(s for s in ds.samples if s.modality == "print")))[1].tobytes()

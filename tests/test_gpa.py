@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from biohash.losses import GPALoss
-from biohash.models.gpa import GPANet, part_pool
+from biohash.train.losses import GPALoss
+from biohash.train.models.gpa import GPANet, part_pool
 
 
 @pytest.mark.parametrize("hp,vp", [(0, 0), (1, 0), (2, 2), (3, 1), (4, 3)])
@@ -82,8 +82,8 @@ def test_hash_head_gives_codes_and_its_own_classifier():
 
 
 def test_11k_protocol_is_identity_disjoint_with_one_gallery_image_per_identity(shared_data):
-    from biohash.data.datasets import open_dataset
-    from biohash.data.protocols import make_split
+    from biohash.train.data.datasets import open_dataset
+    from biohash.train.data.protocols import make_split
 
     ds = open_dataset("11k-hands", root=str(shared_data / "11k-hands"), aspects="palmar-right",
                       accessories="exclude")
@@ -102,8 +102,8 @@ def test_11k_protocol_is_identity_disjoint_with_one_gallery_image_per_identity(s
 
 
 def test_gpa_recipe_trains_with_a_slower_backbone(tmp_path):
-    from biohash.recipes.gpa import GpaConfig, build
-    from biohash.train import FitConfig, fit
+    from biohash.train.fit import FitConfig, fit
+    from biohash.train.recipes.gpa import GpaConfig, build
 
     torch.manual_seed(0)
     model, step = build(GpaConfig(backbone="tiny", horizontal=2, vertical=1), n_classes=3)
@@ -124,7 +124,7 @@ def test_train_gpa_on_11k_palmar_right_and_evaluate(shared_data, tmp_path):
     from typer.testing import CliRunner
 
     from biohash.cli import app
-    from biohash.runs import read_config
+    from biohash.train.runs import read_config
 
     result = CliRunner().invoke(app, ["train", "gpa", "--root", str(shared_data / "11k-hands"), "--aspect",
                                       "palmar-right", "--model", "tiny", "--epochs", "2", "-b", "16", "--image-size",
@@ -163,8 +163,8 @@ def test_gpa_hash_head_codes_are_evaluated_next_to_the_floats(shared_data, tmp_p
 def test_hd_protocol_puts_the_extra_identities_in_the_gallery_only(tmp_path):
     from PIL import Image
 
-    from biohash.data.datasets import DatasetError, open_dataset
-    from biohash.data.protocols import make_split
+    from biohash.train.data.datasets import DatasetError, open_dataset
+    from biohash.train.data.protocols import make_split
 
     for ident in list(range(1, 9)) + [503, 504]:
         for k in (1, 2, 3):

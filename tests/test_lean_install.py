@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def test_importing_the_service_and_cli_pulls_no_training_stack():
-    code = "import sys, biohash.service, biohash.cli, biohash.cli_deploy, biohash.deployment; " \
+    code = "import sys, biohash.serve.service, biohash.cli, biohash.cli.deploy, biohash.serve.deployment; " \
            "print(sorted({'torch', 'cv2', 'timm', 'sklearn', 'matplotlib', 'faiss'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.data.datasets import FRESH_CAPTURES, Dataset, DatasetError, open_dataset
-from biohash.data.loaders import PairedTrainSet, image_batches
-from biohash.data.transforms import random_affine, standardize
+from biohash.imaging.transforms import random_affine, standardize
+from biohash.train.data.datasets import FRESH_CAPTURES, Dataset, DatasetError, open_dataset
+from biohash.train.data.loaders import PairedTrainSet, image_batches
 
 
 def test_paired_items_carry_both_modalities_and_labels():
@@ -116,10 +116,10 @@ class _EpochEcho(torch.utils.data.Dataset):
 
 def test_loader_workers_see_each_new_epoch_of_the_dataset():
     """Workers kept alive across epochs would keep the first epoch's copy: every epoch the same captures."""
-    from biohash.devices import Processes
-    from biohash.fit_config import FitConfig
-    from biohash.train import _set_epoch
-    from biohash.train_job import _loader
+    from biohash.train.devices import Processes
+    from biohash.train.fit import _set_epoch
+    from biohash.train.fit_config import FitConfig
+    from biohash.train.train_job import _loader
 
     loader = _loader(_EpochEcho(), FitConfig(batch_size=4, workers=1, device="cpu"), 0, Processes())
     for epoch in range(3):
@@ -128,7 +128,7 @@ def test_loader_workers_see_each_new_epoch_of_the_dataset():
 
 
 def test_rank_slices_cover_each_global_batch_once_and_keep_identity_groups_whole():
-    from biohash.data.loaders import IdentityBatchSampler, RankSlice
+    from biohash.train.data.loaders import IdentityBatchSampler, RankSlice
 
     labels = [i // 3 for i in range(60)]  # 20 identities, 3 items each
     batches = IdentityBatchSampler(labels, batch_size=16, per_identity=4, seed=3)

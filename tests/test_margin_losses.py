@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from biohash.losses import ArcFaceLoss, SupConLoss
+from biohash.train.losses import ArcFaceLoss, SupConLoss
 
 
 def test_arcface_matches_hand_computation():
@@ -51,11 +51,11 @@ def test_supcon_matches_slow_reference():
 
 
 def test_arcface_cohash_recipe_trains_and_separates(tmp_path):
-    from biohash.data.config import DataConfig
-    from biohash.eval_run import evaluate_run
-    from biohash.recipes.cohash import CohashConfig
-    from biohash.train import FitConfig
-    from biohash.train_job import train
+    from biohash.train.data.config import DataConfig
+    from biohash.train.eval_run import evaluate_run
+    from biohash.train.fit import FitConfig
+    from biohash.train.recipes.cohash import CohashConfig
+    from biohash.train.train_job import train
 
     data = DataConfig(identities=30, captures=4, image_size=64, seed=3)
     method = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_supcon=0.2)
@@ -68,7 +68,7 @@ def test_arcface_cohash_recipe_trains_and_separates(tmp_path):
 
 
 def test_dhn_arcface_option_uses_the_classifier_weights_with_a_margin():
-    from biohash.recipes.dhn import DhnConfig, build
+    from biohash.train.recipes.dhn import DhnConfig, build
 
     torch.manual_seed(0)
     batch = {"print": torch.randn(8, 1, 64, 64), "label": torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])}
@@ -88,7 +88,7 @@ def test_dhn_arcface_option_uses_the_classifier_weights_with_a_margin():
 
 
 def test_binary_term_is_arcface_on_the_signed_codes_with_a_straight_through_gradient():
-    from biohash.recipes.cohash import CohashConfig, build
+    from biohash.train.recipes.cohash import CohashConfig, build
 
     torch.manual_seed(0)
     config = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_binary=1.0, dropout=0.0, lambda_cross=0)

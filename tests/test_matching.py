@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biohash.codes import hamming, pack
-from biohash.matching import ExactMatcher, make_matcher
-from biohash.types import Codes
+from biohash.match.codes import hamming, pack
+from biohash.match.matching import ExactMatcher, make_matcher
+from biohash.match.types import Codes
 
 
 def clustered(n_ids: int, per_id: int, bits: int, flip: float, seed: int) -> tuple[Codes, np.ndarray]:
@@ -98,7 +98,7 @@ def test_matcher_errors():
 
 def test_matchers_come_from_a_registry_users_can_extend():
     from biohash.errors import UnknownNameError
-    from biohash.matching import MATCHERS, ExactMatcher, make_matcher
+    from biohash.match.matching import MATCHERS, ExactMatcher, make_matcher
 
     assert isinstance(make_matcher(64, "exact"), ExactMatcher)
     assert make_matcher(64, "BIVF16:nprobe=4").params == {"nprobe": 4}

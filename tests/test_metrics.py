@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_curve
 
-from biohash import metrics
+from biohash.match import metrics
 
 
 def test_eer_hand_computed_case():
@@ -115,7 +115,7 @@ def test_bootstrap_ci_brackets_the_eer_and_narrows_with_data():
 
 
 def test_linkability_by_hand():
-    from biohash.metrics import linkability
+    from biohash.match.metrics import linkability
 
     # two bins; mated 3:1, non-mated 1:3 -> LR 3 in the low bin: D = (3 - 1) / (3 + 1) = 0.5, weighted by 3/4
     assert linkability([0, 0, 0, 1], [0, 1, 1, 1], bins=2) == pytest.approx(0.375)

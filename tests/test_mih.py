@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biohash.codes import pack
-from biohash.matching import ExactMatcher, make_matcher
-from biohash.mih import MultiIndexMatcher
-from biohash.types import Codes
+from biohash.match.codes import pack
+from biohash.match.matching import ExactMatcher, make_matcher
+from biohash.match.mih import MultiIndexMatcher
+from biohash.match.types import Codes
 
 
 def _captures(bits: int, people: int = 300, per: int = 4, flip: float = 0.12, seed: int = 0):

@@ -2,15 +2,15 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.losses import (
+from biohash.train.losses import (
     CentroidLoss,
     CentroidSoftmaxLoss,
     CrossModalityLoss,
     QuantizationLoss,
 )
-from biohash.models.backbones import BACKBONES, create_backbone, load_weights
-from biohash.models.cohash import CoHashNet, hash_centroids
-from biohash.models.hashnet import HashNet
+from biohash.train.models.backbones import BACKBONES, create_backbone, load_weights
+from biohash.train.models.cohash import CoHashNet, hash_centroids
+from biohash.train.models.hashnet import HashNet
 
 
 @pytest.mark.parametrize("name", BACKBONES.names())
@@ -121,7 +121,7 @@ def test_cohash_branches():
 
 
 def test_efficientnet_lite0_loads_the_packaged_imagenet_weights():
-    from biohash.models.backbones import packaged_efficientnet_lite0
+    from biohash.train.models.backbones import packaged_efficientnet_lite0
 
     state = torch.load(packaged_efficientnet_lite0(), map_location="cpu", weights_only=True)
     net = create_backbone("efficientnet_lite0", weights="imagenet")
@@ -135,7 +135,7 @@ def test_efficientnet_lite0_loads_the_packaged_imagenet_weights():
 
 
 def test_warm_start_copies_matching_tensors_but_not_centroids(tmp_path):
-    from biohash.recipes.cohash import CohashConfig, build
+    from biohash.train.recipes.cohash import CohashConfig, build
 
     source, _ = build(CohashConfig(backbone="tiny", bits=32), n_classes=5)
     (tmp_path / "checkpoints").mkdir()
@@ -150,7 +150,7 @@ def test_warm_start_copies_matching_tensors_but_not_centroids(tmp_path):
 
 
 def test_test_shifts_average_the_embeddings_of_rolled_copies_in_eval_only():
-    from biohash.models.hashnet import HashNet
+    from biohash.train.models.hashnet import HashNet
 
     torch.manual_seed(0)
     net = HashNet("tiny", 32, test_shifts=3).eval()

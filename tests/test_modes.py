@@ -1,12 +1,12 @@
-"""One definition of the matching modes for evaluation and deployment (biohash.modes)."""
+"""One definition of the matching modes for evaluation and deployment (biohash.match.modes)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from biohash.codes import hamming, pack
-from biohash.modes import MODE_NAMES, ModeError, mode, modes_for, resolve
-from biohash.scores import CodeSet, mode_scores
+from biohash.match.codes import hamming, pack
+from biohash.match.modes import MODE_NAMES, ModeError, mode, modes_for, resolve
+from biohash.match.scores import CodeSet, mode_scores
 
 
 def test_requests_resolve_to_the_modes_evaluation_scores():
@@ -40,11 +40,11 @@ def test_fusion_is_one_mean_shared_by_evaluation_and_deployment(tmp_path, fixed)
     fused similarity (scores.mode_scores) and a deployment's fused verify distance, for the same codes."""
     import numpy as np
 
-    from biohash.codes import pack
-    from biohash.deployment import Deployment
-    from biohash.modes import fuse
-    from biohash.scores import CodeSet, mode_scores
-    from biohash.types import Codes
+    from biohash.match.codes import pack
+    from biohash.match.modes import fuse
+    from biohash.match.scores import CodeSet, mode_scores
+    from biohash.match.types import Codes
+    from biohash.serve.deployment import Deployment
 
     assert fuse([np.array([[0.5]]), np.array([[0.0]])])[0, 0] == 0.25 and fuse([3.0, 6.0, 0.0]) == 3.0
     dep = Deployment.from_bundle(fixed, tmp_path / "f.db")

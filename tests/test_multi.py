@@ -8,10 +8,10 @@ import cv2
 import pytest
 import torch
 
-from biohash.data.config import DataConfig, open_split
-from biohash.data.datasets import DatasetError
-from biohash.data.multi import parse_spec, part_of
-from biohash.data.synthetic import SyntheticPalms
+from biohash.train.data.config import DataConfig, open_split
+from biohash.train.data.datasets import DatasetError
+from biohash.train.data.multi import parse_spec, part_of
+from biohash.train.data.synthetic import SyntheticPalms
 
 
 def _write_folder(root, seed, identities, captures, modalities):
@@ -46,8 +46,8 @@ def test_joined_split_keeps_identities_and_databases_apart(joined):
 
 
 def test_print_only_items_leave_the_vein_branch_untouched(joined):
-    from biohash.data.loaders import PairedTrainSet
-    from biohash.recipes.cohash import CohashConfig, build
+    from biohash.train.data.loaders import PairedTrainSet
+    from biohash.train.recipes.cohash import CohashConfig, build
 
     dataset, split = open_split(joined)
     train_set = PairedTrainSet(dataset, split.train, ("print", "vein"), 64)
@@ -70,10 +70,10 @@ def test_print_only_items_leave_the_vein_branch_untouched(joined):
 
 
 def test_a_joined_run_trains_and_is_scored_per_database(joined, tmp_path):
-    from biohash.eval_run import evaluate_run
-    from biohash.recipes.cohash import CohashConfig
-    from biohash.train import FitConfig
-    from biohash.train_job import train
+    from biohash.train.eval_run import evaluate_run
+    from biohash.train.fit import FitConfig
+    from biohash.train.recipes.cohash import CohashConfig
+    from biohash.train.train_job import train
 
     torch.set_num_threads(2)
     run = tmp_path / "joined"

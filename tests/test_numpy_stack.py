@@ -1,17 +1,32 @@
-"""The numpy stack and the CLI's start-up never import torch: a matching-only device installs no torch."""
+"""What a matching-only device runs never imports torch, not even at import: every module of match, imaging
+and serve (serve's torch encoder back-end imports it inside the call that builds a model), the top-level
+package, and the CLI's start-up."""
+import pkgutil
 import subprocess
 import sys
 
 import pytest
 
-NUMPY_STACK = ["biohash", "biohash.types", "biohash.codes", "biohash.metrics", "biohash.scores", "biohash.registry",
-               "biohash.data.synthetic", "biohash.data.datasets", "biohash.data.protocols", "biohash.cli",
-               "biohash.matching", "biohash.scan", "biohash.mih", "biohash.protect", "biohash.store", "biohash.quality"]
+import biohash
+
+TORCH_FREE_PACKAGES = ["biohash.match", "biohash.imaging", "biohash.serve"]
+ALSO = ["biohash", "biohash.errors", "biohash.registry", "biohash.cli", "biohash.train.runs",
+        "biohash.train.data.synthetic", "biohash.train.data.datasets", "biohash.train.data.protocols"]
 
 
-@pytest.mark.parametrize("module", NUMPY_STACK)
-def test_module_does_not_import_torch(module):
-    code = f"import sys, {module}; assert 'torch' not in sys.modules, 'torch was imported'"
+def _modules(package: str) -> list[str]:
+    path = biohash.__path__[0] + "/" + package.split(".", 1)[1]
+    return [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules([path])]
+
+
+@pytest.mark.parametrize("package", TORCH_FREE_PACKAGES + ["others"])
+def test_importing_the_package_pulls_in_no_torch(package):
+    modules = ALSO if package == "others" else _modules(package)
+    assert len(modules) >= 4
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}:\n"
+            "    importlib.import_module(m)\n"
+            "    assert 'torch' not in sys.modules, f'importing {m} imported torch'\n")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

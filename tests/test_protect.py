@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from biohash.codes import hamming, pack
-from biohash.protect import Protector, key_id, new_key
+from biohash.match.codes import hamming, pack
+from biohash.match.protect import Protector, key_id, new_key
 from test_matching import clustered
 
 
@@ -55,7 +55,7 @@ def test_key_errors_and_ids():
 def linkability_of_protection(people: int = 400, flip: float = 0.1, seed: int = 5) -> dict[str, float]:
     """D<->sys (ISO/IEC 30136 linkability) of templates of the same people protected under two keys, against an
     attacker who only compares templates; the same key and no protection as references."""
-    from biohash.metrics import linkability
+    from biohash.match.metrics import linkability
 
     codes, _ = clustered(people, 2, 128, flip, seed=seed)
     first = pack(np.unpackbits(codes.bits[0::2], axis=1))

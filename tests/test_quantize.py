@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.models.quant import (
+from biohash.train.models.quant import (
     QuantLayer,
     bake,
     quantize_activation,
@@ -42,7 +42,7 @@ def test_rounding_passes_gradients_straight_through():
 
 
 def test_quantize_model_wraps_every_layer_and_bake_writes_quantized_weights():
-    from biohash.models.hashnet import HashNet
+    from biohash.train.models.hashnet import HashNet
 
     net = HashNet("tiny", 32, head="avg").eval()
     q = quantize_model(net, 4)
@@ -64,8 +64,8 @@ def test_quantize_model_wraps_every_layer_and_bake_writes_quantized_weights():
 
 
 def _synthetic_batches(n: int, size: int, seed: int) -> list[torch.Tensor]:
-    from biohash.data.datasets import open_dataset
-    from biohash.data.transforms import standardize
+    from biohash.imaging.transforms import standardize
+    from biohash.train.data.datasets import open_dataset
 
     ds = open_dataset("synthetic", identities=n // 4, captures=4, size=size, seed=seed, modalities=("print",))
     x = torch.from_numpy(np.stack([standardize(ds.load(s), size) for s in ds.samples]))
@@ -73,8 +73,8 @@ def _synthetic_batches(n: int, size: int, seed: int) -> list[torch.Tensor]:
 
 
 def test_embedding_distillation_lowers_the_embedding_distance():
-    from biohash.models.hashnet import HashClassifier
-    from biohash.recipes.quantize import (
+    from biohash.train.models.hashnet import HashClassifier
+    from biohash.train.recipes.quantize import (
         QuantizeConfig,
         build,
         calibrate,
@@ -107,7 +107,7 @@ def test_embedding_distillation_lowers_the_embedding_distance():
 
 
 def test_quantize_config_errors():
-    from biohash.recipes.quantize import QuantizeConfig
+    from biohash.train.recipes.quantize import QuantizeConfig
 
     with pytest.raises(ValueError, match="unknown data source"):
         QuantizeConfig(source="imagenet")
@@ -135,7 +135,7 @@ def test_ocular_model_trains_and_quantizes_with_synthetic_palms_only(shared_data
 
 
 def test_embedding_distillation_loss_matches_hand_computed_values():
-    from biohash.losses import EmbeddingDistillationLoss
+    from biohash.train.losses import EmbeddingDistillationLoss
 
     loss = EmbeddingDistillationLoss()
     a = torch.tensor([[3.0, 0.0], [0.0, 2.0]])

@@ -30,7 +30,7 @@ def _blocks(section: str) -> list[list[str]]:
 
 @pytest.fixture
 def after_demo(tmp_path, monkeypatch):
-    from biohash.demo import run_demo
+    from biohash.cli.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
     run_demo(Path("runs/demo"), epochs=1, identities=40, bits=32)
@@ -45,7 +45,7 @@ def after_demo(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_readme_deployment_commands_work_verbatim_after_the_demo(after_demo):
-    from biohash.service import wait_until_healthy
+    from biohash.serve.service import wait_until_healthy
     from conftest import _free_port
 
     commands, shell = _blocks("Deployment: enroll, verify, identify, serve")

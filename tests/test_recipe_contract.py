@@ -45,15 +45,15 @@ def test_the_test_recipe_trains_evaluates_and_is_restored(tiny_run):
     print_mode = json.loads((tiny_run / "metrics.json").read_text())["modes"]["print"]
     assert print_mode["eer"] < 0.3 and print_mode["genuine_mean"] > print_mode["impostor_mean"]  # unseen palms
 
-    from biohash.restore import load_model
+    from biohash.train.recipes.base import load_model
 
     model = load_model(tiny_run)
     assert isinstance(model, TinyConvHash) and not model.training
 
 
 def test_the_test_recipe_exports_to_onnx_and_deploys(tiny_run, tmp_path):
-    from biohash.data.datasets import open_dataset
-    from biohash.encoder import Encoder
+    from biohash.serve.encoder import Encoder
+    from biohash.train.data.datasets import open_dataset
 
     result = runner.invoke(app, ["export", str(tiny_run), "--format", "onnx"])
     assert result.exit_code == 0, result.output

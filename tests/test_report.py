@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from biohash.types import Scores
+from biohash.match.types import Scores
 
 
 def _scores(mode: str, n_people: int, noise: float, seed: int) -> Scores:
@@ -30,8 +30,8 @@ def _ticks(svg: str) -> list[float]:
 
 
 def test_det_shows_only_measurable_rates_and_marks_each_eer(scores, tmp_path):
-    from biohash.metrics import eer
-    from biohash.report import plot_det
+    from biohash.match.metrics import eer
+    from biohash.train.report import plot_det
 
     floors = plot_det(scores, tmp_path / "det.png", "DET: run-x, 64 bits, open set")
     assert floors == (1 / (60 * 59), 1 / 60)
@@ -48,7 +48,7 @@ def test_det_shows_only_measurable_rates_and_marks_each_eer(scores, tmp_path):
 def test_cmc_separates_curves_near_one_and_histograms_draw_the_threshold(scores, tmp_path):
     import matplotlib.image
 
-    from biohash.report import plot_cmc, plot_histograms
+    from biohash.train.report import plot_cmc, plot_histograms
 
     plot_cmc(scores, tmp_path / "cmc.png")
     svg = (tmp_path / "cmc.svg").read_text()
@@ -60,8 +60,8 @@ def test_cmc_separates_curves_near_one_and_histograms_draw_the_threshold(scores,
 
 
 def test_the_html_report_is_one_self_contained_page(scores, tmp_path):
-    from biohash.evaluate import score_metrics
-    from biohash.report import write_report
+    from biohash.train.evaluate import score_metrics
+    from biohash.train.report import write_report
 
     per_mode = {m: score_metrics(s) for m, s in scores.items()}
     write_report(tmp_path, "evaluation of run-x", scores, per_mode, {"run": "run-x", "bits": 64,
@@ -95,14 +95,14 @@ def test_scoring_a_half_trained_run_says_so(tmp_path):
 
 
 def test_plotting_leaves_the_matplotlib_backend_alone(tmp_path):
-    """On main importing biohash.report switched the process to Agg (a notebook lost its inline plots)."""
+    """On main importing biohash.train.report switched the process to Agg (a notebook lost its inline plots)."""
     import subprocess
     import sys
 
-    code = ("import matplotlib; matplotlib.use('svg'); import biohash.report, numpy as np;"
-            "from biohash.types import Scores;"
+    code = ("import matplotlib; matplotlib.use('svg'); import biohash.train.report, numpy as np;"
+            "from biohash.match.types import Scores;"
             "s = Scores('print', np.array([[0.9, 0.2], [0.3, 0.8]]), np.array(['a', 'b']), np.array(['a', 'b']));"
-            f"biohash.report.plot_det({{'print': s}}, __import__('pathlib').Path(r'{tmp_path}') / 'det.png');"
+            f"biohash.train.report.plot_det({{'print': s}}, __import__('pathlib').Path(r'{tmp_path}') / 'det.png');"
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from biohash.data.roi import (
+from biohash.train.data.roi import (
     RoiError,
     cut,
     extract_roi,
@@ -175,8 +175,8 @@ def test_roi_command_writes_rois_sheet_and_failures(shared_data, tmp_path):
 def test_landmarks_back_end_is_explicit_and_optional(shared_data):
     """Without MediaPipe the landmarks method says how to get it; with it (make landmarks-env), palmar 11K
     photos give ROIs whose square lies on the hand."""
-    from biohash.data.databases import read_image
-    from biohash.data.roi import mediapipe_landmarks
+    from biohash.train.data.databases import read_image
+    from biohash.train.data.roi import mediapipe_landmarks
 
     path = shared_data / "11k-hands" / "images" / "Hand_0000002.jpg"
     if not path.exists():
@@ -207,7 +207,7 @@ def _casia_folder_with_a_bad_photo(shared_data, tmp_path):
 
 def test_a_photo_without_roi_is_skipped_and_listed_not_fatal(shared_data, tmp_path):
     """On main one CASIA photo whose ROI failed aborted training and evaluation on the whole set."""
-    from biohash.data.datasets import DatasetError, open_dataset
+    from biohash.train.data.datasets import DatasetError, open_dataset
 
     src = _casia_folder_with_a_bad_photo(shared_data, tmp_path)
     ds = open_dataset("casia-ms", root=str(src))
@@ -236,7 +236,7 @@ def test_training_on_a_folder_with_a_bad_photo_counts_it(shared_data, tmp_path):
 def test_roi_command_fails_when_nothing_was_cut_and_labels_paged_sheets(shared_data, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
-    import biohash.data.roi_batch as roi_batch
+    import biohash.train.data.roi_batch as roi_batch
     from biohash.cli import app
 
     src = tmp_path / "none"

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from biohash.codes import pack
-from biohash.scores import CodeSet, mode_scores, read_score_file, write_score_file
+from biohash.match.codes import pack
+from biohash.match.scores import CodeSet, mode_scores, read_score_file, write_score_file
 
 
 def _codeset(bits, ids, caps):

@@ -14,8 +14,8 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from biohash.access import SCOPES, ApiKey
 from biohash.cli import app as cli
+from biohash.serve.access import SCOPES, ApiKey
 
 KEY = "test-key-0123456789"
 
@@ -25,7 +25,7 @@ def _png(img: np.ndarray) -> bytes:
 
 
 def _palm(identity: int, capture: int, modality: str) -> np.ndarray:
-    from biohash.data.datasets import open_dataset
+    from biohash.train.data.datasets import open_dataset
 
     ds = open_dataset("synthetic", identities=identity + 1, captures=capture + 1, size=64, seed=11)
     return ds.load(next(s for s in ds.samples if s.identity == ds.identities()[identity]
@@ -38,8 +38,8 @@ def _hex(bits: np.ndarray) -> str:
 
 @pytest.fixture
 def client(fixed, tmp_path):
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     dep = Deployment.from_bundle(fixed, tmp_path / "t.db")
     operator = ApiKey(KEY, frozenset(SCOPES))  # these tests drive the service with raw codes and read distances
@@ -136,7 +136,7 @@ def test_bad_inputs_are_4xx_never_500(client):
 
 
 def test_protected_templates_are_cancellable(bundle, tmp_path):
-    from biohash.deployment import Deployment
+    from biohash.serve.deployment import Deployment
 
     rng = np.random.default_rng(3)
     code = {"print": _hex(rng.integers(0, 2, 32))}
@@ -190,7 +190,7 @@ def test_cli_enroll_verify_identify_delete(bundle, tmp_path):
 def test_load_against_the_real_server(bundle, tmp_path):
     import httpx
 
-    from biohash.service import wait_until_healthy
+    from biohash.serve.service import wait_until_healthy
     from conftest import _free_port
 
     port = _free_port()
@@ -228,8 +228,8 @@ def test_serve_starts_over_70000_templates_on_postgresql(bundle, postgres_server
     templates (one bind parameter per template)."""
     import json
 
-    from biohash.deployment import Deployment
-    from biohash.store import open_store
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.store import open_store
 
     url = postgres_server()
     fp = json.loads((bundle / "bundle.json").read_text())["fingerprint"]
@@ -248,8 +248,8 @@ LIMITED = "limited-key-0123456789"  # default scopes: enroll + match with images
 
 @pytest.fixture
 def hardened(fixed, tmp_path):
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     dep = Deployment.from_bundle(fixed, tmp_path / "h.db")
     app = create_app(dep, [ApiKey(KEY, frozenset(SCOPES)), LIMITED], max_body_bytes=400_000)
@@ -349,8 +349,8 @@ def test_ids_images_and_error_bodies_are_checked(hardened):
 def test_rate_limit_and_audit_lines(fixed, tmp_path, caplog):
     import logging
 
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     client = TestClient(create_app(Deployment.from_bundle(fixed, tmp_path / "r.db"), [LIMITED], rate_limit=3),
                         raise_server_exceptions=False)
@@ -418,7 +418,7 @@ def test_two_servers_on_one_postgresql_database_miss_no_enrollment(bundle, tmp_p
     at once; afterwards each replica identifies every acknowledged subject without a restart."""
     import httpx
 
-    from biohash.service import wait_until_healthy
+    from biohash.serve.service import wait_until_healthy
     from conftest import _free_port
 
     url = postgres_server()
@@ -465,7 +465,7 @@ def test_serve_says_where_it_listens_logs_each_request_and_documents_itself_offl
     leaked into the log on a corrupt upload."""
     import httpx
 
-    from biohash.service import wait_until_healthy
+    from biohash.serve.service import wait_until_healthy
     from conftest import _free_port
 
     port = _free_port()

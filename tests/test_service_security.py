@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from biohash.access import SCOPES, ApiKey
+from biohash.serve.access import SCOPES, ApiKey
 
 OPERATOR = "operator-key-0123456789abcdef"
 H = {"X-API-Key": OPERATOR}
@@ -37,7 +37,7 @@ def rgba16_bomb() -> bytes:
 
 
 def test_a_deep_png_under_the_pixel_cap_is_refused_before_decoding(rgba16_bomb, monkeypatch):
-    from biohash.images import ImageTooLarge, decode_image
+    from biohash.imaging.images import ImageTooLarge, decode_image
 
     assert len(rgba16_bomb) < 400_000
     monkeypatch.setattr(cv2, "imdecode", lambda *a: pytest.fail("decoded a bomb"))
@@ -50,14 +50,14 @@ def test_a_deep_png_under_the_pixel_cap_is_refused_before_decoding(rgba16_bomb, 
                                              ((40, 50), np.uint16, ".tiff"), ((40, 50, 3), np.uint8, ".jpg"),
                                              ((40, 50, 3), np.uint16, ".tiff"), ((40, 50, 3), np.uint8, ".bmp")])
 def test_the_decoded_size_read_from_the_header_is_what_opencv_decodes(shape, dtype, ext):
-    from biohash.images import decoded_bytes
+    from biohash.imaging.images import decoded_bytes
 
     data = cv2.imencode(ext, np.zeros(shape, dtype))[1].tobytes()
     assert decoded_bytes(data, 50, 40) == cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).nbytes
 
 
 def test_palette_and_grey_alpha_pngs_count_what_opencv_expands_them_to():
-    from biohash.images import decoded_bytes
+    from biohash.imaging.images import decoded_bytes
 
     for colour, depth, channels in ((3, 8, 1), (4, 8, 2), (4, 16, 2)):
         data = _png(20, 10, depth, colour, channels) if colour != 3 else None
@@ -70,7 +70,7 @@ def test_palette_and_grey_alpha_pngs_count_what_opencv_expands_them_to():
 
 
 def test_sixteen_bit_images_still_decode_to_stretched_eight_bits():
-    from biohash.images import decode_image
+    from biohash.imaging.images import decode_image
 
     ramp = np.tile(np.linspace(1000, 50_000, 64), (48, 1)).astype(np.uint16)
     img = decode_image(cv2.imencode(".png", np.dstack([ramp] * 4))[1].tobytes(), "vein")
@@ -86,8 +86,8 @@ DEFAULT_KEY = "default-key-a61f09c3e7b25d48"  # enroll, match: images only
 
 @pytest.fixture
 def service(fixed, tmp_path):
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     keys = [ApiKey(OPERATOR, frozenset(SCOPES)), ApiKey(CODES_KEY, frozenset({"enroll", "match", "codes"})),
             ApiKey(DEFAULT_KEY)]
@@ -159,8 +159,8 @@ def test_answers_to_keys_without_scores_carry_no_grade_below_the_threshold(servi
 
 
 def test_without_a_threshold_only_the_operator_may_match(bundle, tmp_path):
-    from biohash.deployment import Deployment
-    from biohash.service import create_app
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
 
     app = create_app(Deployment.from_bundle(bundle, tmp_path / "n.db"), [ApiKey(OPERATOR, frozenset(SCOPES)),
                                                                          ApiKey(CODES_KEY, frozenset({"match", "codes"}))])
@@ -250,7 +250,7 @@ def test_health_tells_strangers_only_that_the_service_is_up(service):
 def test_a_body_that_stops_midway_is_answered_408_and_the_connection_closed():
     import asyncio
 
-    from biohash.service import BodyDeadline
+    from biohash.serve.service import BodyDeadline
 
     async def app(scope, receive, send):  # never reached
         raise AssertionError("the app saw a partial body")
@@ -282,7 +282,7 @@ def test_a_body_that_stops_midway_is_answered_408_and_the_connection_closed():
     ("k3y-for-the-d\u00f6\u00f6r-0001\n", "printable ASCII"),
 ])
 def test_key_files_are_parsed_strictly(text, error):
-    from biohash.access import KeyFileError, parse_keys
+    from biohash.serve.access import KeyFileError, parse_keys
 
     if error:
         with pytest.raises(KeyFileError, match=error):
@@ -308,7 +308,7 @@ def _noise(rng, kind: str) -> np.ndarray:
 
 @pytest.mark.parametrize("kind", ["uniform", "gaussian", "blurred", "salt-pepper"])
 def test_noise_is_refused_with_one_clear_line(kind):
-    from biohash.images import ImageError, check_usable
+    from biohash.imaging.images import ImageError, check_usable
 
     img = _noise(np.random.default_rng(0), kind)
     with pytest.raises(ImageError, match=r"print: image (looks like noise|is saturated) \(\w+ [0-9.]+, palms need"):
@@ -325,8 +325,8 @@ def test_a_noise_wolf_cannot_enroll_and_noise_cannot_probe(service):
 
 
 def test_real_palms_of_every_shared_database_pass_and_whole_hand_photos_do_not(shared_data):
-    from biohash.data.datasets import open_dataset
-    from biohash.images import ImageError, check_usable, read_image
+    from biohash.imaging.images import ImageError, check_usable, read_image
+    from biohash.train.data.datasets import open_dataset
 
     sets = [("polyu-ms", "polyu-ms-full", {"bands": "red,green,blue,nir"}),
             ("casia-ms", "casia-ms-roi", {"bands": "460,630,700,WHT,850,940", "roi": "none"}),

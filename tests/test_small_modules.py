@@ -36,7 +36,7 @@ def _png(path, seed: int) -> None:
 
 
 def test_folder_adapter_reads_identity_folders_modality_folders_and_a_manifest(tmp_path):
-    from biohash.data.folders import folder, unlabeled_images
+    from biohash.train.data.folders import folder, unlabeled_images
 
     _png(tmp_path / "ann" / "a.png", 0)
     _png(tmp_path / "ann" / "b.png", 1)
@@ -56,8 +56,8 @@ def test_folder_adapter_reads_identity_folders_modality_folders_and_a_manifest(t
                                            ("path,identity,modality\na.png,,print\n", ":2: empty identity"),
                                            ("path,identity,modality,session\na.png,x,print,two\n", "session must be")])
 def test_a_bad_manifest_names_the_file_line_and_problem(tmp_path, text, message):
-    from biohash.data.datasets import DatasetError
-    from biohash.data.folders import folder
+    from biohash.train.data.datasets import DatasetError
+    from biohash.train.data.folders import folder
 
     (tmp_path / "m.csv").write_text(text)
     with pytest.raises(DatasetError, match=message):
@@ -69,7 +69,7 @@ def test_a_bad_manifest_names_the_file_line_and_problem(tmp_path, text, message)
 def test_the_sqlite_wrapper_keeps_transactions_its_own(tmp_path):
     """Autocommit underneath, explicit BEGIN / COMMIT / ROLLBACK on top: a rolled back write leaves nothing,
     commit and rollback outside a transaction do nothing, a script runs statement by statement."""
-    from biohash.store_conn import _SqliteConn
+    from biohash.serve.store_conn import _SqliteConn
 
     conn = _SqliteConn(sqlite3.connect(str(tmp_path / "c.db"), isolation_level=None))
     conn.executescript("CREATE TABLE t (x INTEGER); CREATE INDEX tx ON t (x);")
@@ -85,3 +85,20 @@ def test_the_sqlite_wrapper_keeps_transactions_its_own(tmp_path):
     other = sqlite3.connect(str(tmp_path / "c.db"))
     assert other.execute("SELECT x FROM t").fetchall() == [(3,)]  # committed: another connection sees it
     conn.close()
+
+
+def test_the_public_api_resolves_every_name_and_import_biohash_stays_torch_free():
+    """Everything in biohash.__all__ is reachable from the top (serve and train names on first use), and
+    importing the package alone imports no torch."""
+    import subprocess
+    import sys
+
+    import biohash
+
+    code = "import sys, biohash; assert 'torch' not in sys.modules; biohash.Deployment; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    for name in biohash.__all__:
+        assert getattr(biohash, name) is not None, name
+    assert biohash.train_run.__module__ == "biohash.train.train_job" and set(biohash.__all__) <= set(dir(biohash))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        biohash.nope  # noqa: B018

@@ -9,8 +9,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from biohash.codes import pack
-from biohash.store import MIGRATIONS, StoreError, open_store
+from biohash.match.codes import pack
+from biohash.serve.store import MIGRATIONS, StoreError, open_store
 
 
 def _code(rng, bits=64):
@@ -78,8 +78,8 @@ def test_migrations_are_numbered_and_applied_once(store_url):
 
 _ENROLLER = textwrap.dedent("""
     import sys, numpy as np
-    from biohash.codes import pack
-    from biohash.store import open_store
+    from biohash.match.codes import pack
+    from biohash.serve.store import open_store
     store = open_store(sys.argv[1])
     rng = np.random.default_rng(int(sys.argv[2]))
     for k in range(int(sys.argv[3])):

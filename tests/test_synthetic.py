@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from biohash.data.synthetic import Nuisance, SyntheticPalms
+from biohash.train.data.synthetic import Nuisance, SyntheticPalms
 
 
 def _ncc(a, b):

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from biohash.data.config import DataConfig
-from biohash.eval_run import evaluate_run
-from biohash.recipes.cohash import CohashConfig
-from biohash.runs import RunError
-from biohash.train import FitConfig, fit, lr_factor
-from biohash.train_job import train
+from biohash.train.data.config import DataConfig
+from biohash.train.eval_run import evaluate_run
+from biohash.train.fit import FitConfig, fit, lr_factor
+from biohash.train.recipes.cohash import CohashConfig
+from biohash.train.runs import RunError
+from biohash.train.train_job import train
 
 TINY_DATA = DataConfig(identities=16, captures=8, image_size=64, protocol="closed", seed=0)
 TINY_MODEL = CohashConfig(backbone="tiny", bits=32)
@@ -40,8 +40,8 @@ def test_tiny_run_separates_genuine_from_impostor(trained_run):
 def test_float_scores_are_cosines_of_relaxed_codes():
     import numpy as np
 
-    from biohash.evaluate import _code_set, float_scores
-    from biohash.types import Sample
+    from biohash.match.types import Sample
+    from biohash.train.evaluate import _code_set, float_scores
 
     values = np.array([[0.5, -0.2, 0.9, 0.1, 0.3, -0.7, 0.2, 0.4], [0.1, 0.1, -0.3, 0.8, -0.5, 0.2, 0.6, -0.1]],
                       np.float32)
@@ -75,9 +75,9 @@ def test_existing_run_needs_resume(trained_run):
 
 
 def _tiny_setup():
-    from biohash.data.config import open_split
-    from biohash.data.loaders import PairedTrainSet
-    from biohash.recipes.cohash import build
+    from biohash.train.data.config import open_split
+    from biohash.train.data.loaders import PairedTrainSet
+    from biohash.train.recipes.cohash import build
 
     ds, split = open_split(DataConfig(identities=6, captures=2, image_size=32, protocol="closed"))
     train = PairedTrainSet(ds, split.train, ("print", "vein"), 32)

@@ -6,8 +6,8 @@ import json
 import pytest
 import torch
 
-from biohash import zoo
 from biohash.errors import BiohashError
+from biohash.train import zoo
 
 
 def test_unknown_zoo_name_lists_the_shipped_ones():
@@ -17,11 +17,11 @@ def test_unknown_zoo_name_lists_the_shipped_ones():
 
 
 def test_pretrain_publish_and_init_from_zoo(tmp_path):
-    from biohash.data.config import DataConfig
-    from biohash.pretrain import pretrain, publish
-    from biohash.recipes.cohash import CohashConfig, build
-    from biohash.train import FitConfig
-    from biohash.train_job import train
+    from biohash.train.data.config import DataConfig
+    from biohash.train.fit import FitConfig
+    from biohash.train.pretrain import pretrain, publish
+    from biohash.train.recipes.cohash import CohashConfig, build
+    from biohash.train.train_job import train
 
     data = DataConfig(identities=100, captures=4, image_size=64, val_fraction=0.1, test_fraction=0.1, seed=11)
     run = pretrain(tmp_path / "pre", data, CohashConfig(backbone="tiny", bits=32),
@@ -68,10 +68,10 @@ def test_pretrain_publish_and_init_from_zoo(tmp_path):
 
 
 def test_pretraining_refuses_files_and_too_few_identities(tmp_path):
-    from biohash.data.config import DataConfig
-    from biohash.pretrain import pretrain, pretrain_data
-    from biohash.recipes.cohash import CohashConfig
-    from biohash.train import FitConfig
+    from biohash.train.data.config import DataConfig
+    from biohash.train.fit import FitConfig
+    from biohash.train.pretrain import pretrain, pretrain_data
+    from biohash.train.recipes.cohash import CohashConfig
 
     with pytest.raises(ValueError, match="at least 100"):
         pretrain_data(10)
@@ -80,7 +80,7 @@ def test_pretraining_refuses_files_and_too_few_identities(tmp_path):
 
 
 def test_shipped_models_load_and_warm_start_every_backbone_tensor():
-    from biohash.recipes.cohash import CohashConfig, build, warm_start
+    from biohash.train.recipes.cohash import CohashConfig, build, warm_start
 
     assert {"compnet_lite-128", "small-128"} <= set(zoo.names())
     for name in ("compnet_lite-128", "small-128"):
@@ -98,8 +98,8 @@ def test_shipped_models_load_and_warm_start_every_backbone_tensor():
 def test_demo_starts_from_the_zoo(tmp_path):
     import torch
 
-    from biohash import zoo
-    from biohash.demo import run_demo
+    from biohash.cli.demo import run_demo
+    from biohash.train import zoo
 
     per_mode = run_demo(tmp_path / "demo", epochs=1, identities=40, bits=32)
     assert "init: zoo:compnet_lite-128" in (tmp_path / "demo" / "config.yaml").read_text()

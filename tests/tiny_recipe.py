@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from biohash.recipes.base import Recipe, option, register_recipe
+from biohash.train.recipes.base import Recipe, option, register_recipe
 
 
 class TinyConvHash(nn.Module):
@@ -58,7 +58,7 @@ class TinyHashRecipe(Recipe):
     config = TinyHashConfig
 
     def training_set(self, method, dataset, split, data, seed):
-        from biohash.data.loaders import PairedTrainSet
+        from biohash.train.data.loaders import PairedTrainSet
 
         return PairedTrainSet(dataset, split.train, ("print",), data.image_size, augment=False, seed=seed)
 
