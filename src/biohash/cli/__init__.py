@@ -1,7 +1,7 @@
 """The `biohash` command line: one typer app (cli.app), its commands registered by group on import.
 
-main: synth, quantize, export, roi, eval, compare, demo, datasets, backbones; train: train; deploy: enroll,
-verify, identify, delete, serve; zoo: pretrain, zoo. Heavy imports (torch) happen inside commands, so --help
+main: synth, quantize, export, roi, eval, demo, datasets; train: train NAME; deploy: enroll,
+verify, identify, delete, serve; zoo: pretrain, publish, zoo. Heavy imports (torch) happen inside commands, so --help
 is instant.
 """
 from biohash.cli.app import app

@@ -1,4 +1,4 @@
-"""The general commands of `biohash` (synth, quantize, export, roi, eval, compare, demo, datasets, backbones);
+"""The general commands of `biohash` (synth, quantize, export, roi, eval, demo, datasets);
 the other groups register from cli.train, cli.deploy and cli.zoo. Heavy imports (torch) happen inside commands."""
 from __future__ import annotations
 

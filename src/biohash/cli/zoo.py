@@ -1,4 +1,4 @@
-"""Pretraining and model-zoo commands of the CLI: pretrain, zoo (registered on biohash.cli.app.app)."""
+"""Pretraining and model-zoo commands of the CLI: pretrain, publish, zoo (registered on biohash.cli.app.app)."""
 from __future__ import annotations
 
 import shlex

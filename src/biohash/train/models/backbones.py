@@ -47,7 +47,7 @@ def small(in_chans: int = 1, width: int = 16) -> nn.Module:
 def small_gabor(in_chans: int = 1, width: int = 16, orientations: int = 12) -> nn.Module:
     """`small` behind CompCode's prior: the image shrunk by 2, a learnable bank of `orientations` Gabor
     filters (CompCode's filter at 64 px) and a soft competition across them, beside the shrunk image, feed
-    `small` at first stride 1 (same /16 output). About 1.5x the cost of `small`."""
+    `small` at first stride 1 (same /16 output). About 1.7x the training cost of `small`."""
     from biohash.train.models.compnet import CompetitionStem
 
     stem = CompetitionStem(orientations, kernel_size=17, sigma=2.8, wavelength=5.45, in_chans=in_chans)
