@@ -40,10 +40,16 @@ def test_pretrain_publish_and_init_from_zoo(tmp_path):
 
     from biohash.cli import app
 
+    env = json.loads((run / "environment.json").read_text())
+    (run / "environment.json").write_text(json.dumps({**env, "argv": ["/v/bin/biohash", "pretrain", "--resume"]}))
     result = CliRunner().invoke(app, ["publish", str(run), "tiny-cli", "--into", str(shelf)])
     assert result.exit_code == 0, result.output
     published = json.loads((shelf / "tiny-cli.json").read_text())
-    assert published["command"].startswith("biohash ") and published["data"]["seed"] == 11
+    assert published["command"] == "biohash pretrain" and published["data"]["seed"] == 11
+    # a run a benchmark script trained is published with that script's command, not as a biohash command
+    (run / "environment.json").write_text(json.dumps({**env, "argv": ["real_palm.py", "--only", "joined"]}))
+    assert CliRunner().invoke(app, ["publish", str(run), "tiny-bench", "--into", str(shelf)]).exit_code == 0
+    assert json.loads((shelf / "tiny-bench.json").read_text())["command"] == "python real_palm.py --only joined"
     published["data"].update(dataset="polyu-ms", also=[{"dataset": "tongji"}])  # as a real-palm card reads
     (shelf / "tiny-cli.json").write_text(json.dumps(published))
     with pytest.MonkeyPatch.context() as patch:
@@ -113,3 +119,46 @@ def test_demo_starts_from_the_zoo(tmp_path):
     for k in gabor:
         a, b = shipped[k].float(), trained[k].float()
         assert torch.allclose(a, b, rtol=0.05, atol=0.05), k
+
+
+REAL = "small-real-256"
+
+
+def test_the_real_palm_model_was_trained_on_training_palms_only():
+    """The real-palm checkpoint's card names its databases and split seed: its validation and test palms (the
+    open-set split of that seed) were never trained on, so users can score it on them honestly."""
+    card = zoo.card(REAL)
+    parts = [card["data"]] + card["data"]["also"]
+    assert [p["dataset"] for p in parts] == ["casia-ms", "polyu-ms", "tongji"]
+    assert card["data"]["protocol"] == "open" and card["data"]["seed"] == 0
+    assert all(p["test_fraction"] == 0.3 and p["val_fraction"] == 0.1 for p in parts[1:])
+    assert card["validation"]["epoch"] == card["epoch"] and zoo.resolve(f"zoo:{REAL}").stat().st_size < 20e6
+
+
+def test_the_real_palm_model_separates_palms_it_never_trained_on(shared_data):
+    """Warm-started into a fresh model, zoo:small-real-256's print branch puts genuine pairs of 20 PolyU test
+    palms (split seed 0: never trained on, never used to choose the checkpoint) far from impostor pairs."""
+    import numpy as np
+
+    from biohash.imaging.transforms import standardize
+    from biohash.match.metrics import eer
+    from biohash.train.data.config import DataConfig, open_split
+    from biohash.train.recipes.cohash import CohashConfig, build, warm_start
+
+    polyu = DataConfig(dataset="polyu-ms", root=str(shared_data / "polyu-ms-full"), seed=0,
+                       options={"bands": "green,nir"})
+    dataset, split = open_split(polyu)
+    people = sorted({s.identity for s in split.test_probe})[:20]
+    samples = [s for s in split.test_gallery + split.test_probe if s.identity in people and s.modality == "print"]
+    shipped = zoo.card(REAL)["model"]
+    model, _ = build(CohashConfig(backbone=shipped["backbone"], bits=shipped["bits"]), n_classes=7)
+    assert warm_start(model, f"zoo:{REAL}") == len(model.state_dict()) - 1  # all but the centroids
+    images = torch.from_numpy(np.stack([standardize(dataset.load(s), 128) for s in samples]))
+    with torch.no_grad():
+        codes = model.eval()(images, "print") > 0
+    distance = (codes[:, None] != codes[None]).float().mean(-1).numpy()
+    ids = np.array([s.identity for s in samples])
+    upper = np.triu(np.ones_like(distance, dtype=bool), 1)
+    same = ids[:, None] == ids[None]
+    genuine, impostor = -distance[upper & same], -distance[upper & ~same]
+    assert len(genuine) > 1000 and eer(genuine, impostor).rate < 0.08

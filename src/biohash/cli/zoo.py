@@ -70,9 +70,20 @@ def publish(run: Path = typer.Argument(..., metavar="RUN", help="a finished co-h
 
     env = run / "environment.json"
     argv = json.loads(env.read_text()).get("argv", []) if env.is_file() else []
-    command = "biohash " + shlex.join(a for a in argv[1:] if a != "--resume") if argv else "(not recorded)"
-    path = publish_run(run, name, command, zoo_dir=into)
+    path = publish_run(run, name, _command(argv), zoo_dir=into)
     typer.echo(f"published {path} ({path.stat().st_size / 1e6:.1f} MB); the card is {path.with_suffix('.json')}")
+
+
+def _command(argv: list[str]) -> str:
+    """The command line that trained a run, from its recorded argv: a biohash command, or the script a
+    benchmark ran (`python real_palm.py ...`); --resume is left out (it only continued the same run)."""
+    if not argv:
+        return "(not recorded)"
+    args = shlex.join(a for a in argv[1:] if a != "--resume")
+    program = Path(argv[0])
+    if program.name == "biohash" or (program.name == "__main__.py" and program.parent.name in ("biohash", "cli")):
+        return f"biohash {args}"
+    return f"python {program.name} {args}"
 
 
 @app.command()
