@@ -38,7 +38,6 @@ BREAKS = {  # a deliberate break -> the contract that must catch it
 }
 
 
-@pytest.mark.skipif(not LINT_IMPORTS.exists(), reason="import-linter is not installed (pip install -e '.[test]')")
 @pytest.mark.parametrize("name", list(BREAKS))
 def test_each_import_contract_catches_a_deliberate_break(tmp_path, name):
     """On a copy of the package, one import against the design (inside a function where that is the sneaky
