@@ -156,6 +156,11 @@ def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None, proto
     raise FileNotFoundError(f"no evaluation of {database} under {run / 'eval'}")
 
 
+def run_folder(set_and_variant: str, bits: int, seed: int) -> Path:
+    """Where this bench keeps a training run: one name rule for the runs it trains and the ones it starts from."""
+    return RESULTS / "real_palm_runs" / f"{set_and_variant}-{bits}-seed{seed}"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -184,10 +189,10 @@ def main() -> None:
                 data = joined_config(trained, args.data, args.seed)
                 settings = dict(VARIANTS[variant])
                 if "init" in settings:  # a run of this bench: the same split seed and bits
-                    settings["init"] = str(RESULTS / "real_palm_runs" / f"{settings['init']}-{bits}-seed{args.seed}")
+                    settings["init"] = str(run_folder(settings["init"], bits, args.seed))
                 fit_cfg = FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                     monitor="val_eer_same")
-                run = RESULTS / "real_palm_runs" / f"{set_name}-{variant}-{bits}-seed{args.seed}"
+                run = run_folder(f"{set_name}-{variant}", bits, args.seed)
                 t0 = time.time()
                 if not (run / "train_time.json").exists():
                     train(run, data, CohashConfig(bits=bits, **settings), fit_cfg, resume=run.exists(),

@@ -1,13 +1,12 @@
 """What a matching-only device runs never imports torch, not even at import: every module of match, imaging
 and serve (serve's torch encoder back-end imports it inside the call that builds a model), the top-level
 package, and the CLI's start-up."""
+import importlib
 import pkgutil
 import subprocess
 import sys
 
 import pytest
-
-import biohash
 
 TORCH_FREE_PACKAGES = ["biohash.match", "biohash.imaging", "biohash.serve"]
 ALSO = ["biohash", "biohash.errors", "biohash.registry", "biohash.cli", "biohash.train.runs",
@@ -15,8 +14,7 @@ ALSO = ["biohash", "biohash.errors", "biohash.registry", "biohash.cli", "biohash
 
 
 def _modules(package: str) -> list[str]:
-    path = biohash.__path__[0] + "/" + package.split(".", 1)[1]
-    return [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules([path])]
+    return [package] + [f"{package}.{m.name}" for m in pkgutil.iter_modules(importlib.import_module(package).__path__)]
 
 
 @pytest.mark.parametrize("package", TORCH_FREE_PACKAGES + ["others"])

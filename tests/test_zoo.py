@@ -141,6 +141,7 @@ def test_the_real_palm_model_separates_palms_it_never_trained_on(shared_data):
     import numpy as np
 
     from biohash.imaging.transforms import standardize
+    from biohash.match.codes import from_real, hamming
     from biohash.match.metrics import eer
     from biohash.train.data.config import DataConfig, open_split
     from biohash.train.recipes.cohash import CohashConfig, build, warm_start
@@ -155,8 +156,8 @@ def test_the_real_palm_model_separates_palms_it_never_trained_on(shared_data):
     assert warm_start(model, f"zoo:{REAL}") == len(model.state_dict()) - 1  # all but the centroids
     images = torch.from_numpy(np.stack([standardize(dataset.load(s), 128) for s in samples]))
     with torch.no_grad():
-        codes = model.eval()(images, "print") > 0
-    distance = (codes[:, None] != codes[None]).float().mean(-1).numpy()
+        codes = from_real(model.eval()(images, "print").numpy())
+    distance = hamming(codes, codes)
     ids = np.array([s.identity for s in samples])
     upper = np.triu(np.ones_like(distance, dtype=bool), 1)
     same = ids[:, None] == ids[None]
