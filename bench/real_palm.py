@@ -5,6 +5,9 @@ Sets (each row names its database and protocol; split seed from --seed, three se
 - polyu:      PolyU-MS ROIs (polyu-ms-full), green print + NIR vein, open set (session 1 enrolls, 2 probes);
 - tongji:     Tongji ROIs (tongji-full), print only, open set (session 1 enrolls, session 2 probes);
 - casia-valley: CASIA-MS 940 nm full-hand photos, ROIs cut by valley geometry, open set (val 0.1, test 0.33);
+- casia-roi-bands / polyu-bands: casia-roi / polyu with the other bands of every training capture (CASIA 630,
+              700, WHT print and 850 nm vein; PolyU red and blue print) as extra training images
+              (data.bands.train_only): the same validation and test palms and images;
 - joined:     casia-roi + polyu + tongji in one run (data.multi), each split as above with the same seed, so its
               test palms are those of the three single-database sets; scored per database;
 - joined-no-casia: polyu + tongji only, scored on casia-roi's test palms (cross-database);
@@ -56,6 +59,10 @@ PARTS = {  # database -> (adapter, folder under --data, adapter options, split e
     "polyu": ("polyu-ms", "polyu-ms-full", {"bands": "green,nir"}, {}),
     "tongji": ("tongji", "tongji-full", {}, {}),
     "casia-valley": ("casia-ms", "casia-ms", {"bands": "940"}, {"val_fraction": 0.1, "test_fraction": 0.33}),
+    # the same palms and test lists, the other bands of each training capture read as extra training images
+    "casia-roi-bands": ("casia-ms", "casia-ms-roi", {"bands": "460,940", "roi": "none",
+                                                     "train_bands": "630,700,wht,850"}, {}),
+    "polyu-bands": ("polyu-ms", "polyu-ms-full", {"bands": "green,nir", "train_bands": "red,blue"}, {}),
     # the co-hashing paper's closed-set protocols and band choices: captures 1-8 of 12 (PolyU), 1-4 of 6 (CASIA)
     "polyu-paper": ("polyu-ms", "polyu-ms-full", {"bands": "paper"}, {"protocol": "closed", "enroll_fraction": 2 / 3}),
     "casia-paper": ("casia-ms", "casia-ms-roi", {"bands": "paper", "roi": "none"},
@@ -66,6 +73,8 @@ SETS = {  # set -> (databases trained on, databases scored on)
     "polyu": (["polyu"], ["polyu"]),
     "tongji": (["tongji"], ["tongji"]),
     "casia-valley": (["casia-valley"], ["casia-valley"]),
+    "casia-roi-bands": (["casia-roi-bands"], ["casia-roi-bands"]),
+    "polyu-bands": (["polyu-bands"], ["polyu-bands"]),
     "joined": (["casia-roi", "polyu", "tongji"], ["casia-roi", "polyu", "tongji"]),
     "joined-no-casia": (["polyu", "tongji"], ["casia-roi"]),
     # never with casia-roi: its palms include the valley set's people (the same left hands, cropped otherwise)

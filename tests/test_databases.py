@@ -245,3 +245,40 @@ def test_the_co_hashing_papers_closed_protocol_on_polyu(shared_data):
     assert len(split.train) == 2 * 337 * 7 and len(split.val_probe) == 2 * 337
     with pytest.raises(DatasetError, match="enroll_fraction must be in"):
         open_split(DataConfig(dataset="polyu", root=str(root), protocol="closed", enroll_fraction=1.0))
+
+
+def test_train_bands_only_train_and_only_with_their_capture(shared_data):
+    """CASIA ROIs with 630 / 700 / WHT / 850 nm as training-only bands: the same identities and test palms as
+    460 + 940 alone, the extra bands' samples train exactly where their capture trains, and never reach a
+    validation or test gallery or probe."""
+    root = _full_folder(shared_data, "casia-ms-roi")
+    plain = DataConfig(dataset="casia-ms", root=str(root), options={"bands": "460,940", "roi": "none"})
+    extra = DataConfig(dataset="casia-ms", root=str(root),
+                       options={"bands": "460,940", "roi": "none", "train_bands": "630,700,wht,850"})
+    (_, a), (ds, b) = open_split(plain), open_split(extra)
+    assert {s.band for s in ds.samples if "train-only" in s.tags} == {"630", "700", "wht", "850"}
+    for part in ("val_gallery", "val_probe", "test_gallery", "test_probe"):
+        assert getattr(a, part) == getattr(b, part)
+    added = [s for s in b.train if "train-only" in s.tags]
+    assert b.train[: len(a.train)] == a.train and len(b.train) == len(a.train) + len(added)
+    trained = {(s.identity, s.modality, s.capture) for s in a.train}
+    assert {(s.identity, s.modality, s.capture) for s in added} <= trained and len(added) > 3 * len(a.train) // 2
+    assert {s.modality for s in added} == {"print", "vein"}
+    closed = open_split(DataConfig(**{**extra.__dict__, "protocol": "closed"}))[1]
+    closed_trained = {(s.identity, s.modality, s.capture) for s in closed.train if "train-only" not in s.tags}
+    closed_added = {(s.identity, s.modality, s.capture) for s in closed.train if "train-only" in s.tags}
+    assert closed_added <= closed_trained and len(closed_added) > 0.9 * len(closed_trained)  # a few lack bands
+    assert not closed_added & {(s.identity, s.modality, s.capture) for s in closed.test_probe + closed.val_probe}
+    assert not any("train-only" in s.tags for s in closed.val_gallery + closed.val_probe + closed.test_gallery)
+    with pytest.raises(DatasetError, match="both bands and train_bands: 940"):
+        open_dataset("casia-ms", root=str(root), bands="460,940", train_bands="940", roi="none")
+    with pytest.raises(DatasetError, match="unknown CASIA band 123"):
+        open_dataset("casia-ms", root=str(root), bands="460", train_bands="123", roi="none")
+
+
+def test_polyu_train_bands_tag_red_and_blue(tmp_path):
+    for band in ("Red", "Green", "Blue", "NIR"):
+        _write(tmp_path / band / "001" / "1_01_s.bmp")
+    ds = open_dataset("polyu-ms", root=str(tmp_path), bands="green,nir", train_bands="red,blue")
+    assert {(s.band, s.tags) for s in ds.samples} == {("green", ()), ("nir", ()), ("red", ("train-only",)),
+                                                       ("blue", ("train-only",))}

@@ -4,6 +4,9 @@ The co-hashing paper trains on named band choices: PolyU-MS print = red, green a
 CASIA-MS print = 700 and 460 nm stacked, vein = 850 nm. Our backbones read one grey channel, so a composite
 band ("red+green+blue") is the per-pixel mean of the simultaneous captures in those bands: the same light
 reaching the palm, averaged instead of stacked. A capture missing any of the bands is left out.
+
+Training-only bands (`train_bands`): the other bands of the same captures, read as extra training images of
+the same palm and modality (tagged TRAIN_ONLY); protocols keep them out of every validation and test list.
 """
 from __future__ import annotations
 
@@ -13,6 +16,8 @@ from dataclasses import replace
 import numpy as np
 
 from biohash.match.types import Sample
+
+TRAIN_ONLY = "train-only"  # Sample tag: trains where its capture trains, never validated or tested
 
 # database -> preset name -> bands to read; a "+" joins the bands averaged into one composite image
 PRESETS: dict[str, dict[str, tuple[str, ...]]] = {
@@ -64,3 +69,8 @@ def composite_loader(read: Callable[[str], np.ndarray], parts_of: dict[str, tupl
         return np.clip(stack.mean(axis=0) + 0.5, 0, 255).astype(np.uint8)
 
     return load
+
+
+def train_only(samples: list[Sample], train_bands: tuple[str, ...]) -> list[Sample]:
+    """`samples` with those of `train_bands` tagged TRAIN_ONLY."""
+    return [replace(s, tags=(*s.tags, TRAIN_ONLY)) if s.band in train_bands else s for s in samples]

@@ -20,7 +20,7 @@ import numpy as np
 
 from biohash.imaging.images import read_image, unreadable  # the one decoder (pixel cap)
 from biohash.match.types import Sample
-from biohash.train.data.bands import combine, composite_loader, expand
+from biohash.train.data.bands import combine, composite_loader, expand, train_only
 from biohash.train.data.datasets import DATASETS, Dataset, DatasetError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -112,13 +112,22 @@ def _choose(values: object, known: tuple[str, ...], what: str) -> tuple[str, ...
     return chosen
 
 
+def _train_bands(values: object, known: tuple[str, ...], bands: tuple[str, ...], what: str) -> tuple[str, ...]:
+    """The training-only bands chosen (data.bands.train_only); a band asked for both ways is an error."""
+    extra = _choose(values, known, what) or ()
+    both = sorted(set(extra) & set(bands))
+    if both:
+        raise DatasetError(f"band asked for in both bands and train_bands: {', '.join(both)}")
+    return extra
+
+
 CASIA_BANDS = ("460", "630", "700", "850", "940", "wht")
 _CASIA = re.compile(r"^(\d+)_([lr])_(\d+|WHT)_(\d+)$", re.IGNORECASE)
 
 
 @DATASETS.register("casia-ms", aliases=("casiam",))
 def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi: str | None = "valley",
-             size: int = 128, on_roi_failure: str = "skip") -> Dataset:
+             size: int = 128, on_roi_failure: str = "skip", train_bands: Iterable[str] | str | None = None) -> Dataset:
     """CASIA multispectral palmprint: `NNN_{l,r}_{460,630,700,850,940,WHT}_KK.jpg` anywhere under root.
 
     Identity is palm id + hand; print = visible bands (460, 630, 700, WHT), vein = 850 and 940 nm. The photos
@@ -126,21 +135,23 @@ def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi
     dataset opens and kept in memory; photos whose ROI fails are skipped and listed (on_roi_failure="fail" stops
     instead); roi="none" gives the full photos (the ROI folders of the database). bands="paper" is the
     co-hashing paper's choice: print = 700 and 460 nm averaged (a composite band "700+460", data.bands), vein =
-    850 nm; any "a+b" entry is such a composite.
+    850 nm; any "a+b" entry is such a composite. `train_bands` ("630,700,wht,850") are read as extra training
+    images of the same captures (data.bands.train_only), never validated or tested.
     """
     base = _root(root, "casia-ms")
     plain, composites = expand("casia-ms", bands)
     chosen = _choose(plain, CASIA_BANDS, "CASIA band") or CASIA_BANDS
+    extra = _train_bands(train_bands, CASIA_BANDS, chosen, "CASIA band")
     samples = []
     for path in _images(base):
         m = _CASIA.match(path.stem)
-        if not m or m.group(3).lower() not in chosen:
+        if not m or m.group(3).lower() not in chosen + extra:
             continue
         palm, hand, band, k = m.groups()
         band = band.lower()
         modality = "vein" if band in VEIN_BANDS else "print"
         samples.append(Sample(f"{int(palm):03d}{hand.lower()}", modality, int(k), str(path), 1, hand.lower(), band))
-    samples, parts_of = _with_composites(samples, plain, composites)
+    samples, parts_of = _with_composites(train_only(samples, extra), plain, composites)
     return _dataset("casia-ms", samples, base, f"bands {','.join(chosen)}", colour=_roi_colour(roi),
                     transform=_roi_transform(roi, size), cache=4096 if roi not in (None, "none") else 0,
                     on_roi_failure=on_roi_failure, parts_of=parts_of)
@@ -177,18 +188,21 @@ _POLYU = re.compile(r"^(\d+)_(\d+)(?:_s)?$", re.IGNORECASE)
 
 
 @DATASETS.register("polyu-ms", aliases=("polyu",))
-def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "nir")) -> Dataset:
+def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "nir"),
+             train_bands: Iterable[str] | str | None = None) -> Dataset:
     """PolyU multispectral palmprint ROIs: `ROOT/{Red,Green,Blue,NIR}/NNN/S_KK[_s].bmp` (band folder names in
     any case; the full database and the subset here share this layout). Print = red/green/blue, vein = NIR.
     Captures of one palm and file name in two bands are simultaneous, so they pair for fused and cross modes.
     bands="paper" is the co-hashing paper's choice: print = red, green and blue averaged (composite band
-    "red+green+blue", data.bands), vein = NIR.
+    "red+green+blue", data.bands), vein = NIR. `train_bands` ("red,blue") are read as extra training images of
+    the same captures (data.bands.train_only), never validated or tested.
     """
     base = _root(root, "polyu-ms")
     plain, composites = expand("polyu-ms", bands)
     chosen = _choose(plain, POLYU_BANDS, "PolyU band") or POLYU_BANDS
+    extra = _train_bands(train_bands, POLYU_BANDS, chosen, "PolyU band")
     samples = []
-    for band_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name.lower() in chosen):
+    for band_dir in sorted(p for p in base.iterdir() if p.is_dir() and p.name.lower() in chosen + extra):
         band = band_dir.name.lower()
         modality = "vein" if band in VEIN_BANDS else "print"
         for path in _images(band_dir):
@@ -196,7 +210,7 @@ def polyu_ms(root: str | None = None, bands: Iterable[str] | str = ("green", "ni
             if m and path.parent.parent == band_dir and path.parent.name.isdigit():
                 session, k = int(m.group(1)), int(m.group(2))
                 samples.append(Sample(f"{int(path.parent.name):03d}", modality, k, str(path), session, band=band))
-    samples, parts_of = _with_composites(samples, plain, composites)
+    samples, parts_of = _with_composites(train_only(samples, extra), plain, composites)
     return _dataset("polyu-ms", samples, base, f"bands {','.join(chosen)}", parts_of=parts_of)
 
 

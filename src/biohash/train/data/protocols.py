@@ -7,14 +7,17 @@
 - closed set (the co-hashing paper's): per identity, the first half of the captures enroll and the rest test;
   test probes are matched against a gallery of the enrolled captures. Training uses the enrolled captures but
   the last of each identity, which is the validation probe against the trained ones.
+Samples tagged train-only (data.bands: other bands of the same captures) are left out of every protocol and
+then train exactly where their capture of the same modality (identity, modality, session, capture) trains.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from biohash.match.types import Sample
+from biohash.train.data.bands import TRAIN_ONLY
 from biohash.train.data.datasets import Dataset, DatasetError
 
 PROTOCOLS = ("open", "closed", "11k", "hd", "all")  # all: every identity tested (evaluation of another folder)
@@ -155,6 +158,17 @@ def all_identities(dataset: Dataset) -> Split:
 
 
 def make_split(dataset: Dataset, protocol: str = "open", seed: int = 0, **kwargs: float) -> Split:
+    extra = [s for s in dataset.samples if TRAIN_ONLY in s.tags]
+    if not extra:
+        return _protocol_split(dataset, protocol, seed, **kwargs)
+    split = _protocol_split(replace(dataset, samples=[s for s in dataset.samples if TRAIN_ONLY not in s.tags]),
+                            protocol, seed, **kwargs)
+    trained = {(s.identity, s.modality, s.session, s.capture) for s in split.train}
+    return replace(split, train=split.train + [s for s in extra
+                                               if (s.identity, s.modality, s.session, s.capture) in trained])
+
+
+def _protocol_split(dataset: Dataset, protocol: str, seed: int, **kwargs: float) -> Split:
     if protocol == "all":
         return all_identities(dataset)
     if protocol == "open":
