@@ -21,7 +21,10 @@ Checkpoints are chosen on validation palms only (identity-disjoint), by the mean
 Each learned row is scored as trained and, beside it, with test-time shifts (`--test-shifts 4`: the embeddings
 of the image and four copies rolled 4 pixels are averaged before the hash layer; same template size). CompCode
 is scored on the same gallery and probes at 384 B (32 x 32 cells, +-3 cells of shift, the classic code), 96 B
-(16 x 16, +-1) and 24 B (8 x 8, +-1), shrunk by averaging the filter responses per cell.
+(16 x 16, +-1) and 24 B (8 x 8, +-1), shrunk by averaging the filter responses per cell. Besides the Hamming
+modes, each modality is scored as MODALITY-float (cosine of the relaxed codes on both sides: 1 KB of floats)
+and MODALITY-asym (the probe's relaxed code against the gallery's 32-byte codes: the template stays the code);
+"mode val EER %" is that mode on the validation palms, which alone may choose between scorings.
 
     python bench/real_palm.py [--only joined] [--variants small-arc-flip2] [--bits 256] [--seed 0] [--tag -x]
 """
@@ -121,7 +124,7 @@ def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
             best = np.array([gallery[j].identity for j in sim.argmax(axis=1)])
             rank1 = float(np.mean(best == np.array([p.identity for p in probe])))
             name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
-            rows.append([set_name, database, data.protocol, name, cells * cells * 3 // 8, modality, "-",
+            rows.append([set_name, database, data.protocol, name, cells * cells * 3 // 8, modality, "-", "-",
                          round(100 * metrics.eer(sim[same], sim[~same]).rate, 3),
                          round(100 * metrics.tar_at_far(sim[same], sim[~same], 1e-3), 1), round(100 * rank1, 1), 0])
     return rows
@@ -143,20 +146,26 @@ def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, s
     for shifts in (None, SHIFTS):
         for database in scored:
             target = None if PARTS[database][0] in trained_on else part_config(database, data_root, seed)
-            evaluate_run(run, target=target, test_shifts=shifts)
             protocol = PARTS[database][3].get("protocol", "open")
+            val_modes = {}
+            if target is None:  # each mode on the validation palms too: what may choose a scoring, never the test
+                evaluate_run(run, split_name="val", test_shifts=shifts)
+                val_modes = _metrics_of(run, database, False, shifts, protocol, "val")
+            evaluate_run(run, target=target, test_shifts=shifts)
             metrics = _metrics_of(run, database, target is not None, shifts, protocol)
             label = variant + (f" +shifts{shifts}" if shifts else "")
             for mode, m in metrics.items():
                 if not mode.endswith("-float") or shifts is None:
-                    rows.append([set_name, database, protocol, label, bits // 8, mode, val, round(100 * m["eer"], 3),
-                                 round(100 * m["tar@far=0.001"], 1), round(100 * m["rank1"], 1), round(seconds)])
+                    val_mode = round(100 * val_modes[mode]["eer"], 2) if mode in val_modes else "-"
+                    rows.append([set_name, database, protocol, label, bits // 8, mode, val, val_mode,
+                                 round(100 * m["eer"], 3), round(100 * m["tar@far=0.001"], 1),
+                                 round(100 * m["rank1"], 1), round(seconds)])
     return rows
 
 
-def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None, protocol: str) -> dict:
+def _metrics_of(run: Path, database: str, cross: bool, shifts: int | None, protocol: str, split: str = "test") -> dict:
     suffix = f"-shifts{shifts}" if shifts else ""
-    folders = sorted((run / "eval").glob(f"*{protocol}-test{suffix}"))
+    folders = sorted((run / "eval").glob(f"*{protocol}-{split}{suffix}"))
     adapter = PARTS[database][0]
     for folder in folders:
         summary = json.loads((folder / "metrics.json").read_text())
@@ -186,7 +195,7 @@ def main() -> None:
         raise SystemExit(f"real sample data not found at {args.data} (pass --data)")
     rows: list[list] = []
     runs: dict[str, str] = {}
-    columns = ["set", "database", "protocol", "method", "template B", "mode", "val EER %", "EER %",
+    columns = ["set", "database", "protocol", "method", "template B", "mode", "val EER %", "mode val EER %", "EER %",
                "TAR@FAR=1e-3 %", "rank-1 %", "train s"]
     for set_name in args.only:
         trained, scored = SETS[set_name]

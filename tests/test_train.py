@@ -35,6 +35,8 @@ def test_tiny_run_separates_genuine_from_impostor(trained_run):
     # the relaxed codes before binarisation are scored next to the codes, per modality
     assert {"print-float", "vein-float"} <= set(per_mode) and "fused-float" not in per_mode
     assert per_mode["print-float"]["eer"] < 0.2
+    # and the probe's relaxed code against the stored codes (asymmetric: the template stays the code)
+    assert {"print-asym", "vein-asym"} <= set(per_mode) and per_mode["print-asym"]["eer"] < 0.2
 
 
 def test_float_scores_are_cosines_of_relaxed_codes():

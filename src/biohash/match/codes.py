@@ -72,3 +72,18 @@ def hamming(a: Codes, b: Codes, *, block: int = 1024) -> np.ndarray:
 def similarity(a: Codes, b: Codes) -> np.ndarray:
     """1 - normalised Hamming distance, float32 (len(a), len(b)); 1 means identical codes."""
     return 1.0 - hamming(a, b).astype(np.float32) / a.n_bits
+
+
+def asymmetric_similarity(probe: np.ndarray, gallery: Codes) -> np.ndarray:
+    """Cosine of each probe's real vector (n, bits) and each stored code read as +-1 (m codes): (n, m) float32.
+
+    Asymmetric matching: the gallery keeps its packed code (the template size does not change) while the probe,
+    encoded live, is not binarised, so only one side pays the sign's quantization error.
+    """
+    probe = np.asarray(probe, np.float32)
+    if probe.ndim != 2 or probe.shape[1] != gallery.n_bits:
+        raise ValueError(f"probe has {probe.shape[-1]} values per row, codes have {gallery.n_bits} bits")
+    unit = probe / (np.linalg.norm(probe, axis=1, keepdims=True) + 1e-12)
+    # x . s = 2 * (x . b) - sum(x) for signs s = 2b - 1 of the bits b
+    dots = 2.0 * unit @ unpack(gallery).T.astype(np.float32) - unit.sum(axis=1, keepdims=True)
+    return (dots / np.sqrt(gallery.n_bits)).astype(np.float32)
