@@ -11,7 +11,7 @@ from typing import Any
 
 from biohash.errors import BiohashError
 from biohash.match import metrics
-from biohash.match.codes import binarize, from_real, hamming, pack, similarity, unpack
+from biohash.match.codes import asymmetric_similarity, binarize, from_real, hamming, pack, similarity, unpack
 from biohash.match.matching import make_matcher
 from biohash.match.scores import read_score_file, write_score_file
 from biohash.match.types import Codes, Sample, Scores, Template
@@ -32,7 +32,8 @@ _ON_FIRST_USE = {  # name -> (module, its name there); serve needs no torch, tra
     "read_config": ("biohash.train.runs", "read_config"),
 }
 
-__all__ = ["BiohashError", "Codes", "Sample", "Scores", "Template", "__version__", "binarize", "from_real",
+__all__ = ["BiohashError", "Codes", "Sample", "Scores", "Template", "__version__", "asymmetric_similarity",
+           "binarize", "from_real",
            "hamming", "make_matcher", "metrics", "pack", "read_score_file", "similarity", "unpack",
            "write_score_file", *_ON_FIRST_USE]
 
