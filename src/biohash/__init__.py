@@ -33,9 +33,8 @@ _ON_FIRST_USE = {  # name -> (module, its name there); serve needs no torch, tra
 }
 
 __all__ = ["BiohashError", "Codes", "Sample", "Scores", "Template", "__version__", "asymmetric_similarity",
-           "binarize", "from_real",
-           "hamming", "make_matcher", "metrics", "pack", "read_score_file", "similarity", "unpack",
-           "write_score_file", *_ON_FIRST_USE]
+           "binarize", "from_real", "hamming", "make_matcher", "metrics", "pack", "read_score_file", "similarity",
+           "unpack", "write_score_file", *_ON_FIRST_USE]
 
 
 def __getattr__(name: str) -> Any:

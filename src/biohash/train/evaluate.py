@@ -70,7 +70,7 @@ def float_scores(mode: str, probe: np.ndarray, gallery: np.ndarray, p_set: CodeS
 
 def asymmetric_scores(mode: str, probe: np.ndarray, p_set: CodeSet, g_set: CodeSet) -> Scores:
     """The probe's relaxed code against the stored gallery codes (match.codes.asymmetric_similarity): mode
-    "<modality>-asym", the same 32-byte template as the Hamming mode, the probe side left unbinarised."""
+    "<modality>-asym", the same template as the Hamming mode, the probe side left unbinarised."""
     return Scores(f"{mode}-asym", asymmetric_similarity(probe, g_set.codes), np.asarray(p_set.identities),
                   np.asarray(g_set.identities), p_set.names(), g_set.names())
 
