@@ -127,7 +127,8 @@ _CASIA = re.compile(r"^(\d+)_([lr])_(\d+|WHT)_(\d+)$", re.IGNORECASE)
 
 @DATASETS.register("casia-ms", aliases=("casiam",))
 def casia_ms(root: str | None = None, bands: Iterable[str] | str = ("940",), roi: str | None = "valley",
-             size: int = 128, on_roi_failure: str = "skip", train_bands: Iterable[str] | str | None = None) -> Dataset:
+             size: int = 128, on_roi_failure: str = "skip", *,
+             train_bands: Iterable[str] | str | None = None) -> Dataset:
     """CASIA multispectral palmprint: `NNN_{l,r}_{460,630,700,850,940,WHT}_KK.jpg` anywhere under root.
 
     Identity is palm id + hand; print = visible bands (460, 630, 700, WHT), vein = 850 and 940 nm. The photos
