@@ -144,14 +144,17 @@ def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, s
     trained_on = {p.get("dataset") for p in config["data"].get("also", [])} | {config["data"]["dataset"]}
     rows, val = [], round(100 * chosen_val_eer(run), 2)
     for shifts in (None, SHIFTS):
+        if any(PARTS[d][0] in trained_on for d in scored):  # one evaluation scores every trained database
+            evaluate_run(run, split_name="val", test_shifts=shifts)  # what may choose a scoring, never the test
+            evaluate_run(run, test_shifts=shifts)
         for database in scored:
             target = None if PARTS[database][0] in trained_on else part_config(database, data_root, seed)
             protocol = PARTS[database][3].get("protocol", "open")
             val_modes = {}
-            if target is None:  # each mode on the validation palms too: what may choose a scoring, never the test
-                evaluate_run(run, split_name="val", test_shifts=shifts)
+            if target is None:
                 val_modes = _metrics_of(run, database, False, shifts, protocol, "val")
-            evaluate_run(run, target=target, test_shifts=shifts)
+            else:
+                evaluate_run(run, target=target, test_shifts=shifts)
             metrics = _metrics_of(run, database, target is not None, shifts, protocol)
             label = variant + (f" +shifts{shifts}" if shifts else "")
             for mode, m in metrics.items():
