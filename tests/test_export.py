@@ -45,7 +45,8 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
     assert result.exit_code == 0, result.output
     bundle = json.loads((tiny_run / "export" / "bundle.json").read_text())
     assert bundle["modalities"] == ["print", "vein"] and bundle["bits"] == 32 and len(bundle["fingerprint"]) == 32
-    assert set(bundle["thresholds"]) == {"print", "vein", "fused", "cross", "cross-rev"}
+    modes = {"print", "vein", "fused", "cross", "cross-rev"}
+    assert set(bundle["thresholds"]) == modes | {f"{m}-asym" for m in modes}  # Hamming and asymmetric matching
     assert "validation" in bundle["thresholds_from"]
     for m in ("print", "vein"):
         fp32 = bundle["checks"][f"{m}/onnx"]

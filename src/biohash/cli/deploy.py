@@ -19,10 +19,13 @@ _MATCHER = typer.Option("auto", help="auto (faiss BFlat where faiss is installed
                         "BIVF1024:nprobe=16, BHNSW32 ...")
 _KEY = typer.Option(None, "--key-file", help="protection key file (hex); templates are cancellable under it")
 _FAR = typer.Option(1e-3, "--far", help="target FAR of the decision threshold (stored with the model)")
+_ASYM = typer.Option(False, "--asymmetric", help="match image probes by their unbinarised codes against the stored "
+                     "codes (modes '<mode>-asym', their own thresholds; templates unchanged)")
 
 
 def _deployment(bundle: Path, store: str, backend: str = "auto", key_file: Path | None = None,
-                far: float = 1e-3, matcher: str = "auto", device: str = "cpu", *, create: bool = False):
+                far: float = 1e-3, matcher: str = "auto", device: str = "cpu", *, create: bool = False,
+                asymmetric: bool = False):
     """The command's Deployment; only commands that write (enroll, serve) may create the store."""
     import os
 
@@ -37,7 +40,7 @@ def _deployment(bundle: Path, store: str, backend: str = "auto", key_file: Path 
 
     key = read_protection_key(key_file) if key_file else None
     return Deployment.from_bundle(bundle, store, backend=backend, matcher=matcher, key=key, far=far, device=device,
-                                  create=create)
+                                  create=create, asymmetric=asymmetric)
 
 
 def _pairs(pairs: list[str], flag: str, form: str) -> dict[str, str]:
@@ -80,10 +83,10 @@ def verify(subject: str = typer.Argument(..., metavar="SUBJECT"), bundle: Path =
            image: list[str] | None = _IMAGE, code: list[str] | None = _CODE,
            against: str | None = typer.Option(None, help="gallery modality "
            "(cross mode: --image print=... --against vein)"), backend: str = _BACKEND,
-           key_file: Path | None = _KEY, far: float = _FAR) -> None:
+           key_file: Path | None = _KEY, far: float = _FAR, asymmetric: bool = _ASYM) -> None:
     """1:1: does the probe match the subject's templates? Exit code 0 on a match, 1 on a non-match, 3 when the
     model carries no threshold for this mode at this FAR."""
-    dep = _deployment(bundle, store, backend, key_file, far)
+    dep = _deployment(bundle, store, backend, key_file, far, asymmetric=asymmetric)
     d = dep.verify(subject, _probe(dep, image, code), against)
     if d.match is None:
         fars = sorted(f for f, t in dep.thresholds.get(d.mode, {}).items() if t is not None)
@@ -100,9 +103,9 @@ def verify(subject: str = typer.Argument(..., metavar="SUBJECT"), bundle: Path =
 def identify(bundle: Path = _BUNDLE, store: str = _STORE, image: list[str] | None = _IMAGE,
              code: list[str] | None = _CODE, against: str | None = typer.Option(None), k: int = typer.Option(5, "-k", "--top"), backend: str = _BACKEND,
              key_file: Path | None = _KEY, far: float = _FAR,
-             matcher: str = _MATCHER) -> None:
+             matcher: str = _MATCHER, asymmetric: bool = _ASYM) -> None:
     """1:N: the k nearest enrolled subjects."""
-    dep = _deployment(bundle, store, backend, key_file, far, matcher)
+    dep = _deployment(bundle, store, backend, key_file, far, matcher, asymmetric=asymmetric)
     for c in dep.identify(_probe(dep, image, code), against, k):
         typer.echo(f"{c['subject']}\t{c['distance']:.1f}\t{c['mode']}\t"
                    f"{'match' if c['match'] else 'no match' if c['match'] is False else '-'}")
@@ -134,7 +137,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
           body_timeout: float = typer.Option(10.0, help="seconds a client has to send a whole request body (408)"),
           audit_log: Path | None = typer.Option(None, help="append audit lines here (default: stderr)"),
           device: str = typer.Option("cpu", help="where the torch back-end encodes images: cpu, auto, cuda, "
-                                     "cuda:N or mps")) -> None:
+                                     "cuda:N or mps"), asymmetric: bool = _ASYM) -> None:
     """Serve enroll / verify / identify / delete over HTTP (API docs at /docs, schema at /openapi.json)."""
     import logging
     import time
@@ -148,7 +151,7 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
     started = time.perf_counter()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)  # bad uploads get a 4xx, not a log warning
     keys = read_api_keys(api_key_file)
-    dep = _deployment(bundle, store, backend, key_file, far, matcher, device, create=True)
+    dep = _deployment(bundle, store, backend, key_file, far, matcher, device, create=True, asymmetric=asymmetric)
     handler = logging.FileHandler(audit_log) if audit_log else logging.StreamHandler()  # once the service can start
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     audit = logging.getLogger("biohash.audit")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from biohash.match.types import Codes
+from biohash.match.types import Codes, RelaxedCodes
 
 
 def binarize(values: np.ndarray) -> np.ndarray:
@@ -87,3 +87,16 @@ def asymmetric_similarity(probe: np.ndarray, gallery: Codes) -> np.ndarray:
     # x . s = 2 * (x . b) - sum(x) for signs s = 2b - 1 of the bits b
     dots = 2.0 * unit @ unpack(gallery).T.astype(np.float32) - unit.sum(axis=1, keepdims=True)
     return (dots / np.sqrt(gallery.n_bits)).astype(np.float32)
+
+
+def asymmetric_distance(probe: np.ndarray, gallery: Codes) -> np.ndarray:
+    """asymmetric_similarity as a distance in bits, bits * (1 - cosine) / 2, float32 (n, m): for a probe of exact
+    +-1 values it is the Hamming distance, so thresholds, score bands and fusion keep their scale."""
+    return (gallery.n_bits * (1.0 - asymmetric_similarity(probe, gallery)) / 2.0).astype(np.float32)
+
+
+def relaxed_from_real(values: np.ndarray) -> RelaxedCodes:
+    """Binarize by sign and keep the values: a probe that can be matched by Hamming or asymmetric distance."""
+    values = np.ascontiguousarray(values, np.float32)
+    codes = from_real(values)
+    return RelaxedCodes(codes.bits, codes.n_bits, values)

@@ -15,7 +15,7 @@ import secrets
 import numpy as np
 
 from biohash.match.codes import pack, unpack
-from biohash.match.types import Codes
+from biohash.match.types import Codes, RelaxedCodes
 
 
 def new_key() -> bytes:
@@ -50,10 +50,16 @@ class Protector:
         self.mask = _stream(key, b"mask", n_bits // 8)
 
     def protect(self, codes: Codes) -> Codes:
+        """The keyed transform; a RelaxedCodes probe comes back as RelaxedCodes whose values' signs are the
+        transformed code (asymmetric distances are kept as Hamming distances are)."""
         if codes.n_bits != self.n_bits:
             raise ValueError(f"this key protects {self.n_bits}-bit codes, got {codes.n_bits}-bit codes")
         permuted = pack(unpack(codes)[:, self.permutation])
-        return Codes(np.bitwise_xor(permuted.bits, self.mask[None, :]), self.n_bits)
+        protected = np.bitwise_xor(permuted.bits, self.mask[None, :])
+        if isinstance(codes, RelaxedCodes):  # a live probe's values: the same permutation, negated where masked
+            flip = 1.0 - 2.0 * np.unpackbits(self.mask).astype(np.float32)
+            return RelaxedCodes(protected, self.n_bits, codes.values[:, self.permutation] * flip[None, :])
+        return Codes(protected, self.n_bits)
 
     def unprotect(self, codes: Codes) -> Codes:
         """Inverse transform (for key rotation by someone holding the key; matching never needs it)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from biohash.match.codes import similarity
+from biohash.match.codes import asymmetric_distance, similarity
 from biohash.match.modes import MODE_NAMES, fuse, mode
 from biohash.match.types import Codes, Scores
 
@@ -57,7 +57,8 @@ def _scores(mode: str, probe: CodeSet, gallery: CodeSet, matrix: np.ndarray) -> 
                   probe.names(), gallery.names())
 
 
-def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet]) -> Scores:
+def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, CodeSet], *,
+                probe_values: dict[str, np.ndarray] | None = None) -> Scores:
     """Similarity matrix of one mode (biohash.match.modes): the mean of its (probe, gallery) modality pairs' matrices;
     with two pairs (fused) only captures present in every modality of a side take part, matched by (identity,
     capture).
@@ -65,22 +66,32 @@ def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, Co
     Args:
         mode_name: one of MODE_NAMES, or any modality both sides hold (e.g. "ocular": same-modality matching).
         probe, gallery: CodeSets keyed by modality ("print", "vein", ...).
+        probe_values: the probes' relaxed codes per modality (rows as in `probe`): asymmetric matching, each pair
+            scored 1 - asymmetric_distance / bits (the Hamming scale; equal to it for +-1 values).
     """
     m = mode(mode_name)
-    missing = sorted({p for p, _ in m.pairs if p not in probe} | {g for _, g in m.pairs if g not in gallery})
+    values = probe_values or {}
+    missing = sorted({p for p, _ in m.pairs if p not in probe or (probe_values is not None and p not in values)}
+                     | {g for _, g in m.pairs if g not in gallery})
     if missing:
         raise KeyError(f"mode {mode_name!r} needs {', '.join(missing)} codes on both sides; expected one of: "
                        f"{', '.join(MODE_NAMES)}, or a modality both sides hold")
+
+    def pair_matrix(p: str, g: str, rows_p: np.ndarray, rows_g: np.ndarray) -> np.ndarray:
+        g_codes = gallery[g].take(rows_g).codes
+        if probe_values is None:
+            return similarity(probe[p].take(rows_p).codes, g_codes)
+        return 1.0 - asymmetric_distance(values[p][rows_p], g_codes) / g_codes.n_bits
+
     if len(m.pairs) == 1:
         (p, g), = m.pairs
-        return _scores(mode_name, probe[p], gallery[g], similarity(probe[p].codes, gallery[g].codes))
+        every_p, every_g = np.arange(len(probe[p].codes)), np.arange(len(gallery[g].codes))
+        return _scores(mode_name, probe[p], gallery[g], pair_matrix(p, g, every_p, every_g))
     (p1, g1), (p2, g2) = m.pairs
     rp1, rp2 = _pair_rows(probe[p1], probe[p2])
     rg1, rg2 = _pair_rows(gallery[g1], gallery[g2])
-    first_p, first_g = probe[p1].take(rp1), gallery[g1].take(rg1)
-    s1 = similarity(first_p.codes, first_g.codes)
-    s2 = similarity(probe[p2].take(rp2).codes, gallery[g2].take(rg2).codes)
-    return _scores(mode_name, first_p, first_g, fuse([s1, s2]))
+    matrix = fuse([pair_matrix(p1, g1, rp1, rg1), pair_matrix(p2, g2, rp2, rg2)])
+    return _scores(mode_name, probe[p1].take(rp1), gallery[g1].take(rg1), matrix)
 
 
 def write_score_file(scores: Scores, path: str | Path) -> None:

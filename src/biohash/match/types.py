@@ -56,6 +56,25 @@ class Codes:
 
 
 @dataclass(frozen=True)
+class RelaxedCodes(Codes):
+    """Codes of a live probe that keep the real values they are the signs of (the hash layer's relaxed output):
+    Hamming matching reads `bits` as for any Codes, asymmetric matching reads `values` against stored codes.
+
+    Attributes:
+        values: float32 array of shape (n, n_bits); value > 0 where the bit is 1.
+    """
+
+    values: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        v = self.values
+        if not isinstance(v, np.ndarray) or v.shape != (len(self), self.n_bits):
+            raise ValueError(f"RelaxedCodes.values must have shape ({len(self)}, {self.n_bits}), got "
+                             f"{getattr(v, 'shape', type(v).__name__)}")
+
+
+@dataclass(frozen=True)
 class Template:
     """One stored template, as a store hands it out (TemplateStore.changes_since).
 

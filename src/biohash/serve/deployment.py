@@ -2,7 +2,9 @@
 delete in the four modes (print, vein, fused, cross: enroll with vein, verify with print) and any single
 modality; the modes are biohash.match.modes', the ones evaluation scores. The store is the truth; matchers are
 caches that catch up from its change counter before each search. With a protection key, codes are
-transformed before they are stored or matched (cancellable).
+transformed before they are stored or matched (cancellable). With asymmetric=True a probe encoded here from an
+image keeps its relaxed values and is matched by asymmetric distance (match.codes.asymmetric_distance, in bits) in
+modes named "<mode>-asym", against their own thresholds; templates stay the same packed codes.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from biohash.imaging.images import check_usable
 from biohash.match.matching import make_matcher, resolve_matcher
 from biohash.match.modes import Mode, ModeError, fuse, resolve
 from biohash.match.protect import Protector
-from biohash.match.types import Codes
+from biohash.match.types import Codes, RelaxedCodes
 from biohash.serve.access import check_subject
 from biohash.serve.store import StoreError, TemplateStore, open_store
 
@@ -37,7 +39,7 @@ class NotFound(BiohashError):
 @dataclass(frozen=True)
 class Decision:
     mode: str
-    distance: float  # Hamming distance in bits (fused: mean normalised distance x bits)
+    distance: float  # Hamming (or, in "-asym" modes, asymmetric) distance in bits; fused: the mean of the pairs
     threshold: float | None
     match: bool | None
 
@@ -46,11 +48,12 @@ class Deployment:
     """Thread-safe (one lock) facade used by the CLI and the REST service."""
 
     def __init__(self, encoder: Encoder, store: TemplateStore, matcher: str = "auto",
-                 protector: Protector | None = None, far: float = 1e-3) -> None:
+                 protector: Protector | None = None, far: float = 1e-3, *, asymmetric: bool = False) -> None:
         """From parts: an encoder (or only its bundle's metadata, for hex codes), a store already bound to the
         model, a matcher spec (biohash.match.matching.MATCHERS) and an optional protector. Most callers want
         `Deployment.from_bundle`."""
         self.encoder = encoder
+        self.asymmetric = asymmetric
         self.bits, self.fingerprint = encoder.bits, encoder.fingerprint
         self.store = store
         self.protector = protector
@@ -65,17 +68,20 @@ class Deployment:
     @classmethod
     def from_bundle(cls, bundle: str | Path, store: str | Path, *, backend: str = "auto", matcher: str = "auto",
                     key: bytes | None = None, far: float = 1e-3, threads: int | None = None,
-                    mix_encoders: bool = False, device: str = "cpu", create: bool = True) -> Deployment:
+                    mix_encoders: bool = False, device: str = "cpu", create: bool = True,
+                    asymmetric: bool = False) -> Deployment:
         """An exported bundle's encoder over the store at `store` (a path or URL), bound to the bundle's model
         and, unless mix_encoders, to its encoder family (float and int8 codes of one model differ). 'auto'
         picks the fastest correct back-end (encoder.resolve_backend) and matcher (matching.resolve_matcher).
-        create=False refuses a store that does not exist yet (open_store)."""
+        create=False refuses a store that does not exist yet (open_store). asymmetric: match image probes by their
+        relaxed values (see the module docstring)."""
         from biohash.serve.encoder import Encoder
 
         encoder = Encoder(bundle, backend=backend, threads=threads, device=device)
         opened = open_store(store, n_bits=encoder.bits, fingerprint=encoder.fingerprint,
                             encoder=None if mix_encoders else encoder.family, create=create)
-        return cls(encoder, opened, matcher, Protector(key, encoder.bits) if key else None, far)
+        return cls(encoder, opened, matcher, Protector(key, encoder.bits) if key else None, far,
+                   asymmetric=asymmetric)
 
     # --- inputs ------------------------------------------------------------------------------------------
     @staticmethod
@@ -87,9 +93,10 @@ class Deployment:
             raise RequestError(str(err)) from None
 
     def codes_from_images(self, images: dict[str, np.ndarray]) -> dict[str, Codes]:
-        """Codes of one image per modality; images too small or blank to match are refused."""
+        """Codes of one image per modality (RelaxedCodes: asymmetric matching can read their values); images too
+        small or blank to match are refused."""
         self.check_modalities(images)
-        out = {}
+        out: dict[str, Codes] = {}
         for m, img in images.items():
             try:
                 check_usable(img, m)
@@ -186,16 +193,28 @@ class Deployment:
         except ModeError as err:  # names only modalities checked above
             raise RequestError(str(err)) from None
 
+    def _asymmetric(self, probe: dict[str, Codes]) -> bool:
+        """Whether this probe is matched asymmetrically: the deployment asks for it and every code of the probe
+        kept its relaxed values (images encoded here; hex codes never do)."""
+        return self.asymmetric and all(isinstance(c, RelaxedCodes) for c in probe.values())
+
+    def _mode_name(self, name: str, probe: dict[str, Codes]) -> str:
+        """The name a probe's mode is reported and thresholded under: "<mode>-asym" when matched asymmetrically."""
+        return f"{name}-asym" if self._asymmetric(probe) else name
+
     def _pair_distances(self, subject: str, probe: dict[str, Codes], mode: Mode) -> dict[tuple[str, str], float]:
         """Per (probe, gallery) modality pair of the mode that the subject has templates for: the nearest
-        template's distance (bits)."""
-        from biohash.match.codes import hamming
+        template's distance (bits; asymmetric for an asymmetric probe)."""
+        from biohash.match.codes import asymmetric_distance, hamming
 
         out = {}
         for p, g in mode.pairs:
             _, _, templates = self.store.templates(subject=subject, modality=g)
             if templates is not None:
-                out[(p, g)] = float(hamming(probe[p], templates).min())
+                code = probe[p]
+                d = asymmetric_distance(code.values, templates) if self._asymmetric(probe) and \
+                    isinstance(code, RelaxedCodes) else hamming(code, templates)
+                out[(p, g)] = float(d.min())
         return out
 
     def _distance_to_subject(self, subject: str, probe: dict[str, Codes], mode: Mode) -> float:
@@ -214,24 +233,26 @@ class Deployment:
         if not parts:
             return None
         if len(parts) == len(mode.pairs):
-            return float(fuse(parts.values())), subject, mode.name
+            return float(fuse(parts.values())), subject, self._mode_name(mode.name, probe)
         (p, g), d = next(iter(parts.items()))
-        return d, subject, resolve([p], g).name
+        return d, subject, self._mode_name(resolve([p], g).name, probe)
 
     def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
         self.check_subject(subject)
         mode = self.mode_of(probe, against)
         with self._lock:
             d = self._distance_to_subject(subject, self._protect(probe), mode)
-        t = self.threshold(mode.name)
-        return Decision(mode.name, d, t, None if t is None else d <= t)
+        name = self._mode_name(mode.name, probe)
+        t = self.threshold(name)
+        return Decision(name, d, t, None if t is None else d <= t)
 
     def identify(self, probe: dict[str, Codes], against: str | None = None, k: int = 5) -> list[dict]:
         return self.identify_many([probe], against, k)[0]
 
     def identify_many(self, probes: list[dict[str, Codes]], against: str | None = None, k: int = 5) -> list[list[dict]]:
         """identify for each probe, in order; the probes of one single-modality mode go to the matcher as one
-        search (faiss scans the gallery once for all of them), fused ones one at a time."""
+        search (faiss scans the gallery once for all of them), fused and asymmetric ones one at a time (their
+        candidates: the subjects of the nearest codes by Hamming distance, then each scored exactly)."""
         if not 1 <= k <= 100:
             raise RequestError(f"k must be between 1 and 100, got {k}")
         modes = [self.mode_of(p, against) for p in probes]
@@ -241,8 +262,8 @@ class Deployment:
             self.sync()
             groups: dict[tuple[str, str], list[int]] = {}
             for n, mode in enumerate(modes):
-                if len(mode.pairs) > 1:
-                    scored[n] = self._fused_candidates(probes[n], mode, k)
+                if len(mode.pairs) > 1 or self._asymmetric(probes[n]):
+                    scored[n] = self._rescored_candidates(probes[n], mode, k)
                 else:
                     groups.setdefault(mode.pairs[0], []).append(n)
             for (p, g), rows in groups.items():
@@ -258,8 +279,9 @@ class Deployment:
                     scored[n] = sorted((d, s, modes[n].name) for s, d in best.items())
         return [[self._candidate(s, d, m) for d, s, m in found[:k]] for found in scored]
 
-    def _fused_candidates(self, probe: dict[str, Codes], mode: Mode, k: int) -> list:
-        """Candidates from each modality's index, then the exact fused distance of each (lock held)."""
+    def _rescored_candidates(self, probe: dict[str, Codes], mode: Mode, k: int) -> list:
+        """Candidates from each modality's index by Hamming distance, then the exact (fused, asymmetric) distance
+        of each (lock held)."""
         candidates = set()
         for p, g in mode.pairs:
             _, ids = self.matchers[g].search(probe[p], 10 * k)
@@ -280,4 +302,5 @@ class Deployment:
             return {"status": "ok", "templates": self.store.count(), "model": self.fingerprint, "bits": self.bits,
                     "modalities": list(self.encoder.modalities), "matcher": self.matcher_factory,
                     "backend": self.encoder.backend,
-                    "store": self.store.dialect, "protected": self.protector is not None}
+                    "store": self.store.dialect, "protected": self.protector is not None,
+                    "asymmetric": self.asymmetric}

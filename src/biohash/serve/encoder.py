@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from biohash.errors import BiohashError, FileFormatError, MissingFileError, check_fields
-from biohash.match.codes import from_real
-from biohash.match.types import Codes
+from biohash.match.codes import relaxed_from_real
+from biohash.match.types import RelaxedCodes
 
 if TYPE_CHECKING:
     from biohash.train.recipes.base import CodeModel
@@ -183,9 +183,10 @@ class Encoder:
                              f"got {x.shape}")
         return self._run(x, modality)
 
-    def encode(self, images: list[np.ndarray], modality: str) -> Codes:
-        """Images -> packed binary codes (sign of the relaxed code)."""
-        return from_real(self.embed_batch(self.preprocess(images), modality)[1])
+    def encode(self, images: list[np.ndarray], modality: str) -> RelaxedCodes:
+        """Images -> packed binary codes (sign of the relaxed code), the relaxed values kept beside them for
+        asymmetric matching (a RelaxedCodes is Codes everywhere else)."""
+        return relaxed_from_real(self.embed_batch(self.preprocess(images), modality)[1])
 
 
 @contextmanager

@@ -1,13 +1,14 @@
 """Evaluation: a model + gallery/probe samples -> codes -> scores per mode -> metrics (EER, TAR@FAR, rank-1, mAP)."""
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from biohash.match import metrics
-from biohash.match.codes import asymmetric_similarity, from_real, similarity
+from biohash.match.codes import from_real, similarity
 from biohash.match.modes import mode, modes_for
 from biohash.match.scores import CodeSet, mode_scores
 from biohash.match.types import Sample, Scores
@@ -68,13 +69,6 @@ def float_scores(mode: str, probe: np.ndarray, gallery: np.ndarray, p_set: CodeS
                   np.asarray(g_set.identities), p_set.names(), g_set.names())
 
 
-def asymmetric_scores(mode: str, probe: np.ndarray, p_set: CodeSet, g_set: CodeSet) -> Scores:
-    """The probe's relaxed code against the stored gallery codes (match.codes.asymmetric_similarity): mode
-    "<modality>-asym", the same template as the Hamming mode, the probe side left unbinarised."""
-    return Scores(f"{mode}-asym", asymmetric_similarity(probe, g_set.codes), np.asarray(p_set.identities),
-                  np.asarray(g_set.identities), p_set.names(), g_set.names())
-
-
 def score_metrics(scores: Scores) -> dict[str, float]:
     """Verification and identification figures of one mode's score matrix."""
     g, i = scores.genuine, scores.impostor
@@ -123,9 +117,9 @@ def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sa
              size: int, *, floats: bool = False) -> tuple[dict[str, Scores], dict[str, dict[str, float]]]:
     """Scores and metrics for every mode the model's modalities support (codes), or of its float features
     when the model has no per-modality hashing branches (GPA-Net). floats=True adds "<modality>-float" modes
-    (cosine of the relaxed codes before binarisation) and "<modality>-asym" (the probe's relaxed code against
-    the gallery's codes), same-modality only. `model`: a CodeModel, or a
-    float-feature model whose `modalities` is empty."""
+    (cosine of the relaxed codes before binarisation, same-modality only) and "<mode>-asym" for every mode (the
+    probe's relaxed code against the gallery's codes: the stored template, the probe left unbinarised).
+    `model`: a CodeModel, or a float-feature model whose `modalities` is empty."""
     if not model.modalities:  # one network for every image (GPA-Net): float features, and codes with bits
         return evaluate_features(model, dataset, gallery, probe, size)
     g_float: dict[str, np.ndarray] = {}
@@ -133,13 +127,15 @@ def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sa
     g_codes = encode_by_modality(model, dataset, gallery, size, g_float)
     p_codes = encode_by_modality(model, dataset, probe, size, p_float)
     held = set(p_codes) & set(g_codes)  # a print-only database of a joined run has no vein, fused or cross mode
-    all_scores = {m: mode_scores(m, p_codes, g_codes) for m in modes_for(model.modalities)
-                  if {a for pair in mode(m).pairs for a in pair} <= held}
+    held_modes = [m for m in modes_for(model.modalities) if {a for pair in mode(m).pairs for a in pair} <= held]
+    all_scores = {m: mode_scores(m, p_codes, g_codes) for m in held_modes}
     if floats:
         for m in model.modalities:
             if m in p_float and m in g_float:
                 all_scores[f"{m}-float"] = float_scores(m, p_float[m], g_float[m], p_codes[m], g_codes[m])
-                all_scores[f"{m}-asym"] = asymmetric_scores(m, p_float[m], p_codes[m], g_codes[m])
+        for m in held_modes:  # the probe's relaxed codes against the stored codes (match.codes.asymmetric_distance)
+            asym = mode_scores(m, p_codes, g_codes, probe_values=p_float)
+            all_scores[f"{m}-asym"] = dataclasses.replace(asym, mode=f"{m}-asym")
     return all_scores, {mode: score_metrics(s) for mode, s in all_scores.items()}
 
 

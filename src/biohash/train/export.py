@@ -178,16 +178,20 @@ def validation_thresholds(model: Any, config: dict[str, Any]) -> dict[str, dict[
     dataset, split = open_split(data)
     if not split.val_probe:
         return {}
-    scores, _ = evaluate(model, dataset, split.val_gallery, split.val_probe, data.image_size)
+    scores, _ = evaluate(model, dataset, split.val_gallery, split.val_probe, data.image_size,
+                         floats=bool(model.modalities))
     out: dict[str, dict[str, Any]] = {}
     for mode, s in scores.items():
-        if s.genuine.size and s.impostor.size:
-            # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits
+        if s.genuine.size and s.impostor.size and not mode.endswith("-float"):  # floats are never stored
+            # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits (Hamming: whole
+            # bits; "-asym" modes: asymmetric distances in bits, to a thousandth of a bit)
             # None where no threshold reaches the FAR on validation (too few impostor pairs to tell)
+            step = 1000 if mode.endswith("-asym") else 1
             out[mode] = {}
             for far in THRESHOLD_FARS:
                 t = metrics.threshold_at_far(s.genuine, s.impostor, far)
-                out[mode][f"{far:g}"] = int(np.floor((1 - t) * model.bits + 1e-6)) if np.isfinite(t) else None
+                d = np.floor((1 - t) * model.bits * step + 1e-6) / step
+                out[mode][f"{far:g}"] = (float(d) if step > 1 else int(d)) if np.isfinite(t) else None
     return out
 
 
@@ -218,7 +222,8 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
         "preprocessing": PREPROCESSING, "fingerprint": fingerprint(state, int(model.bits)),
         "centroids": hasattr(model, "centroids"), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "onnx": {}, "checks": {}, "thresholds": validation_thresholds(model, config),
-        "thresholds_from": "validation split of the run's protocol: max Hamming distance accepted per target FAR",
+        "thresholds_from": "validation split of the run's protocol: max distance accepted per target FAR (Hamming; "
+                           "'-asym' modes: asymmetric distance in bits)",
         **notes,
     }
     for m in model.modalities:
