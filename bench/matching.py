@@ -133,9 +133,11 @@ def measure(factory: str, gallery: Codes, probes: Codes, cores: int, cache: dict
             "top1": d_all[:, 0], "top1_id": i_all[:, 0]}
 
 
-def in_process_rps(bundle: Path, store: Path, codes: np.ndarray, requests: int) -> tuple[float, float]:
+def in_process_rps(bundle: Path, store: Path, codes: np.ndarray, requests: int) -> tuple[float, float, float]:
     """Deployment identify by code in this process, what the HTTP service is held to: probes/s one query at a
-    time (identify) and 32 at a time (identify_many, the batch route's call)."""
+    time (identify), 32 at a time (identify_many, the batch route's call), and one at a time with asymmetric
+    matching (relaxed probes: the code's signs with random magnitudes; Hamming candidates rescored per subject)."""
+    from biohash.match.codes import relaxed_from_real
     from biohash.serve.deployment import Deployment
 
     dep = Deployment.from_bundle(bundle, store)
@@ -150,7 +152,17 @@ def in_process_rps(bundle: Path, store: Path, codes: np.ndarray, requests: int) 
         dep.identify_many(probes[start : start + 32], k=1)
     batch = len(probes) / (time.perf_counter() - t0)
     dep.store.close()
-    return single, batch
+    asym = Deployment.from_bundle(bundle, store, asymmetric=True)
+    magnitudes = np.random.default_rng(5).uniform(0.05, 1.0, (len(probes), asym.bits)).astype(np.float32)
+    signs = 2.0 * np.unpackbits(codes[: len(probes)], axis=1).astype(np.float32) - 1
+    relaxed = [{"print": relaxed_from_real(signs[k : k + 1] * magnitudes[k : k + 1])} for k in range(len(probes))]
+    asym.identify(relaxed[0], k=1)
+    t0 = time.perf_counter()
+    for p in relaxed:
+        asym.identify(p, k=1)
+    asymmetric = len(probes) / (time.perf_counter() - t0)
+    asym.store.close()
+    return single, batch, asymmetric
 
 
 class RawHttp:
@@ -215,7 +227,8 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
     key = secrets.token_hex(16)
     (work / "keys").write_text(f"{key} match,codes,scores\n")  # hex codes need `codes`, distances `scores`
     (work / "keys").chmod(0o600)
-    in_process, in_process_batch = in_process_rps(work / "m" / "export", work / "t.db", codes, requests)
+    in_process, in_process_batch, in_process_asym = in_process_rps(work / "m" / "export", work / "t.db", codes,
+                                                                   requests)
     port = 18765
     server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(work / "m"), "--store",
                                str(work / "t.db"), "--port", str(port), "--api-key-file", str(work / "keys"),
@@ -263,6 +276,7 @@ def service_load(n_templates: int, requests: int, clients: int) -> dict:
     lat = np.array([r[0] for r in results]) * 1000
     return {"templates": n_templates, "import_s": import_s, "startup_s": startup, "requests": requests,
             "clients": clients, "rps": requests / wall, "in_process_rps": in_process,
+            "in_process_asymmetric_rps": in_process_asym,
             "http_vs_in_process": requests / wall / in_process, "batch32_probes_per_s": batch_rps,
             "batch32_vs_in_process": batch_rps / in_process,
             "in_process_batch32_probes_per_s": in_process_batch, "batch32_vs_in_process_batch32": batch_rps / in_process_batch,

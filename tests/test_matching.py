@@ -110,3 +110,16 @@ def test_matchers_come_from_a_registry_users_can_extend():
     assert isinstance(make_matcher(64, "test_brute_force"), ExactMatcher)
     with pytest.raises(UnknownNameError, match="unknown matcher 'annoy'; expected one of: BFlat, BHNSW, BIVF, exact"):
         make_matcher(64, "annoy")
+
+
+@pytest.mark.parametrize("factory", ["exact", "BFlat", "BHNSW16", "mih"])
+def test_every_matcher_hands_back_the_codes_it_holds(factory):
+    """What asymmetric identify rescores its Hamming shortlist with: the stored code of each template id."""
+    rng = np.random.default_rng(8)
+    codes = pack(rng.integers(0, 2, (50, 64)))
+    m = make_matcher(64, factory)
+    m.add(np.arange(100, 150), codes)
+    assert np.array_equal(m.codes_of(np.array([149, 100, 120])).bits, codes.bits[[49, 0, 20]])
+    m.remove(np.array([120]))
+    with pytest.raises(KeyError, match="120"):
+        m.codes_of(np.array([120]))

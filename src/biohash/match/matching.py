@@ -100,6 +100,9 @@ class FaissMatcher:
     def distances(self, codes: Codes, ids) -> np.ndarray:
         return self._exact.distances(codes, ids)
 
+    def codes_of(self, ids) -> Codes:
+        return self._exact.codes_of(ids)
+
 
 MATCHERS: Registry = Registry("matcher")  # name -> factory(n_bits, spec, threads) returning a Matcher
 

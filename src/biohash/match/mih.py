@@ -72,6 +72,9 @@ class MultiIndexMatcher:
     def distances(self, codes: Codes, ids) -> np.ndarray:
         return self._exact.distances(codes, ids)
 
+    def codes_of(self, ids) -> Codes:
+        return self._exact.codes_of(ids)
+
     def _substrings(self, words: np.ndarray) -> np.ndarray:
         """(n, m) substring values of uint64-word codes."""
         as16 = words.view(np.uint16)  # little-endian words: the byte order is the same for queries and tables

@@ -23,6 +23,8 @@ class Matcher(Protocol):
 
     def distances(self, codes: Codes, ids: np.ndarray) -> np.ndarray: ...
 
+    def codes_of(self, ids: np.ndarray) -> Codes: ...
+
     def __len__(self) -> int: ...
 
 
@@ -141,12 +143,18 @@ class ExactMatcher:
                 one(i)
         return dist, ids
 
-    def distances(self, codes: Codes, ids) -> np.ndarray:
-        """Hamming distance of each query row to each listed template, (n, len(ids)); unknown ids are an error."""
-        check_codes(codes, self.n_bits)
+    def _rows(self, ids) -> np.ndarray:
         missing = [int(i) for i in np.asarray(ids).reshape(-1) if int(i) not in self._row]
         if missing:
             raise KeyError(f"unknown template ids: {missing[:5]}")
-        rows = np.array([self._row[int(i)] for i in np.asarray(ids).reshape(-1)], np.int64)
-        g = self._words[rows]
-        return word_distances(words(codes), g)
+        return np.array([self._row[int(i)] for i in np.asarray(ids).reshape(-1)], np.int64)
+
+    def distances(self, codes: Codes, ids) -> np.ndarray:
+        """Hamming distance of each query row to each listed template, (n, len(ids)); unknown ids are an error."""
+        check_codes(codes, self.n_bits)
+        return word_distances(words(codes), self._words[self._rows(ids)])
+
+    def codes_of(self, ids) -> Codes:
+        """The stored codes of the listed template ids, in that order (what asymmetric matching rescores)."""
+        packed = np.ascontiguousarray(self._words[self._rows(ids)]).view(np.uint8)
+        return Codes(np.ascontiguousarray(packed[:, : self.n_bits // 8]), self.n_bits)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
@@ -252,7 +252,7 @@ class Deployment:
     def identify_many(self, probes: list[dict[str, Codes]], against: str | None = None, k: int = 5) -> list[list[dict]]:
         """identify for each probe, in order; the probes of one single-modality mode go to the matcher as one
         search (faiss scans the gallery once for all of them), fused and asymmetric ones one at a time (their
-        candidates: the subjects of the nearest codes by Hamming distance, then each scored exactly)."""
+        candidates come from the Hamming index, then each is scored exactly)."""
         if not 1 <= k <= 100:
             raise RequestError(f"k must be between 1 and 100, got {k}")
         modes = [self.mode_of(p, against) for p in probes]
@@ -262,8 +262,10 @@ class Deployment:
             self.sync()
             groups: dict[tuple[str, str], list[int]] = {}
             for n, mode in enumerate(modes):
-                if len(mode.pairs) > 1 or self._asymmetric(probes[n]):
+                if len(mode.pairs) > 1:
                     scored[n] = self._rescored_candidates(probes[n], mode, k)
+                elif self._asymmetric(probes[n]):
+                    scored[n] = self._asymmetric_candidates(probes[n], mode, k)
                 else:
                     groups.setdefault(mode.pairs[0], []).append(n)
             for (p, g), rows in groups.items():
@@ -287,6 +289,27 @@ class Deployment:
             _, ids = self.matchers[g].search(probe[p], 10 * k)
             candidates |= set(self.store.subjects_of(ids[0]).values())
         return sorted(x for x in (self._scored(s, probe, mode) for s in candidates) if x is not None)
+
+    def _asymmetric_candidates(self, probe: dict[str, Codes], mode: Mode, k: int) -> list:
+        """One modality, asymmetric: the max(10 k, 100) nearest templates by Hamming distance, rescored by their
+        asymmetric distance from the matcher's own copy of their codes, the nearest per subject (lock held)."""
+        from biohash.match.codes import asymmetric_distance
+
+        (p, g), = mode.pairs
+        code = cast(RelaxedCodes, probe[p])
+        _, ids = self.matchers[g].search(code, max(10 * k, 100))
+        ids = ids[0][ids[0] >= 0]
+        if not len(ids):
+            return []
+        distances = asymmetric_distance(code.values, self.matchers[g].codes_of(ids))[0]
+        subjects = self.store.subjects_of(np.unique(ids))
+        best: dict[str, float] = {}
+        for d, i in sorted(zip(distances.tolist(), ids.tolist())):
+            s = subjects.get(int(i))
+            if s is not None and s not in best:
+                best[s] = d
+        name = self._mode_name(mode.name, probe)
+        return sorted((d, s, name) for s, d in best.items())
 
     def busy(self) -> bool:
         """Whether a request holds the deployment's lock right now (the service then answers off the loop)."""
