@@ -203,3 +203,37 @@ def test_the_service_matches_uploads_asymmetrically(asym_bundle, tmp_path):
                     headers=headers)
     assert r.status_code == 200 and r.json()["mode"] == "print-asym" and r.json()["threshold"] == 9.5, r.text
     assert client.get("/health", headers=headers).json()["asymmetric"] is True
+
+
+def test_asymmetric_answers_hide_which_subjects_exist_and_need_their_own_threshold(asym_bundle, fixed, tmp_path):
+    """A 'match' key: an unknown subject answers exactly like a known non-match (the same mode name), and a
+    model without asymmetric thresholds refuses asymmetric matching instead of answering 'no match' to all."""
+    from fastapi.testclient import TestClient
+
+    from biohash.serve.deployment import Deployment
+    from biohash.serve.service import create_app
+
+    def png(img: np.ndarray) -> bytes:
+        return cv2.imencode(".png", img)[1].tobytes()
+
+    strict = tmp_path / "strict"  # a threshold no other palm passes: ann's answer is a non-match
+    import shutil
+
+    shutil.copytree(asym_bundle, strict)
+    meta = json.loads((strict / "bundle.json").read_text())
+    meta["thresholds"]["print-asym"] = {"0.001": 0.5}
+    (strict / "bundle.json").write_text(json.dumps(meta))
+    headers = {"X-API-Key": "door-reader-key-0123"}
+    for bundle, name in ((strict, "with"), (fixed, "without")):
+        dep = Deployment.from_bundle(bundle, tmp_path / f"{name}.db", asymmetric=True)
+        dep.enroll("ann", dep.codes_from_images({"print": _palm(0, 0)}))
+        client = TestClient(create_app(dep, ["door-reader-key-0123"]), raise_server_exceptions=False)
+        answers = {s: client.post("/v1/upload/verify", data={"subject": s}, files={"print": ("p.png", png(_palm(1, 1)))},
+                                  headers=headers) for s in ("ann", "nobody")}
+        if name == "with":
+            assert answers["ann"].status_code == answers["nobody"].status_code == 200, answers["ann"].text
+            ann, nobody = ({k: v for k, v in answers[s].json().items() if k != "subject"} for s in ("ann", "nobody"))
+            assert ann == nobody == {"mode": "print-asym", "match": False, "band": "low"}
+        else:
+            assert answers["ann"].status_code == 400 and "print-asym" in answers["ann"].text and "export again" in \
+                answers["ann"].text, answers["ann"].text

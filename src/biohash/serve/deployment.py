@@ -198,7 +198,7 @@ class Deployment:
         kept its relaxed values (images encoded here; hex codes never do)."""
         return self.asymmetric and all(isinstance(c, RelaxedCodes) for c in probe.values())
 
-    def _mode_name(self, name: str, probe: dict[str, Codes]) -> str:
+    def mode_name(self, name: str, probe: dict[str, Codes]) -> str:
         """The name a probe's mode is reported and thresholded under: "<mode>-asym" when matched asymmetrically."""
         return f"{name}-asym" if self._asymmetric(probe) else name
 
@@ -233,16 +233,16 @@ class Deployment:
         if not parts:
             return None
         if len(parts) == len(mode.pairs):
-            return float(fuse(parts.values())), subject, self._mode_name(mode.name, probe)
+            return float(fuse(parts.values())), subject, self.mode_name(mode.name, probe)
         (p, g), d = next(iter(parts.items()))
-        return d, subject, self._mode_name(resolve([p], g).name, probe)
+        return d, subject, self.mode_name(resolve([p], g).name, probe)
 
     def verify(self, subject: str, probe: dict[str, Codes], against: str | None = None) -> Decision:
         self.check_subject(subject)
         mode = self.mode_of(probe, against)
         with self._lock:
             d = self._distance_to_subject(subject, self._protect(probe), mode)
-        name = self._mode_name(mode.name, probe)
+        name = self.mode_name(mode.name, probe)
         t = self.threshold(name)
         return Decision(name, d, t, None if t is None else d <= t)
 
@@ -308,7 +308,7 @@ class Deployment:
             s = subjects.get(int(i))
             if s is not None and s not in best:
                 best[s] = d
-        name = self._mode_name(mode.name, probe)
+        name = self.mode_name(mode.name, probe)
         return sorted((d, s, name) for s, d in best.items())
 
     def busy(self) -> bool:

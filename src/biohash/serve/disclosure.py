@@ -21,8 +21,10 @@ def need_threshold(dep: Deployment, mode: str, key: ApiKey) -> None:
     """Without a decision threshold only an operator may match: everyone else would get bands and ranks of
     raw distances, an oracle that rebuilds templates (issue 23)."""
     if not operator(key) and dep.threshold(mode) is None:
+        hint = " (bundles exported before asymmetric matching have none: export again, or serve without " \
+               "--asymmetric)" if mode.endswith("-asym") else ""
         raise RequestError(f"this model has no decision threshold for {mode} at FAR {dep.far}: export it from a "
-                           f"run with validation thresholds (or use a key with the 'scores' scope)")
+                           f"run with validation thresholds{hint} (or use a key with the 'scores' scope)")
 
 
 def answer(dep: Deployment, d: Decision, key: ApiKey) -> dict:
@@ -39,14 +41,14 @@ def answer(dep: Deployment, d: Decision, key: ApiKey) -> dict:
 def checked_verify(dep: Deployment, key: ApiKey, subject: str, probe: dict, against: str | None) -> Decision:
     """verify, where an unknown subject (or one without the gallery modality) reads as a plain non-match to
     anyone but the operator: a 404 would tell a `match` key which subject ids exist."""
-    mode = dep.mode_of(probe, against)
-    need_threshold(dep, mode.name, key)
+    name = dep.mode_name(dep.mode_of(probe, against).name, probe)  # "-asym" where matched asymmetrically
+    need_threshold(dep, name, key)
     try:
         return dep.verify(subject, probe, against)
     except NotFound:
         if operator(key):
             raise
-        return Decision(mode.name, float(dep.bits), dep.threshold(mode.name), False)
+        return Decision(name, float(dep.bits), dep.threshold(name), False)
 
 
 def checked_identify(dep: Deployment, key: ApiKey, probe: dict, against: str | None, k: int) -> list[dict]:
@@ -58,7 +60,7 @@ def checked_identify_many(dep: Deployment, key: ApiKey, probes: list[dict], agai
                           k: int) -> list[list[dict]]:
     """checked_identify for several probes, searched together (Deployment.identify_many)."""
     for probe in probes:
-        need_threshold(dep, dep.mode_of(probe, against).name, key)
+        need_threshold(dep, dep.mode_name(dep.mode_of(probe, against).name, probe), key)
     return dep.identify_many(probes, against, k)
 
 
