@@ -237,3 +237,27 @@ def test_asymmetric_answers_hide_which_subjects_exist_and_need_their_own_thresho
         else:
             assert answers["ann"].status_code == 400 and "print-asym" in answers["ann"].text and "export again" in \
                 answers["ann"].text, answers["ann"].text
+
+
+def test_serve_says_it_matches_asymmetrically_and_warns_without_thresholds(fixed, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from biohash.serve.service import wait_until_healthy
+    from conftest import _free_port
+
+    port, keys, log = _free_port(), tmp_path / "keys", tmp_path / "serve.log"
+    keys.write_text("operator-key-0123456 enroll,match,codes,scores\n")
+    keys.chmod(0o600)
+    with log.open("w") as err:
+        server = subprocess.Popen([sys.executable, "-m", "biohash.cli", "serve", "--bundle", str(fixed), "--store",
+                                   str(tmp_path / "s.db"), "--port", str(port), "--api-key-file", str(keys),
+                                   "--asymmetric"], stderr=err, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        try:
+            wait_until_healthy(f"http://127.0.0.1:{port}", server)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+    first, second = log.read_text().splitlines()[:2]
+    assert "asymmetric matching" in first and "no asymmetric ('-asym') thresholds" in second

@@ -162,8 +162,12 @@ def serve(bundle: Path = _BUNDLE, store: str = _STORE, host: str = typer.Option(
                f"({health['bits']} bits, {', '.join(health['modalities'])}, encoder {health['backend']}"
                f"{' (auto)' if backend == 'auto' else ''}); store {health['store']} with {health['templates']} "
                f"templates; matcher {health['matcher']}{' (auto)' if matcher == 'auto' else ''}; {len(keys)} API keys; "
-               f"{'protected templates; ' if health['protected'] else ''}requests logged to "
+               f"{'protected templates; ' if health['protected'] else ''}"
+               f"{'asymmetric matching; ' if health['asymmetric'] else ''}requests logged to "
                f"{audit_log or 'stderr'}; ready in {time.perf_counter() - started:.1f} s", err=True)
+    if asymmetric and not any(m.endswith("-asym") for m in dep.thresholds):
+        typer.echo("warning: the bundle has no asymmetric ('-asym') thresholds (exported before asymmetric matching): "
+                   "only keys with the 'scores' scope can match; export the run again", err=True)
     uvicorn.run(create_app(dep, keys, max_body_bytes=int(max_body_mb * 2**20), max_pixels=max_pixels, rate_limit=rate_limit,
                            failed_auth_limit=failed_auth_limit, body_timeout=body_timeout),
                 host=host, port=port, log_level="warning")
