@@ -11,7 +11,6 @@ test palms never trained or chose anything. Without test shifts (a run trained w
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from collections import defaultdict
 from pathlib import Path
@@ -87,7 +86,8 @@ def main() -> None:
     bundle = export_run(args.run, fmt="torch")
     dataset, split = open_split(DataConfig(**read_config(args.run)["data"]))
     modalities = [m for m in bundle["modalities"] if m in by_modality(split.test_probe)]
-    columns = ["run", "mode", "matching", "threshold (bits, FAR 1e-3 on validation)", "probes", "rank-1 %",
+    columns = ["run", "mode", "matching", "threshold (bits, FAR 1e-3 on validation)", "validation impostor pairs",
+               "probes", "rank-1 %",
                "genuine accepted %", "impostor claims", "impostor accepted %"]
     rows, results = [], {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,14 +105,16 @@ def main() -> None:
                 r = measure(dep, gallery, probes, args.impostors)
                 name = dep.mode_name("fused" if len(mode) > 1 else mode[0], probes["rows"][0][1])
                 r["threshold"] = dep.threshold(name)
+                r["validation_impostor_pairs"] = bundle["threshold_pairs"].get(name, {}).get("impostor")
                 results[name] = r
                 rows.append([args.run.name, name, "asymmetric" if asymmetric else "Hamming", r["threshold"],
-                             r["probes"], round(r["rank1"], 1), round(r["genuine_accepted"], 1),
+                             r["validation_impostor_pairs"], r["probes"], round(r["rank1"], 1), round(r["genuine_accepted"], 1),
                              r["impostor_claims"], round(r["impostor_accepted"], 3)])
                 dep.store.close()
     report(f"deployed_palm{args.tag}", "real test palms through the deployment engine (open set; thresholds from "
            "validation palms)", columns, rows, {"run": str(args.run), "results": results,
-                                               "bundle_thresholds": json.loads(json.dumps(bundle["thresholds"]))})
+                                               "bundle_thresholds": bundle["thresholds"],
+                                               "threshold_pairs": bundle["threshold_pairs"]})
 
 
 if __name__ == "__main__":

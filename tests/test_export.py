@@ -48,6 +48,18 @@ def test_export_onnx_matches_torch_and_int8_runs(tiny_run):
     modes = {"print", "vein", "fused", "cross", "cross-rev"}
     assert set(bundle["thresholds"]) == modes | {f"{m}-asym" for m in modes}  # Hamming and asymmetric matching
     assert "validation" in bundle["thresholds_from"]
+    # how many validation pairs chose each threshold, counted here from the split itself; with a few validation
+    # palms the export says FAR 1e-3 rests on too few impostor pairs
+    from biohash.train.data.config import DataConfig, open_split
+    from biohash.train.runs import read_config
+
+    _, split = open_split(DataConfig(**read_config(tiny_run)["data"]))
+    probe = [s.identity for s in split.val_probe if s.modality == "print"]
+    gallery = [s.identity for s in split.val_gallery if s.modality == "print"]
+    genuine = sum(p == g for p in probe for g in gallery)
+    assert bundle["threshold_pairs"]["print"] == {"genuine": genuine, "impostor": len(probe) * len(gallery) - genuine}
+    assert bundle["threshold_pairs"]["print-asym"] == bundle["threshold_pairs"]["print"]
+    assert "impostor pairs" in result.output and "FAR 0.001" in result.output
     for m in ("print", "vein"):
         fp32 = bundle["checks"][f"{m}/onnx"]
         assert fp32["max_abs_embedding_diff"] < 1e-3 and fp32["bit_agreement"] >= 0.99

@@ -82,6 +82,7 @@ def export(
 
     bundle = export_run(run, fmt=format, calibration=calibration)
     typer.echo(f"bundle: {run / 'export'}  fingerprint {bundle['fingerprint']}")
+    _say_threshold_support(bundle)
     checks = check_bundle(run, source=calibration, min_agreement=min_agreement / 100, device=device)
     for key, check in checks.items():
         typer.echo(f"{key}: max |embedding diff| {check['max_abs_embedding_diff']:.2e}, "
@@ -93,6 +94,20 @@ def export(
         raise BiohashError(f"export check failed: {', '.join(failed)} of code bits agree with torch, under the "
                          f"{min_agreement:g} % required; encoders refuse these models (try --calibration real, "
                          f"or deploy --backend onnx)")
+
+
+def _say_threshold_support(bundle: dict) -> None:
+    """One line per target FAR whose thresholds rest on fewer than 10 / FAR validation impostor pairs (under ten
+    expected false accepts): on new palms such a threshold accepts impostors at several times its FAR."""
+    pairs = bundle.get("threshold_pairs", {})
+    if not pairs:
+        return
+    fewest = min(p["impostor"] for p in pairs.values())
+    for far in sorted({float(f) for t in bundle.get("thresholds", {}).values() for f in t}):
+        if fewest * far < 10:
+            typer.echo(f"note: the FAR {far:g} thresholds rest on {fewest:,} validation impostor pairs (about "
+                       f"{fewest * far:.1f} false accepts; 10 / FAR = {10 / far:,.0f} would pin it): expect more "
+                       f"impostors accepted on new palms; more validation palms give firmer thresholds")
 
 
 @app.command()

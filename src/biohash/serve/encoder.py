@@ -24,7 +24,8 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 BUNDLE_FIELDS: dict[str, Any] = {"modalities": list, "bits": int, "image_size": int, "fingerprint": str}
-BUNDLE_OPTIONAL: dict[str, Any] = {"build_config": dict, "onnx": dict, "thresholds": dict, "checks": dict,
+BUNDLE_OPTIONAL: dict[str, Any] = {"build_config": dict, "onnx": dict, "thresholds": dict, "threshold_pairs": dict,
+                                   "checks": dict,
                                    "failed_checks": list, "preprocessing": str, "format_version": int}
 
 

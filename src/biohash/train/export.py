@@ -167,9 +167,10 @@ def competition_nodes(model_path: Path) -> list[str]:
 THRESHOLD_FARS = (1e-4, 1e-3, 1e-2)
 
 
-def validation_thresholds(model: Any, config: dict[str, Any]) -> dict[str, dict[str, float]]:
+def validation_thresholds(model: Any, config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
     """Per mode, the largest Hamming distance accepted at each target FAR, chosen on the run's validation split
-    (never on test data): a deployment stores these with the model."""
+    (never on test data): a deployment stores these with the model; and per mode the genuine and impostor pair
+    counts they rest on (FAR f is estimated from about f x impostor pairs false accepts)."""
     from biohash.match import metrics
     from biohash.train.data.config import DataConfig, open_split
     from biohash.train.evaluate import evaluate
@@ -177,10 +178,11 @@ def validation_thresholds(model: Any, config: dict[str, Any]) -> dict[str, dict[
     data = DataConfig(**config["data"])
     dataset, split = open_split(data)
     if not split.val_probe:
-        return {}
+        return {}, {}
     scores, _ = evaluate(model, dataset, split.val_gallery, split.val_probe, data.image_size,
                          floats=bool(model.modalities))
     out: dict[str, dict[str, Any]] = {}
+    pairs: dict[str, dict] = {}
     for mode, s in scores.items():
         if s.genuine.size and s.impostor.size and not mode.endswith("-float"):  # floats are never stored
             # similarity = 1 - d / bits, accepted when >= threshold, so d <= (1 - threshold) * bits (Hamming: whole
@@ -188,11 +190,12 @@ def validation_thresholds(model: Any, config: dict[str, Any]) -> dict[str, dict[
             # None where no threshold reaches the FAR on validation (too few impostor pairs to tell)
             step = 1000 if mode.endswith("-asym") else 1
             out[mode] = {}
+            pairs[mode] = {"genuine": int(s.genuine.size), "impostor": int(s.impostor.size)}
             for far in THRESHOLD_FARS:
                 t = metrics.threshold_at_far(s.genuine, s.impostor, far)
                 d = np.floor((1 - t) * model.bits * step + 1e-6) / step
                 out[mode][f"{far:g}"] = (float(d) if step > 1 else int(d)) if np.isfinite(t) else None
-    return out
+    return out, pairs
 
 
 def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic") -> dict[str, Any]:
@@ -216,12 +219,13 @@ def export_run(run_dir: Path, fmt: str = "onnx", calibration: str = "synthetic")
     state = model.state_dict()
     torch.save(state, out / "weights.pt")
     size = config["data"]["image_size"]
+    thresholds, pairs = validation_thresholds(model, config)
     bundle: dict[str, Any] = {
         "format_version": 1, "run": run_dir.name, "recipe": config["recipe"], "build_config": build_config,
         "modalities": list(model.modalities), "bits": int(model.bits), "image_size": size,
         "preprocessing": PREPROCESSING, "fingerprint": fingerprint(state, int(model.bits)),
         "centroids": hasattr(model, "centroids"), "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "onnx": {}, "checks": {}, "thresholds": validation_thresholds(model, config),
+        "onnx": {}, "checks": {}, "thresholds": thresholds, "threshold_pairs": pairs,
         "thresholds_from": "validation split of the run's protocol: max distance accepted per target FAR (Hamming; "
                            "'-asym' modes: asymmetric distance in bits)",
         **notes,
