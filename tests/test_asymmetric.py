@@ -138,10 +138,28 @@ def test_deployment_verifies_a_live_probe_asymmetrically(asym_bundle, tmp_path):
     assert fused.mode == "fused-asym" and fused.threshold == 9.5
 
 
-def test_identify_ranks_by_the_asymmetric_distance(fixed, tmp_path):
+class _NoCodesMatcher:
+    """A user's own matcher that predates codes_of: search and 1:1 distances only."""
+
+    def __init__(self, n_bits: int, spec: str = "", threads: int = 1) -> None:
+        from biohash.match.scan import ExactMatcher
+
+        self.n_bits, self._inner = n_bits, ExactMatcher(n_bits)
+        self.add, self.remove, self.search = self._inner.add, self._inner.remove, self._inner.search
+        self.distances = self._inner.distances
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+
+@pytest.mark.parametrize("matcher", ["auto", "mih", "test_no_codes"])
+def test_identify_ranks_by_the_asymmetric_distance(fixed, tmp_path, matcher):
+    from biohash.match.matching import MATCHERS
     from biohash.serve.deployment import Deployment
 
-    dep = Deployment.from_bundle(fixed, tmp_path / "i.db", asymmetric=True)
+    if "test_no_codes" not in MATCHERS.names():
+        MATCHERS.register("test_no_codes")(_NoCodesMatcher)
+    dep = Deployment.from_bundle(fixed, tmp_path / "i.db", asymmetric=True, matcher=matcher)
     probe_values = np.full((1, 32), 0.1, np.float32)
     probe_values[0, :2] = 1.0  # sure of the first two bits, unsure of the rest
     code = np.ones(32, np.uint8)

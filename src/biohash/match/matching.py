@@ -5,6 +5,8 @@ Back-ends from factory strings: "exact" (numpy, packed uint64 + popcount: the re
 indexes "BFlat", "BIVF{nlist}", "BHNSW{M}", with search parameters after a colon ("BIVF1024:nprobe=16",
 "BHNSW32:efSearch=64"). Removal is by tombstone in faiss indexes that cannot delete, filtered at search time.
 The exact scan and the Matcher protocol live in biohash.match.scan (re-exported here); "mih" is biohash.match.mih.
+Every matcher also hands back the codes it holds by id (`codes_of`), which asymmetric identify rescores; a
+matcher of your own without it still works there, scored subject by subject from the store.
 """
 from __future__ import annotations
 

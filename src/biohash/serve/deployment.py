@@ -264,8 +264,10 @@ class Deployment:
             for n, mode in enumerate(modes):
                 if len(mode.pairs) > 1:
                     scored[n] = self._rescored_candidates(probes[n], mode, k)
-                elif self._asymmetric(probes[n]):
-                    scored[n] = self._asymmetric_candidates(probes[n], mode, k)
+                elif self._asymmetric(probes[n]):  # a user's own matcher without codes_of: per subject
+                    has_codes = hasattr(self.matchers[mode.pairs[0][1]], "codes_of")
+                    scored[n] = (self._asymmetric_candidates if has_codes else self._rescored_candidates)(
+                        probes[n], mode, k)
                 else:
                     groups.setdefault(mode.pairs[0], []).append(n)
             for (p, g), rows in groups.items():
