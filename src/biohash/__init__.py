@@ -11,10 +11,20 @@ from typing import Any
 
 from biohash.errors import BiohashError
 from biohash.match import metrics
-from biohash.match.codes import asymmetric_similarity, binarize, from_real, hamming, pack, similarity, unpack
+from biohash.match.codes import (
+    asymmetric_distance,
+    asymmetric_similarity,
+    binarize,
+    from_real,
+    hamming,
+    pack,
+    relaxed_from_real,
+    similarity,
+    unpack,
+)
 from biohash.match.matching import make_matcher
 from biohash.match.scores import read_score_file, write_score_file
-from biohash.match.types import Codes, Sample, Scores, Template
+from biohash.match.types import Codes, RelaxedCodes, Sample, Scores, Template
 
 __version__ = "0.1.0"
 
@@ -32,9 +42,9 @@ _ON_FIRST_USE = {  # name -> (module, its name there); serve needs no torch, tra
     "read_config": ("biohash.train.runs", "read_config"),
 }
 
-__all__ = ["BiohashError", "Codes", "Sample", "Scores", "Template", "__version__", "asymmetric_similarity",
-           "binarize", "from_real", "hamming", "make_matcher", "metrics", "pack", "read_score_file", "similarity",
-           "unpack", "write_score_file", *_ON_FIRST_USE]
+__all__ = ["BiohashError", "Codes", "RelaxedCodes", "Sample", "Scores", "Template", "__version__",
+           "asymmetric_distance", "asymmetric_similarity", "binarize", "from_real", "hamming", "make_matcher", "metrics",
+           "pack", "read_score_file", "relaxed_from_real", "similarity", "unpack", "write_score_file", *_ON_FIRST_USE]
 
 
 def __getattr__(name: str) -> Any:
