@@ -87,6 +87,7 @@ def main() -> None:
     dataset, split = open_split(DataConfig(**read_config(args.run)["data"]))
     modalities = [m for m in bundle["modalities"] if m in by_modality(split.test_probe)]
     columns = ["run", "mode", "matching", "threshold (bits, FAR 1e-3 on validation)", "validation impostor pairs",
+               "validation impostor palm pairs",
                "probes", "rank-1 %",
                "genuine accepted %", "impostor claims", "impostor accepted %"]
     rows, results = [], {}
@@ -105,10 +106,12 @@ def main() -> None:
                 r = measure(dep, gallery, probes, args.impostors)
                 name = dep.mode_name("fused" if len(mode) > 1 else mode[0], probes["rows"][0][1])
                 r["threshold"] = dep.threshold(name)
-                r["validation_impostor_pairs"] = bundle["threshold_pairs"].get(name, {}).get("impostor")
+                support = bundle["threshold_pairs"].get(name, {})
+                r["validation_impostor_pairs"] = support.get("impostor")
+                r["validation_impostor_palm_pairs"] = support.get("impostor_palm_pairs")
                 results[name] = r
                 rows.append([args.run.name, name, "asymmetric" if asymmetric else "Hamming", r["threshold"],
-                             r["validation_impostor_pairs"], r["probes"], round(r["rank1"], 1), round(r["genuine_accepted"], 1),
+                             r["validation_impostor_pairs"], r["validation_impostor_palm_pairs"], r["probes"], round(r["rank1"], 1), round(r["genuine_accepted"], 1),
                              r["impostor_claims"], round(r["impostor_accepted"], 3)])
                 dep.store.close()
     report(f"deployed_palm{args.tag}", "real test palms through the deployment engine (open set; thresholds from "

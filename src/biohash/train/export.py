@@ -170,7 +170,8 @@ THRESHOLD_FARS = (1e-4, 1e-3, 1e-2)
 def validation_thresholds(model: Any, config: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], dict[str, dict]]:
     """Per mode, the largest Hamming distance accepted at each target FAR, chosen on the run's validation split
     (never on test data): a deployment stores these with the model; and per mode the genuine and impostor pair
-    counts they rest on (FAR f is estimated from about f x impostor pairs false accepts)."""
+    counts they rest on, and the distinct impostor palm pairs (captures of one pair of palms fail together, so
+    FAR f rests on about f x palm pairs independent false accepts)."""
     from biohash.match import metrics
     from biohash.train.data.config import DataConfig, open_split
     from biohash.train.evaluate import evaluate
@@ -190,7 +191,9 @@ def validation_thresholds(model: Any, config: dict[str, Any]) -> tuple[dict[str,
             # None where no threshold reaches the FAR on validation (too few impostor pairs to tell)
             step = 1000 if mode.endswith("-asym") else 1
             out[mode] = {}
-            pairs[mode] = {"genuine": int(s.genuine.size), "impostor": int(s.impostor.size)}
+            palms = {(p, g) for p in set(s.probe_ids.tolist()) for g in set(s.gallery_ids.tolist()) if p != g}
+            pairs[mode] = {"genuine": int(s.genuine.size), "impostor": int(s.impostor.size),
+                           "impostor_palm_pairs": len(palms)}
             for far in THRESHOLD_FARS:
                 t = metrics.threshold_at_far(s.genuine, s.impostor, far)
                 d = np.floor((1 - t) * model.bits * step + 1e-6) / step
