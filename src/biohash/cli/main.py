@@ -99,7 +99,7 @@ def export(
 def _say_threshold_support(bundle: dict) -> None:
     """One line per target FAR whose thresholds rest on fewer than 10 / FAR impostor palm pairs of the validation
     palms (captures of one pair of palms err together): on new palms such a threshold accepts impostors at
-    several times its FAR (measured: 3-8x at FAR 1e-3 on 156 and 1,122 palm pairs, bench/deployed_palm.py)."""
+    several times its FAR (measured: 3-9x at FAR 1e-3 on 156 and 1,122 palm pairs, bench/deployed_palm.py)."""
     pairs = bundle.get("threshold_pairs", {})
     if not pairs:
         return
