@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 from _common import report, run_main
 
-from biohash.match.codes import relaxed_from_real
-from biohash.match.types import Codes, Sample
+from biohash.match.types import Codes, RelaxedCodes, Sample
 from biohash.train.data.config import DataConfig, open_split
 from biohash.train.runs import read_config
 
@@ -35,9 +34,8 @@ def encode(dep, dataset, samples: list[Sample], modality: str) -> list[Codes]:
     """One RelaxedCodes per sample, encoded in batches of 64 (what codes_from_images does one at a time)."""
     out = []
     for start in range(0, len(samples), 64):
-        batch = samples[start : start + 64]
-        values = dep.encoder.embed_batch(dep.encoder.preprocess([dataset.load(s) for s in batch]), modality)[1]
-        out += [relaxed_from_real(values[k : k + 1]) for k in range(len(batch))]
+        codes = dep.encoder.encode([dataset.load(s) for s in samples[start : start + 64]], modality)
+        out += [RelaxedCodes(codes.bits[k : k + 1], codes.n_bits, codes.values[k : k + 1]) for k in range(len(codes))]
     return out
 
 
