@@ -275,12 +275,7 @@ class Deployment:
                 dist, ids = self.matchers[g].search(stacked, 4 * k)
                 subjects = self.store.subjects_of(np.unique(ids))
                 for n, d_row, i_row in zip(rows, dist, ids):
-                    best: dict[str, float] = {}
-                    for d, i in zip(d_row, i_row):
-                        s = subjects.get(int(i))
-                        if s is not None and s not in best:
-                            best[s] = float(d)
-                    scored[n] = sorted((d, s, modes[n].name) for s, d in best.items())
+                    scored[n] = _nearest_per_subject(d_row, i_row, subjects, modes[n].name)
         return [[self._candidate(s, d, m) for d, s, m in found[:k]] for found in scored]
 
     def _rescored_candidates(self, probe: dict[str, Codes], mode: Mode, k: int) -> list:
@@ -304,14 +299,8 @@ class Deployment:
         if not len(ids):
             return []
         distances = asymmetric_distance(code.values, self.matchers[g].codes_of(ids))[0]
-        subjects = self.store.subjects_of(np.unique(ids))
-        best: dict[str, float] = {}
-        for d, i in sorted(zip(distances.tolist(), ids.tolist())):
-            s = subjects.get(int(i))
-            if s is not None and s not in best:
-                best[s] = d
-        name = self.mode_name(mode.name, probe)
-        return sorted((d, s, name) for s, d in best.items())
+        return _nearest_per_subject(distances, ids, self.store.subjects_of(np.unique(ids)),
+                                    self.mode_name(mode.name, probe))
 
     def busy(self) -> bool:
         """Whether a request holds the deployment's lock right now (the service then answers off the loop)."""
@@ -329,3 +318,14 @@ class Deployment:
                     "backend": self.encoder.backend,
                     "store": self.store.dialect, "protected": self.protector is not None,
                     "asymmetric": self.asymmetric}
+
+
+def _nearest_per_subject(distances, ids, subjects: dict[int, str], mode: str) -> list[tuple[float, str, str]]:
+    """(distance, subject, mode) of each subject's nearest template among the searched ones, nearest first;
+    template ids the store no longer knows (deleted since the search) are skipped."""
+    best: dict[str, float] = {}
+    for d, i in zip(distances, ids):
+        s = subjects.get(int(i))
+        if s is not None and (s not in best or float(d) < best[s]):
+            best[s] = float(d)
+    return sorted((d, s, mode) for s, d in best.items())
