@@ -77,16 +77,17 @@ def mode_scores(mode_name: str, probe: dict[str, CodeSet], gallery: dict[str, Co
         raise KeyError(f"mode {mode_name!r} needs {', '.join(missing)} codes on both sides; expected one of: "
                        f"{', '.join(MODE_NAMES)}, or a modality both sides hold")
 
-    def pair_matrix(p: str, g: str, rows_p: np.ndarray, rows_g: np.ndarray) -> np.ndarray:
-        g_codes = gallery[g].take(rows_g).codes
+    def pair_matrix(p: str, g: str, rows_p: np.ndarray | None = None, rows_g: np.ndarray | None = None) -> np.ndarray:
+        """One (probe, gallery) modality pair's similarities, over the given rows (all when None)."""
+        g_codes = gallery[g].codes if rows_g is None else gallery[g].take(rows_g).codes
         if probe_values is None:
-            return similarity(probe[p].take(rows_p).codes, g_codes)
-        return 1.0 - asymmetric_distance(values[p][rows_p], g_codes) / g_codes.n_bits
+            return similarity(probe[p].codes if rows_p is None else probe[p].take(rows_p).codes, g_codes)
+        p_values = values[p] if rows_p is None else values[p][rows_p]
+        return 1.0 - asymmetric_distance(p_values, g_codes) / g_codes.n_bits
 
     if len(m.pairs) == 1:
         (p, g), = m.pairs
-        every_p, every_g = np.arange(len(probe[p].codes)), np.arange(len(gallery[g].codes))
-        return _scores(mode_name, probe[p], gallery[g], pair_matrix(p, g, every_p, every_g))
+        return _scores(mode_name, probe[p], gallery[g], pair_matrix(p, g))
     (p1, g1), (p2, g2) = m.pairs
     rp1, rp2 = _pair_rows(probe[p1], probe[p2])
     rg1, rg2 = _pair_rows(gallery[g1], gallery[g2])
