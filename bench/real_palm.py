@@ -54,6 +54,8 @@ VARIANTS = {
     # the same, spatially resolved: the head keeps the 8 x 8 feature map (grid 8: a 2,048-d embedding) instead of
     # pooling it to 4 x 4; PolyU's aligned ROIs are where CompCode's fine grid wins
     "gsmall-g8-arc-flip4": {"backbone": "small_gabor", "grid": 8, "identity_flips": 4, **ARC},
+    # the same at twice the width: does a larger backbone move the float embedding itself?
+    "gwide-arc-flip4": {"backbone": "small_gabor_wide", "identity_flips": 4, **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},

@@ -54,6 +54,13 @@ def small_gabor(in_chans: int = 1, width: int = 16, orientations: int = 12) -> n
     return StemmedNet(stem, SmallNet(stem.out_chans, width, first_stride=1))
 
 
+@BACKBONES.register("small_gabor_wide", aliases=("small-gabor-wide",))
+def small_gabor_wide(in_chans: int = 1) -> nn.Module:
+    """`small_gabor` at twice the width (32..512 channels, about 4x the parameters and 3x the training cost):
+    the larger-backbone row of the real-palm ablation."""
+    return small_gabor(in_chans, width=32)
+
+
 class StemmedNet(nn.Module):
     """A stem module followed by a trunk; num_features is the trunk's."""
 
