@@ -215,3 +215,8 @@ def test_help_names_arguments_and_the_roi_failure_default():
     text = " ".join(w for line in out.splitlines() if "--on-roi-failure" in line or "the default" in line
                     for w in line.replace("│", " ").split())
     assert "skip" in text and "the default)" in text  # on main: no default shown
+
+
+def test_train_takes_a_jitter_scale_and_refuses_a_negative_one():
+    line = _error_line(runner.invoke(app, ["train", "cohash", "--jitter", "-1", "--epochs", "1"]))
+    assert "jitter must be in [0, 5]" in line

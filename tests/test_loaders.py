@@ -137,3 +137,27 @@ def test_rank_slices_cover_each_global_batch_once_and_keep_identity_groups_whole
         assert a + b == whole and len(a) == len(b) == 8
         for share in (a, b):  # two identities of 4 items each in every share
             assert len({labels[i] for i in share[:4]}) == 1 and len({labels[i] for i in share[4:]}) == 1
+
+
+def test_jitter_scales_the_training_affine_and_zero_turns_it_off():
+    """DataConfig.jitter multiplies the random affine of listed captures (1 = +-4 deg, 3 % shift, 4 % scale): a
+    contactless database that overfits by epoch 6 can ask for more, and 0 trains on the images as they are."""
+    from biohash.errors import ConfigError
+    from biohash.train.data.config import DataConfig
+
+    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
+    listed = torch.from_numpy(standardize(ds.load(ds.samples[0]), 64))
+
+    def mean_change(jitter: float) -> float:
+        data = DataConfig(identities=3, captures=2, image_size=64, fresh_captures=False, jitter=jitter)
+        train = PairedTrainSet.for_run(ds, ds.samples, ("print", "vein"), data, seed=1)
+        changes = []
+        for epoch in range(6):
+            train.epoch = epoch
+            changes.append(float((train[0][ds.samples[0].modality] - listed).abs().mean()))
+        return float(np.mean(changes))
+
+    assert mean_change(0) == 0.0
+    assert 0 < mean_change(1) < mean_change(3)
+    with pytest.raises(ConfigError, match="jitter"):
+        DataConfig(jitter=-1)

@@ -18,7 +18,7 @@ from biohash.cli.app import _finish, _friendly, _options, app
 SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--model"), "epochs": ("--epochs", "--epoch"),
              "batch_size": ("--batch-size", "-b"), "name": ("--name", "--comment"), "option": ("--option", "-o")}
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
-               "test_fraction", "enroll_fraction", "seed")
+               "test_fraction", "enroll_fraction", "jitter", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
               "monitor", "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
@@ -28,6 +28,7 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "test_fraction": "open set: share of identities held out for test; 0 trains on all others (test later "
                          "on another folder)", "seed": "seeds training and the protocol's draw",
         "enroll_fraction": "closed set: share of each palm's captures that enroll (the co-hashing paper: 0.667)",
+        "jitter": "scale of the training images' random affine (1: +-4 deg, 3 % shift, 4 % scale; 0: none)",
         "optimizer": "adamw or sgd",
         "monitor": "validation figure that chooses the checkpoint: val_eer (mean EER of every mode), val_eer_same "
                    "(print, vein, fused: cross modes left out) or val_eer_MODE", "schedule": "cosine, step or constant",

@@ -18,6 +18,7 @@ class DataConfig:
     `options` go to the dataset adapter as keyword arguments (e.g. {"bands": "940"} for casia-ms).
     `enroll_fraction`: the closed set's share of each identity's captures that enroll (the co-hashing paper:
     2/3); the rest probe.
+    `jitter` scales the random affine of listed training captures (1: +-4 deg, +-3 % shift, +-4 % scale; 0: none).
     `also` joins more databases to the run (data.multi): each a dict of dataset, root, options and optionally
     its own protocol, val_fraction and test_fraction (else this config's); every database is split on its own
     with this seed, training draws from all of them, and evaluation reports each apart.
@@ -34,6 +35,7 @@ class DataConfig:
     seed: int = 0
     fresh_captures: bool = True
     enroll_fraction: float = 0.5
+    jitter: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
     also: list[dict[str, Any]] = field(default_factory=list)
 
@@ -44,6 +46,8 @@ class DataConfig:
         if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and self.val_fraction + self.test_fraction < 1):
             raise ConfigError(f"val_fraction must be in (0, 1) and test_fraction in [0, 1) with room left to train, "
                              f"got {self.val_fraction:g} and {self.test_fraction:g}")
+        if not 0 <= self.jitter <= 5:
+            raise ConfigError(f"jitter must be in [0, 5] (a multiple of +-4 deg, 3 % shift, 4 % scale), got {self.jitter:g}")
         if self.image_size < 32:
             raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
         from biohash.train.data.multi import check_part

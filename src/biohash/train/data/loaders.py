@@ -37,6 +37,7 @@ class PairedTrainSet(TorchDataset):
             `present` (a bool per modality) says which images are real.
         size: image side fed to the network.
         augment: apply small random affine jitter.
+        jitter: scale of that jitter (1: +-4 deg, +-3 % shift, +-4 % scale).
         fresh: for generated datasets, draw a new capture of the same identity for every item and epoch
             (unlimited nuisance variation) instead of reusing the listed training captures; the other
             modalities then come from the same capture (one placement, as on a multispectral device).
@@ -46,7 +47,8 @@ class PairedTrainSet(TorchDataset):
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
-                 augment: bool = True, *, fresh: bool = False, seed: int = 0, identity_flips: int = 1) -> None:
+                 augment: bool = True, *, fresh: bool = False, seed: int = 0, identity_flips: int = 1,
+                 jitter: float = 1.0) -> None:
         if identity_flips not in IDENTITY_FLIPS:
             raise ConfigError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
@@ -68,17 +70,18 @@ class PairedTrainSet(TorchDataset):
         first = {i: next(m for m in modalities if groups.get((i, m))) for i in ids}
         self.anchors = [s for s in samples if s.identity in first and s.modality == first[s.identity]]
         self.dataset, self.modalities, self.size = dataset, modalities, size
-        self.augment, self.seed, self.epoch = augment, seed, 0
+        self.augment, self.jitter, self.seed, self.epoch = augment and jitter > 0, jitter, seed, 0
         self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
 
     @classmethod
     def for_run(cls, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], data: DataConfig,
                 seed: int = 0, *, identity_flips: int = 1) -> PairedTrainSet:
         """The training set a run's DataConfig asks for: fresh captures where it asks and the dataset can draw
-        them (each already a new placement, so no affine jitter on top), listed captures with jitter otherwise."""
+        them (each already a new placement, so no affine jitter on top), listed captures with `data.jitter`
+        otherwise."""
         fresh = data.fresh_captures and dataset.fresh is not None
         return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed,
-                   identity_flips=identity_flips)
+                   identity_flips=identity_flips, jitter=data.jitter)
 
     def __len__(self) -> int:
         return len(self.anchors) * self.flips
@@ -94,7 +97,8 @@ class PairedTrainSet(TorchDataset):
     def _image(self, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
         img = self.dataset.load(sample)
         if self.augment:
-            img = random_affine(img, rng)
+            j = self.jitter
+            img = random_affine(img, rng, degrees=4.0 * j, shift=0.03 * j, scale=0.04 * j)
         return torch.from_numpy(standardize(img, self.size))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
