@@ -44,8 +44,10 @@ def _smooth(x: np.ndarray) -> np.ndarray:
 
 
 def random_affine(img: np.ndarray, rng: np.random.Generator, degrees: float = 4.0, shift: float = 0.03,
-                  scale: float = 0.04) -> np.ndarray:
-    """Small random rotation, shift (fraction of the side) and scale, with reflected borders."""
+                  scale: float = 0.04, *, strength: float = 1.0) -> np.ndarray:
+    """Small random rotation, shift (fraction of the side) and scale, with reflected borders; `strength`
+    multiplies all three ranges (a training set's jitter)."""
+    degrees, shift, scale = degrees * strength, shift * strength, scale * strength
     h, w = img.shape
     m = np.asarray(cv2.getRotationMatrix2D((w / 2, h / 2), rng.uniform(-degrees, degrees),
                                            1 + rng.uniform(-scale, scale)), np.float64)

@@ -97,8 +97,7 @@ class PairedTrainSet(TorchDataset):
     def _image(self, sample: Sample, rng: np.random.Generator) -> torch.Tensor:
         img = self.dataset.load(sample)
         if self.augment:
-            j = self.jitter
-            img = random_affine(img, rng, degrees=4.0 * j, shift=0.03 * j, scale=0.04 * j)
+            img = random_affine(img, rng, strength=self.jitter)
         return torch.from_numpy(standardize(img, self.size))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
