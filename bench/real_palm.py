@@ -60,6 +60,8 @@ VARIANTS = {
     # small_gabor with 2.5x the training images' affine jitter (+-10 deg, 7.5 % shift, 10 % scale; DataConfig.jitter):
     # Tongji's contactless validation EER bottomed at epoch 6 and rose after
     "gsmall-jit25-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 2.5}, **ARC},
+    # and with none: the identity flips are then the only augmentation
+    "gsmall-jit0-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 0.0}, **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
