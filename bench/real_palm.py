@@ -62,6 +62,7 @@ VARIANTS = {
     "gsmall-jit25-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 2.5}, **ARC},
     # and with none: the identity flips are then the only augmentation
     "gsmall-jit0-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 0.0}, **ARC},
+    "gsmall-jit15-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 1.5}, **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
