@@ -225,8 +225,8 @@ def main() -> None:
                 data = replace(joined_config(trained, args.data, args.seed), **settings.pop("data", {}))
                 if "init" in settings:  # a run of this bench: the same split seed and bits
                     settings["init"] = str(run_folder(settings["init"], bits, args.seed))
-                fit_cfg = FitConfig(**{"epochs": args.epochs, "batch_size": 64, "lr": 1e-3, "val_every": 1,
-                                       "seed": args.seed, "monitor": "val_eer_same", **settings.pop("fit", {})})
+                fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
+                                            monitor="val_eer_same"), **settings.pop("fit", {}))
                 run = run_folder(f"{set_name}-{variant}", bits, args.seed)
                 t0 = time.time()
                 if not (run / "train_time.json").exists():
