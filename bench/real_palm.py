@@ -26,6 +26,9 @@ modes, each modality is scored as MODALITY-float (cosine of the relaxed codes on
 and MODALITY-asym (the probe's relaxed code against the gallery's 32-byte codes: the template stays the code);
 "mode val EER %" is that mode on the validation palms, which alone may choose between scorings.
 
+`--train-identities N` trains on N palms of each database's training split (validation and test palms unchanged):
+the learning curve over training palms, in runs named ...-idsN.
+
     python bench/real_palm.py [--only joined] [--variants small-arc-flip2] [--bits 256] [--seed 0] [--tag -x]
 """
 from __future__ import annotations
@@ -206,6 +209,8 @@ def main() -> None:
     ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), default=["small-arc-flip2"])
     ap.add_argument("--compcode", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--train-identities", type=int, default=0,
+                    help="train on this many palms of each database's training split (0: all): the learning curve")
     ap.add_argument("--tag", default="", help="suffix of the results file (runs in parallel write apart)")
     args = ap.parse_args()
     if not args.data.is_dir():
@@ -222,12 +227,14 @@ def main() -> None:
         for bits in args.bits:
             for variant in args.variants:
                 settings = dict(VARIANTS[variant])
-                data = replace(joined_config(trained, args.data, args.seed), **settings.pop("data", {}))
+                data = replace(joined_config(trained, args.data, args.seed), **settings.pop("data", {}),
+                               train_identities=args.train_identities)
                 if "init" in settings:  # a run of this bench: the same split seed and bits
                     settings["init"] = str(run_folder(settings["init"], bits, args.seed))
                 fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                             monitor="val_eer_same"), **settings.pop("fit", {}))
-                run = run_folder(f"{set_name}-{variant}", bits, args.seed)
+                few = f"-ids{args.train_identities}" if args.train_identities else ""
+                run = run_folder(f"{set_name}-{variant}{few}", bits, args.seed)
                 t0 = time.time()
                 if not (run / "train_time.json").exists():
                     train(run, data, CohashConfig(bits=bits, **settings), fit_cfg, resume=run.exists(),

@@ -220,3 +220,9 @@ def test_help_names_arguments_and_the_roi_failure_default():
 def test_train_takes_a_jitter_scale_and_refuses_a_negative_one():
     line = _error_line(runner.invoke(app, ["train", "cohash", "--jitter", "-1", "--epochs", "1"]))
     assert "jitter must be in [0, 5]" in line
+
+
+def test_train_takes_a_number_of_training_identities_under_the_open_protocol_only():
+    line = _error_line(runner.invoke(app, ["train", "cohash", "--train-identities", "5", "--protocol", "closed",
+                                           "--epochs", "1"]))
+    assert "train_identities needs the open protocol" in line  # on main: No such option

@@ -62,3 +62,25 @@ def test_closed_set_splits_samples_not_identities():
 def test_open_set_needs_enough_identities():
     with pytest.raises(DatasetError, match="at least 5 identities"):
         open_set(open_dataset("synthetic", identities=4, captures=2))
+
+
+def test_train_identities_keeps_validation_and_test_palms_and_trains_on_fewer():
+    """DataConfig.train_identities: the learning-curve ablation (38 / 130 / 870 palms) trains on a seeded subset
+    of the training identities while validation and test palms stay those of the full split."""
+    from biohash.errors import ConfigError
+    from biohash.train.data.config import DataConfig, open_split
+
+    full = open_split(DataConfig(identities=20, captures=2, seed=3))[1]
+    few = open_split(DataConfig(identities=20, captures=2, seed=3, train_identities=5))[1]
+    trained = {s.identity for s in few.train}
+    assert len(trained) == 5 and trained < {s.identity for s in full.train}
+    assert len(few.train) == 5 * 2 * 2  # every capture and modality of the kept palms
+    assert (few.val_probe, few.test_gallery, few.test_probe) == (full.val_probe, full.test_gallery, full.test_probe)
+    again = open_split(DataConfig(identities=20, captures=2, seed=3, train_identities=5))[1]
+    assert {s.identity for s in again.train} == trained  # seeded
+    with pytest.raises(DatasetError, match="train_identities 13 .* 12 training identities"):
+        open_split(DataConfig(identities=20, captures=2, seed=3, train_identities=13))
+    with pytest.raises(ConfigError, match="train_identities"):
+        DataConfig(train_identities=-1)
+    with pytest.raises(ConfigError, match="open"):
+        DataConfig(protocol="closed", train_identities=3)

@@ -6,7 +6,7 @@ from typing import Any
 
 from biohash.errors import ConfigError
 from biohash.train.data.datasets import DATASETS, Dataset, open_dataset
-from biohash.train.data.protocols import PROTOCOLS, Split, make_split
+from biohash.train.data.protocols import PROTOCOLS, Split, fewer_training_identities, make_split
 
 
 @dataclass
@@ -19,6 +19,8 @@ class DataConfig:
     `enroll_fraction`: the closed set's share of each identity's captures that enroll (the co-hashing paper:
     2/3); the rest probe.
     `jitter` scales the random affine of listed training captures (1: +-4 deg, +-3 % shift, +-4 % scale; 0: none).
+    `train_identities` (open set; 0 = all): train on that many of the split's training identities, drawn with the
+    seed, the validation and test palms unchanged: a learning curve over training palms (per database when joined).
     `also` joins more databases to the run (data.multi): each a dict of dataset, root, options and optionally
     its own protocol, val_fraction and test_fraction (else this config's); every database is split on its own
     with this seed, training draws from all of them, and evaluation reports each apart.
@@ -36,6 +38,7 @@ class DataConfig:
     fresh_captures: bool = True
     enroll_fraction: float = 0.5
     jitter: float = 1.0
+    train_identities: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     also: list[dict[str, Any]] = field(default_factory=list)
 
@@ -48,6 +51,11 @@ class DataConfig:
                              f"got {self.val_fraction:g} and {self.test_fraction:g}")
         if not 0 <= self.jitter <= 5:
             raise ConfigError(f"jitter must be in [0, 5] (a multiple of +-4 deg, 3 % shift, 4 % scale), got {self.jitter:g}")
+        if self.train_identities < 0:
+            raise ConfigError(f"train_identities must be >= 0 (0: every training identity), got {self.train_identities}")
+        if self.train_identities and self.protocol != "open":
+            raise ConfigError(f"train_identities needs the open protocol (identity-disjoint), not {self.protocol!r}: "
+                              f"elsewhere training identities are the test identities too")
         if self.image_size < 32:
             raise ConfigError(f"image_size must be at least 32, got {self.image_size}")
         from biohash.train.data.multi import check_part
@@ -79,4 +87,5 @@ def open_split(cfg: DataConfig) -> tuple[Dataset, Split]:
         ds = open_dataset(cfg.dataset, root=cfg.root, **cfg.options)
     kwargs = ({"val_fraction": cfg.val_fraction, "test_fraction": cfg.test_fraction} if cfg.protocol == "open" else
               {"enroll_fraction": cfg.enroll_fraction} if cfg.protocol == "closed" else {})
-    return ds, make_split(ds, cfg.protocol, seed=cfg.seed, **kwargs)
+    split = make_split(ds, cfg.protocol, seed=cfg.seed, **kwargs)
+    return ds, fewer_training_identities(split, cfg.train_identities, cfg.seed) if cfg.train_identities else split

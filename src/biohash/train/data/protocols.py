@@ -77,6 +77,15 @@ def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float =
     return Split("open", train, val_g, val_p, test_g, test_p)
 
 
+def fewer_training_identities(split: Split, n: int, seed: int = 0) -> Split:
+    """The split training on `n` of its training identities (drawn with `seed`), validation and test unchanged."""
+    ids = sorted({s.identity for s in split.train})
+    if n > len(ids):
+        raise DatasetError(f"train_identities {n} is more than the split's {len(ids)} training identities")
+    kept = {ids[i] for i in np.random.default_rng(seed).permutation(len(ids))[:n]}
+    return replace(split, train=[s for s in split.train if s.identity in kept])
+
+
 def closed_set(dataset: Dataset, enroll_fraction: float = 0.5) -> Split:
     """Per identity: the first half of the captures (or `enroll_fraction` of them: the co-hashing paper's 2/3,
     captures 1-8 of 12 on PolyU and 1-4 of 6 on CASIA) enroll (test gallery), the rest are test probes.
