@@ -143,7 +143,8 @@ def test_export_without_the_onnx_tools_says_what_to_install(tiny_run, monkeypatc
     assert result.exit_code == 2 and "needs onnx: pip install -e '.[export]'" in result.output
 
 
-def test_test_shifts_are_exported_to_onnx(tmp_path):
+@pytest.mark.parametrize("views", ["cross", "square"])
+def test_test_shifts_are_exported_to_onnx(tmp_path, views):
     """A model trained with --test-shifts encodes the same in ONNX Runtime as in torch (the rolls are traced)."""
     import onnxruntime as ort
     import torch
@@ -152,7 +153,7 @@ def test_test_shifts_are_exported_to_onnx(tmp_path):
     from biohash.train.models.hashnet import HashNet
 
     torch.manual_seed(0)
-    net = HashNet("tiny", 32, test_shifts=3).eval()
+    net = HashNet("tiny", 32, test_shifts=3, test_views=views).eval()
     _onnx(_Branch(net).eval(), 64, tmp_path / "branch.onnx")
     x = torch.randn(3, 1, 64, 64)
     embedding, code = ort.InferenceSession(str(tmp_path / "branch.onnx")).run(None, {"image": x.numpy()})

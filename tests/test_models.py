@@ -169,3 +169,21 @@ def test_test_shifts_average_the_embeddings_of_rolled_copies_in_eval_only():
         assert torch.allclose(net(x), twin(x), atol=1e-6)  # training reads the one image (dropout 0 here)
     with pytest.raises(ValueError, match="test_shifts must be >= 0"):
         HashNet("tiny", 32, test_shifts=-1)
+
+
+def test_square_test_views_average_the_three_by_three_grid_of_rolled_copies():
+    """test_views="square": the image and its eight copies rolled by test_shifts on the 3 x 3 grid (diagonals
+    included), where "cross" (the default) averages the image and four axis copies."""
+    from biohash.train.models.hashnet import HashNet
+
+    torch.manual_seed(0)
+    net = HashNet("tiny", 32, test_shifts=3, test_views="square").eval()
+    x = torch.randn(2, 1, 32, 32)
+    with torch.no_grad():
+        views = [torch.roll(x, (dy, dx), dims=(2, 3)) for dy in (-3, 0, 3) for dx in (-3, 0, 3)]
+        by_hand = torch.tanh(net.hash(torch.stack([net.forward_embed(v) for v in views]).mean(0)))
+        assert torch.allclose(net(x), by_hand, atol=1e-6)
+        net.test_views = "cross"
+        assert (net(x) - by_hand).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="test_views must be one of: cross, square"):
+        HashNet("tiny", 32, test_shifts=3, test_views="ring")

@@ -96,6 +96,11 @@ def test_a_joined_run_trains_and_is_scored_per_database(joined, tmp_path):
     assert result.exit_code == 0, result.output
     assert "folder (closed set, 12 identities)" in result.output and "folder#2 (closed set" in result.output
     assert (run / "eval" / "folder#2-closed-test-shifts2" / "metrics.json").is_file()
+    result = CliRunner().invoke(app, ["eval", str(run), "--test-shifts", "2", "--test-views", "square"])
+    assert result.exit_code == 0, result.output  # on main: No such option: --test-views
+    square = json.loads((run / "eval" / "folder-closed-test-square2" / "metrics.json").read_text())["modes"]
+    cross = json.loads((run / "eval" / "folder-closed-test-shifts2" / "metrics.json").read_text())["modes"]
+    assert square["print"]["d_prime"] != cross["print"]["d_prime"]  # nine copies averaged, not five
 
 
 def test_also_specs_and_bad_parts():

@@ -142,6 +142,8 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
              aspect: str | None = typer.Option(None, help="cross-domain on 11K: the aspect to test on"),
              test_shifts: int | None = typer.Option(None, help="encode as if trained with --test-shifts N (average "
                                                     "the embeddings of 4 copies rolled N pixels); 0 = off"),
+             test_views: str | None = typer.Option(None, help="with --test-shifts: cross (the image and 4 axis "
+                                                   "rolls) or square (the 3 x 3 grid of rolls)"),
              device: str = _DEVICE) -> None:
     """Evaluate a run in all modes: metrics.json, score files, ROC/DET/CMC plots and report.md. With --dataset
     (or --aspect), evaluate the trained model on another domain's test identities (cross-domain)."""
@@ -168,7 +170,7 @@ def eval_run(run: Path = typer.Argument(..., metavar="RUN", help="run folder mad
     elif root is not None:
         raise BiohashError("--root needs --ds (the adapter of the other folder, e.g. --ds casiam --root OTHER)")
     per_mode = evaluate_run(run, protocol=protocol if target is None else None, split_name=split, target=target,
-                            device=device, test_shifts=test_shifts)
+                            device=device, test_shifts=test_shifts, test_views=test_views)
     _print_evaluation(run, per_mode)
 
 

@@ -56,14 +56,15 @@ def _evaluation_data(run_dir: Path, data: DataConfig, protocol: str | None, targ
 
 def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str = "test",
                  target: DataConfig | None = None, device: str = "auto",
-                 test_shifts: int | None = None) -> dict[str, dict[str, float]]:
+                 test_shifts: int | None = None, test_views: str | None = None) -> dict[str, dict[str, float]]:
     """Evaluate a run's selected model on the test (or validation) split of its protocol: score files,
     metrics.json, plots and report.md under run_dir/eval/PROTOCOL-SPLIT/. With `target`, evaluate across
     domains instead: the model as trained, on another dataset's (or aspect's) split, under
     run_dir/eval/DATASET-PROTOCOL-SPLIT/; test identities the run trained on are refused. A run of joined
     databases is scored per database (eval/NAME-PROTOCOL-SPLIT/, never one database's probes against another's
-    gallery); the first database's figures are returned, every one's are in metrics.json. `test_shifts`
-    overrides the run's shift averaging at encoding (models.hashnet), into folders ...-shiftsN."""
+    gallery); the first database's figures are returned, every one's are in metrics.json. `test_shifts` and
+    `test_views` override the run's shift averaging at encoding (models.hashnet), into folders ...-shiftsN
+    (cross) or ...-squareN (square)."""
     config = read_config(run_dir)
     data = _evaluation_data(run_dir, DataConfig(**config["data"]), protocol, target)
     dataset, split = open_split(data)
@@ -73,11 +74,7 @@ def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str 
     from biohash.train.devices import resolve_device
 
     model: Any = load_model(run_dir, config).to(resolve_device(device))
-    suffix = ""
-    if test_shifts is not None:
-        for m in model.modalities:
-            model.net(m).test_shifts = test_shifts
-        suffix = f"-shifts{test_shifts}"
+    suffix = _override_shifts(model, test_shifts, test_views)
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
     by_part, galleries = parts(probe), parts(gallery)
     own: dict[str | None, DataConfig] = {None: data}
@@ -96,6 +93,22 @@ def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str 
                                               "databases": {n: r for n, r in results.items()},
                                               **({"training": first["training"]} if "training" in first else {})})
     return next(iter(results.values()))["modes"]
+
+
+def _override_shifts(model: Any, test_shifts: int | None, test_views: str | None) -> str:
+    """Set every branch's test-time shift averaging where asked; the evaluation folder's suffix."""
+    from biohash.train.models.hashnet import TEST_VIEWS
+
+    if test_views is not None and test_views not in TEST_VIEWS:
+        raise RunError(f"test_views must be one of: {', '.join(TEST_VIEWS)}; got {test_views!r}")
+    if test_shifts is None and test_views is None:
+        return ""
+    for m in model.modalities:
+        net = model.net(m)
+        net.test_shifts = net.test_shifts if test_shifts is None else test_shifts
+        net.test_views = test_views or net.test_views
+    net = model.net(model.modalities[0])
+    return f"-{'square' if net.test_views == 'square' else 'shifts'}{net.test_shifts}"
 
 
 def unfinished_training(run_dir: Path, config: dict[str, Any]) -> str | None:

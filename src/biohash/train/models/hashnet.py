@@ -10,6 +10,7 @@ from biohash.errors import ConfigError
 from biohash.train.models.backbones import create_backbone
 
 HEADS = ("spatial", "avg")
+TEST_VIEWS = ("cross", "square")
 
 
 class HashNet(nn.Module):
@@ -26,10 +27,12 @@ class HashNet(nn.Module):
         test_shifts: when > 0, evaluation (not training) averages the embeddings of the image and of four
             copies rolled by that many pixels up, down, left and right before the hash layer: bits near zero
             settle, so the code loses less to binarisation (same template size, five times the encoding).
+        test_views: which copies test_shifts averages: "cross" (the image and the four above) or "square" (the
+            3 x 3 grid of rolls, diagonals included: nine encodings; PolyU's validation palms chose it at 8 px).
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
-                 dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0) -> None:
+                 dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0, test_views: str = "cross") -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
@@ -38,7 +41,9 @@ class HashNet(nn.Module):
         self.backbone = create_backbone(backbone, in_chans=1, weights=weights)
         if test_shifts < 0:
             raise ConfigError(f"test_shifts must be >= 0 pixels, got {test_shifts}")
-        self.bits, self.head, self.test_shifts = bits, head, test_shifts
+        if test_views not in TEST_VIEWS:
+            raise ConfigError(f"test_views must be one of: {', '.join(TEST_VIEWS)}; got {test_views!r}")
+        self.bits, self.head, self.test_shifts, self.test_views = bits, head, test_shifts, test_views
         c = cast(int, self.backbone.num_features)  # every registered backbone sets it
         if head == "spatial":
             self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
@@ -66,7 +71,10 @@ class HashNet(nn.Module):
         s = self.test_shifts
         if self.training or not s:
             return self.forward_embed(x)
-        views = [x] + [torch.roll(x, d, dims=dims) for d in (s, -s) for dims in (2, 3)]
+        if self.test_views == "square":
+            views = [torch.roll(x, (dy, dx), dims=(2, 3)) for dy in (-s, 0, s) for dx in (-s, 0, s)]
+        else:
+            views = [x] + [torch.roll(x, d, dims=dims) for d in (s, -s) for dims in (2, 3)]
         return torch.stack([self.forward_embed(v) for v in views]).mean(dim=0)
 
     def forward_head(self, embedding: torch.Tensor) -> torch.Tensor:

@@ -75,6 +75,8 @@ class CohashConfig:
                                   "gradient): trains the Hamming similarity itself (ours)")
     test_shifts: int = option(0, "encoding averages the embeddings of the image and four copies rolled by this "
                               "many pixels (0 = off): fewer unsettled bits, 5x the encoding time")
+    test_views: str = option("cross", "the copies --test-shifts averages: cross (the image and four axis rolls) or "
+                             "square (the 3 x 3 grid of rolls: 9x the encoding time)")
     identity_flips: int = option(1, "1, 2, 4 or 8: every training palm also mirrored, upside down and turned, "
                                  "each copy a new identity (more identities from few real palms)")
 
@@ -89,6 +91,8 @@ class CohashConfig:
             raise ConfigError(f"lambda_binary must be >= 0, got {self.lambda_binary}")
         if self.test_shifts < 0:
             raise ConfigError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
+        if self.test_views not in ("cross", "square"):  # models.hashnet.TEST_VIEWS (torch loads with the model)
+            raise ConfigError(f"test_views must be one of: cross, square; got {self.test_views!r}")
         if self.per_identity < 0:
             raise ConfigError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
@@ -113,7 +117,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
                       seed=seed, share=config.share, dropout=config.dropout, grid=config.grid,
-                      test_shifts=config.test_shifts)
+                      test_shifts=config.test_shifts, test_views=config.test_views)
     if config.init is not None:
         warm_start(model, config.init)
     return model, loss_step(config)
