@@ -28,7 +28,8 @@ class HashNet(nn.Module):
             copies rolled by that many pixels up, down, left and right before the hash layer: bits near zero
             settle, so the code loses less to binarisation (same template size, five times the encoding).
         test_views: which copies test_shifts averages: "cross" (the image and the four above) or "square" (the
-            3 x 3 grid of rolls, diagonals included: nine encodings; PolyU's validation palms chose it at 8 px).
+            3 x 3 grid of rolls, diagonals included: nine encodings; at 8 px it won on one run's PolyU validation
+            palms and lost on its test palms: README, ablation).
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
