@@ -69,6 +69,10 @@ VARIANTS = {
     "gsmall-jit15-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 1.5}, **ARC},
     # AdamW weight decay 0.05 instead of 5e-4: Tongji's validation EER rises after epoch 6
     "gsmall-wd05-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"weight_decay": 0.05}, **ARC},
+    # the weights' moving average (FitConfig.ema, decay 0.997 per step: about 330 steps, 2 PolyU epochs) is what
+    # validation reads and best.pt keeps: two runs' codes fused halved PolyU's EER, an average of one run's recent
+    # weights is the one-model version of that ensemble
+    "gsmall-ema-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"ema": 0.997}, **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},

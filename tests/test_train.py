@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from biohash.errors import ConfigError
 from biohash.train.data.config import DataConfig
 from biohash.train.eval_run import evaluate_run
 from biohash.train.fit import FitConfig, fit, lr_factor
@@ -148,3 +149,43 @@ def test_the_checkpoint_can_be_chosen_on_like_with_like_modes_and_a_wrong_monito
     assert best["val_eer_same"] == min(r["val_eer_same"] for r in history)
     with pytest.raises(RunError, match="--monitor val_eer_typo is not a validation figure.*val_eer_same"):
         train(tmp_path / "typo", data, TINY_MODEL, FitConfig(epochs=1, batch_size=8, monitor="val_eer_typo"))
+
+
+def test_ema_validates_and_keeps_the_moving_average_of_the_weights_across_a_resume(tmp_path):
+    """FitConfig.ema: validation and best.pt read the exponential moving average of the weights (decay per
+    step), not the raw weights; last.pt carries it, so a resumed run ends where an uninterrupted one does."""
+    data = torch.utils.data.TensorDataset(torch.ones(4, 1))
+    cfg = FitConfig(epochs=2, batch_size=2, lr=0.1, optimizer="sgd", schedule="constant", warmup_epochs=0,
+                    weight_decay=0.0, ema=0.5)
+
+    def run(folder, epochs_list):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(1, 1, bias=False)
+        raw, seen = [], []
+
+        def step(m, batch):
+            raw.append(float(m.weight.detach()))  # the raw weight before this step's update
+            return {"loss": ((m(batch[0]) - 3.0) ** 2).mean()}
+
+        def validate(m):
+            seen.append(float(m.weight))
+            return {"val_eer": 1.0 / len(seen)}
+
+        for epochs in epochs_list:
+            fit(model, step, torch.utils.data.DataLoader(data, batch_size=2), FitConfig(**{**cfg.__dict__,
+                "epochs": epochs}), folder, validate=validate)
+        final = float(torch.load(folder / "checkpoints" / "last.pt", weights_only=False)["model"]["weight"])
+        best = float(torch.load(folder / "checkpoints" / "best.pt", weights_only=False)["model"]["weight"])
+        return raw, seen, final, best
+
+    raw, seen, final, best = run(tmp_path / "a", [2])
+    after = raw[1:] + [final]  # the raw weight after each of the 4 steps
+    ema = [after[0]]
+    for w in after[1:]:
+        ema.append(0.5 * ema[-1] + 0.5 * w)
+    assert seen == pytest.approx([ema[1], ema[3]]) and best == pytest.approx(ema[3])
+    assert abs(best - final) > 1e-3  # not the raw weights
+    _, seen_b, _, best_b = run(tmp_path / "b", [1, 2])  # stopped after epoch 1, resumed
+    assert seen_b == pytest.approx(seen) and best_b == pytest.approx(best)
+    with pytest.raises(ConfigError, match="ema must be in"):
+        FitConfig(ema=1.0)

@@ -20,7 +20,7 @@ SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--mod
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
                "test_fraction", "enroll_fraction", "jitter", "train_identities", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
-              "monitor", "workers", "device", "amp")
+              "monitor", "ema", "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
         "protocol": "open (identity-disjoint), closed, all, or a database's own (11k, hd)",
         "identities": "synthetic: number of palms", "captures": "synthetic: captures per palm and modality",
@@ -34,6 +34,8 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "optimizer": "adamw or sgd",
         "monitor": "validation figure that chooses the checkpoint: val_eer (mean EER of every mode), val_eer_same "
                    "(print, vein, fused: cross modes left out) or val_eer_MODE", "schedule": "cosine, step or constant",
+        "ema": "decay per step of the weights' moving average that validation and the kept checkpoint read (e.g. "
+               "0.998; 0 = off)",
         "workers": "data-loading processes beside training",
         "device": "auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps; under torchrun each process takes "
                   "cuda:LOCAL_RANK", "amp": "mixed precision: off, bf16 (CPU or GPU) or fp16 (GPU)"}

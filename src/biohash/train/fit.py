@@ -24,6 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from biohash.train.averaging import WeightAverage
 from biohash.train.devices import autocast, barrier, grad_scaler, processes, resolve_device, to_device
 from biohash.train.fit_config import FitConfig
 from biohash.train.runs import RunError, write_json
@@ -108,14 +109,16 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     optimizer = make_optimizer(_parameters(model), cfg)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
+    kept = average.module if average else model  # what validation reads and best.pt keeps
     last = ckpt_dir / "last.pt"
-    start, best, history = _resume(last, model, optimizer, cfg, console)
+    start, best, history = _resume(last, model, optimizer, cfg, console, average)
     if len(loader) == 0:
         items = len(loader.dataset)  # type: ignore[arg-type]  # every training set here is sized
         raise RunError(f"no training step: {items} training items make no full batch (batch size "
                        f"{cfg.batch_size}); lower --batch-size or add data")
     epoch, started = start, time.monotonic()
-    run = _Epochs(engine, model, loader, optimizer, cfg, device=device, main=procs.main)
+    run = _Epochs(engine, model, loader, optimizer, cfg, device=device, main=procs.main, average=average)
     try:
         with _progress(console, procs.main) as progress:
             task = progress.add_task("fit", total=len(loader), epoch=f"{start + 1}/{cfg.epochs}", info="")
@@ -124,19 +127,19 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                 progress.reset(task, total=len(loader), epoch=f"{epoch + 1}/{cfg.epochs}", info="")
                 row = run.train_epoch(epoch, progress, task)
                 if procs.main:
-                    best = _validate_and_keep(model, validate, row, best, epoch, cfg=cfg, ckpt_dir=ckpt_dir)
+                    best = _validate_and_keep(kept, validate, row, best, epoch, cfg=cfg, ckpt_dir=ckpt_dir)
                     history.append(row)
                     write_json(run_dir / "history.json", history)
-                    _save(last, _snapshot(model, optimizer, epoch + 1, best, history))
+                    _save(last, _snapshot(model, optimizer, epoch + 1, best, history, average))
                     progress.console.print(f"{_format_row(row)}  {_eta(started, start, epoch, cfg.epochs)}")
                 barrier()
     except KeyboardInterrupt:
         if procs.main:
-            _save(last, _snapshot(model, optimizer, epoch, best, history))
+            _save(last, _snapshot(model, optimizer, epoch, best, history, average))
             console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
         raise
     if procs.main and not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
-        _save(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": cfg.epochs})
+        _save(ckpt_dir / "best.pt", {"model": kept.state_dict(), "epoch": cfg.epochs})
     barrier()
     return history
 
@@ -155,9 +158,11 @@ def _engine(model: torch.nn.Module, step: Callable, device: torch.device, world:
     return engine
 
 
-def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None, history: list) -> dict:
+def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None, history: list,
+              average: WeightAverage | None = None) -> dict:
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
-            "history": history, "torch_rng": torch.get_rng_state()}
+            "history": history, "torch_rng": torch.get_rng_state(),
+            **({"ema": average.state_dict()} if average else {})}
 
 
 def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: int, *, cfg: FitConfig,
@@ -177,12 +182,16 @@ def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: in
     return best
 
 
-def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console) -> tuple[int, float | None, list]:
-    """(first epoch, best monitored value, history) from last.pt, with model, optimizer and RNG restored."""
+def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console,
+            average: WeightAverage | None = None) -> tuple[int, float | None, list]:
+    """(first epoch, best monitored value, history) from last.pt, with model, optimizer, weight average and RNG
+    restored."""
     if not last.exists():
         return 0, None, []
     state = torch.load(last, map_location="cpu", weights_only=False)  # any device or world size wrote it
     model.load_state_dict(state["model"])
+    if average is not None:
+        average.load_state_dict(state["ema"])
     optimizer.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["torch_rng"])
     console.print(f"resumed from {last} at epoch {state['epoch']}/{cfg.epochs}")
@@ -224,9 +233,10 @@ class _Epochs:
     """One training epoch at a time: batches to the device, the step under autocast, the optimiser (through a
     gradient scaler for fp16); the row holds each loss part's mean over the steps (and over the processes)."""
 
-    def __init__(self, engine, model, loader, optimizer, cfg: FitConfig, *, device: torch.device, main: bool) -> None:
+    def __init__(self, engine, model, loader, optimizer, cfg: FitConfig, *, device: torch.device, main: bool,
+                 average: WeightAverage | None = None) -> None:
         self.engine, self.model, self.loader, self.optimizer = engine, model, loader, optimizer
-        self.cfg, self.device, self.main = cfg, device, main
+        self.cfg, self.device, self.main, self.average = cfg, device, main, average
         self.scaler = grad_scaler(device, cfg.amp)
 
     def _update(self, loss: torch.Tensor) -> None:
@@ -238,6 +248,8 @@ class _Epochs:
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimizer)
             self.scaler.update()
+        if self.average is not None:
+            self.average.update(self.model)
 
     def train_epoch(self, epoch: int, progress, task) -> dict[str, float]:
         cfg, steps = self.cfg, len(self.loader)

@@ -29,6 +29,7 @@ class FitConfig:
     workers: int = 0  # data-loading processes beside the training (0: load in the training process)
     device: str = "auto"  # auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps
     amp: str = "off"  # mixed precision: off, bf16 or fp16 (GPU)
+    ema: float = 0.0  # decay per step of the weights' moving average that validation and best.pt read; 0 = off
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -37,6 +38,8 @@ class FitConfig:
             raise ConfigError(f"unknown schedule {self.schedule!r}; expected one of: {', '.join(SCHEDULES)}")
         if self.amp not in AMP:
             raise ConfigError(f"unknown --amp {self.amp!r}; expected one of: {', '.join(AMP)}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be in [0, 1) (the decay per step; 0 = off), got {self.ema:g}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
         if self.epochs < 1 or self.batch_size < 1:
