@@ -212,8 +212,10 @@ def test_demo_resume_continues_the_stopped_run(monkeypatch, tmp_path):
 def test_help_names_arguments_and_the_roi_failure_default():
     assert "eval [OPTIONS] {RUN}" in runner.invoke(app, ["eval", "--help"]).output  # on main: {run}
     out = runner.invoke(app, ["train", "cohash", "--help"]).output
-    text = " ".join(w for line in out.splitlines() if "--on-roi-failure" in line or "the default" in line
-                    for w in line.replace("│", " ").split())
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if "--on-roi-failure" in line)
+    block = [lines[start]] + [line for line in lines[start + 1:start + 4] if not line.lstrip("│ ").startswith("-")]
+    text = " ".join(w for line in block for w in line.replace("│", " ").replace("╰", " ").split())
     assert "skip" in text and "the default)" in text  # on main: no default shown
 
 
