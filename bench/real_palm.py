@@ -73,6 +73,8 @@ VARIANTS = {
     # validation reads and best.pt keeps: two runs' codes fused halved PolyU's EER, an average of one run's recent
     # weights is the one-model version of that ensemble
     "gsmall-ema-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"ema": 0.997}, **ARC},
+    # the same recipe from another training seed (the split stays --seed's): a second member of an ensemble
+    "gsmall-s1-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"seed": 1}, **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
