@@ -71,7 +71,7 @@ VARIANTS = {
     "gsmall-wd05-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"weight_decay": 0.05}, **ARC},
     # the weights' moving average (FitConfig.ema, decay 0.997 per step: about 330 steps, 2 PolyU epochs) is what
     # validation reads and best.pt keeps: two runs' codes fused halved PolyU's EER, an average of one run's recent
-    # weights is the one-model version of that ensemble
+    # weights is the one-model version of that ensemble (measured: no gain on PolyU or Tongji, README)
     "gsmall-ema-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"ema": 0.997}, **ARC},
     # the same recipe from another training seed (the split stays --seed's): a second member of an ensemble
     "gsmall-s1-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"seed": 1}, **ARC},

@@ -35,7 +35,7 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
         "monitor": "validation figure that chooses the checkpoint: val_eer (mean EER of every mode), val_eer_same "
                    "(print, vein, fused: cross modes left out) or val_eer_MODE", "schedule": "cosine, step or constant",
         "ema": "decay per step of the weights' moving average that validation and the kept checkpoint read (e.g. "
-               "0.998; 0 = off)",
+               "0.997; 0 = off)",
         "workers": "data-loading processes beside training",
         "device": "auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps; under torchrun each process takes "
                   "cuda:LOCAL_RANK", "amp": "mixed precision: off, bf16 (CPU or GPU) or fp16 (GPU)"}

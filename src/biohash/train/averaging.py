@@ -1,6 +1,6 @@
 """WeightAverage: an exponential moving average of a model's weights, what validation and best.pt read when
-FitConfig.ema is on. One run's weights wander from step to step; their average behaves like an ensemble of the
-recent ones (two runs' codes fused halved PolyU's EER, README) at one model's cost."""
+FitConfig.ema is on: the usual one-model stand-in for an ensemble of the recent weights. On PolyU and Tongji it
+did not help (README ablation), where averaging two runs' scores did."""
 from __future__ import annotations
 
 import copy
