@@ -1,4 +1,5 @@
 """A tiny co-hashing run learns; the fit loop resumes and survives Ctrl-C."""
+import dataclasses
 import json
 
 import numpy as np
@@ -172,8 +173,8 @@ def test_ema_validates_and_keeps_the_moving_average_of_the_weights_across_a_resu
             return {"val_eer": 1.0 / len(seen)}
 
         for epochs in epochs_list:
-            fit(model, step, torch.utils.data.DataLoader(data, batch_size=2), FitConfig(**{**cfg.__dict__,
-                "epochs": epochs}), folder, validate=validate)
+            fit(model, step, torch.utils.data.DataLoader(data, batch_size=2), dataclasses.replace(cfg, epochs=epochs),
+                folder, validate=validate)
         final = float(torch.load(folder / "checkpoints" / "last.pt", weights_only=False)["model"]["weight"])
         best = float(torch.load(folder / "checkpoints" / "best.pt", weights_only=False)["model"]["weight"])
         return raw, seen, final, best
