@@ -112,7 +112,7 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
     average = WeightAverage(model, cfg.ema) if cfg.ema else None
     kept = average.module if average else model  # what validation reads and best.pt keeps
     last = ckpt_dir / "last.pt"
-    start, best, history = _resume(last, model, optimizer, cfg, console, average)
+    start, best, history = _resume(last, model, optimizer, cfg, console, average=average)
     if len(loader) == 0:
         items = len(loader.dataset)  # type: ignore[arg-type]  # every training set here is sized
         raise RunError(f"no training step: {items} training items make no full batch (batch size "
@@ -130,12 +130,12 @@ def fit(model: torch.nn.Module, step: Callable, loader: torch.utils.data.DataLoa
                     best = _validate_and_keep(kept, validate, row, best, epoch, cfg=cfg, ckpt_dir=ckpt_dir)
                     history.append(row)
                     write_json(run_dir / "history.json", history)
-                    _save(last, _snapshot(model, optimizer, epoch + 1, best, history, average))
+                    _save(last, _snapshot(model, optimizer, epoch + 1, best, history, average=average))
                     progress.console.print(f"{_format_row(row)}  {_eta(started, start, epoch, cfg.epochs)}")
                 barrier()
     except KeyboardInterrupt:
         if procs.main:
-            _save(last, _snapshot(model, optimizer, epoch, best, history, average))
+            _save(last, _snapshot(model, optimizer, epoch, best, history, average=average))
             console.print(f"[yellow]interrupted: checkpoint saved to {last}; run the same command with --resume")
         raise
     if procs.main and not (ckpt_dir / "best.pt").exists():  # no validation: the final weights are the result
@@ -158,7 +158,7 @@ def _engine(model: torch.nn.Module, step: Callable, device: torch.device, world:
     return engine
 
 
-def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None, history: list,
+def _snapshot(model: torch.nn.Module, optimizer, epoch: int, best: float | None, history: list, *,
               average: WeightAverage | None = None) -> dict:
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch, "best": best,
             "history": history, "torch_rng": torch.get_rng_state(),
@@ -182,7 +182,7 @@ def _validate_and_keep(model, validate, row: dict, best: float | None, epoch: in
     return best
 
 
-def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console,
+def _resume(last: Path, model, optimizer, cfg: FitConfig, console: Console, *,
             average: WeightAverage | None = None) -> tuple[int, float | None, list]:
     """(first epoch, best monitored value, history) from last.pt, with model, optimizer, weight average and RNG
     restored."""
