@@ -43,7 +43,7 @@ from pathlib import Path
 from _common import RESULTS, report, run_main
 
 from biohash.train.data.config import DataConfig
-from biohash.train.eval_run import evaluate_run
+from biohash.train.eval_run import evaluate_run, shifts_suffix
 from biohash.train.fit import FitConfig
 from biohash.train.recipes.cohash import CohashConfig
 from biohash.train.runs import read_config
@@ -171,7 +171,7 @@ def learned_rows(set_name: str, run: Path, scored: list[str], data_root: Path, s
     trained_on = {p.get("dataset") for p in config["data"].get("also", [])} | {config["data"]["dataset"]}
     rows, val = [], round(100 * chosen_val_eer(run), 2)
     for shifts, views in SCORINGS:
-        suffix = f"-{'square' if views == 'square' else 'shifts'}{shifts}" if shifts else ""
+        suffix = shifts_suffix(shifts, views)
         if any(PARTS[d][0] in trained_on for d in scored):  # one evaluation scores every trained database
             # the validation palms may choose a scoring, never the test
             evaluate_run(run, split_name="val", test_shifts=shifts, test_views=views)

@@ -108,7 +108,15 @@ def _override_shifts(model: Any, test_shifts: int | None, test_views: str | None
         net.test_shifts = net.test_shifts if test_shifts is None else test_shifts
         net.test_views = test_views or net.test_views
     net = model.net(model.modalities[0])
-    return f"-{'square' if net.test_views == 'square' else 'shifts'}{net.test_shifts}"
+    return shifts_suffix(net.test_shifts, net.test_views)
+
+
+def shifts_suffix(test_shifts: int | None, test_views: str | None = "cross") -> str:
+    """The evaluation folder's suffix for a test-time shift averaging asked for (-shiftsN for cross, -squareN; N may
+    be 0), none where none was asked for (None): the run as trained."""
+    if test_shifts is None:
+        return ""
+    return f"-{'square' if test_views == 'square' else 'shifts'}{test_shifts}"
 
 
 def unfinished_training(run_dir: Path, config: dict[str, Any]) -> str | None:
