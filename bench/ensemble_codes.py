@@ -23,13 +23,13 @@ def _eer(probe, gallery, same) -> float:
     return round(100 * metrics.eer(sim[same], sim[~same]).rate, 3)
 
 
-def split_rows(runs: list[Path], split_name: str, shifts: int) -> list[list]:
-    """Each run's asymmetric EER per modality on one split, and that of their concatenated codes."""
+def split_rows(runs: list[Path], models: list, split_name: str, shifts: int) -> list[list]:
+    """Each run's asymmetric EER per modality on one split, and that of their concatenated codes (`models`: the
+    runs' loaded models)."""
     import numpy as np
 
     from biohash.train.data.config import DataConfig, open_split
     from biohash.train.evaluate import relaxed_codes
-    from biohash.train.recipes.base import load_model
     from biohash.train.runs import read_config
 
     configs = [read_config(r)["data"] for r in runs]
@@ -39,7 +39,6 @@ def split_rows(runs: list[Path], split_name: str, shifts: int) -> list[list]:
     dataset, split = open_split(data)
     gallery, probe = (split.val_gallery, split.val_probe) if split_name == "val" else (split.test_gallery,
                                                                                        split.test_probe)
-    models = [load_model(r) for r in runs]
     rows = []
     for modality in models[0].modalities:
         g = [s for s in gallery if s.modality == modality]
@@ -74,7 +73,10 @@ def main() -> None:
         import torch
 
         torch.set_num_threads(args.threads)
-    rows = split_rows(args.runs, "val", args.test_shifts) + split_rows(args.runs, "test", args.test_shifts)
+    from biohash.train.recipes.base import load_model
+
+    models = [load_model(r) for r in args.runs]
+    rows = [row for split in ("val", "test") for row in split_rows(args.runs, models, split, args.test_shifts)]
     report(f"ensemble_codes{args.tag}", "runs alone and their codes concatenated (asymmetric EER %, "
            f"test shifts {args.test_shifts})", ["split", "modality", "code", "bits", "EER %"], rows,
            {"runs": [str(r) for r in args.runs], "test_shifts": args.test_shifts})
