@@ -184,3 +184,16 @@ class EmbeddingDistillationLoss(nn.Module):
 
     def forward(self, student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
         return (F.normalize(student, dim=1) - F.normalize(teacher.detach(), dim=1)).pow(2).sum(dim=1).mean()
+
+
+class SimilarityDistillLoss(nn.Module):
+    """Relational distillation: the mean squared difference between the cosine similarities of the student's
+    codes and target similarities (a teacher ensemble's mean), over every pair of the batch but the diagonal:
+    the pairs a matcher scores, whatever the two code lengths."""
+
+    def forward(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.shape != (len(student), len(student)):
+            raise ValueError(f"target similarities must be ({len(student)}, {len(student)}), got {tuple(target.shape)}")
+        s = F.normalize(student, dim=1)
+        pairs = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
+        return (s @ s.T - target.detach())[pairs].pow(2).mean()
