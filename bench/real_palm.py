@@ -78,6 +78,10 @@ VARIANTS = {
     "gsmall-ema-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"ema": 0.997}, **ARC},
     # the same recipe from another training seed (the split stays --seed's): a second member of an ensemble
     "gsmall-s1-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"seed": 1}, **ARC},
+    # one student distilled from two runs of this set and split seed (their mean code similarities over every
+    # batch pair, CohashConfig.teachers): two runs' averaged scores beat each, at twice the template
+    "gsmall-kd-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("gsmall-arc-flip4",
+                                                                                           "gsmall-arc-flip8"), **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
@@ -245,6 +249,9 @@ def main() -> None:
                                train_identities=args.train_identities)
                 if "init" in settings:  # a run of this bench: the same split seed and bits
                     settings["init"] = str(run_folder(settings["init"], bits, args.seed))
+                if "teachers" in settings:  # runs of this bench: the same set, split seed and bits
+                    settings["teachers"] = ",".join(str(run_folder(f"{set_name}-{t}", bits, args.seed))
+                                                    for t in settings["teachers"])
                 fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                             monitor="val_eer_same"), **settings.pop("fit", {}))
                 few = f"-ids{args.train_identities}" if args.train_identities else ""

@@ -86,7 +86,8 @@ class CohashConfig:
                                  "each copy a new identity (more identities from few real palms)")
     teachers: str | None = option(None, "distil from trained co-hashing runs (run folders, comma-separated): "
                                   "the student's code similarities learn the teachers' mean over every batch pair")
-    lambda_teacher: float = option(10.0, "weight of that similarity distillation term (with --teachers)")
+    lambda_teacher: float = option(30.0, "weight of that similarity distillation term (with --teachers; about "
+                                   "ArcFace's scale, so neither term drowns the other)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
