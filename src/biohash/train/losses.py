@@ -186,6 +186,12 @@ class EmbeddingDistillationLoss(nn.Module):
         return (F.normalize(student, dim=1) - F.normalize(teacher.detach(), dim=1)).pow(2).sum(dim=1).mean()
 
 
+def cosine_similarities(codes: torch.Tensor) -> torch.Tensor:
+    """(B, B) cosine similarity of every pair of rows: the float score a matcher reads from relaxed codes."""
+    unit = F.normalize(codes, dim=1)
+    return unit @ unit.T
+
+
 class SimilarityDistillLoss(nn.Module):
     """Relational distillation: the mean squared difference between the cosine similarities of the student's
     codes and target similarities (a teacher ensemble's mean), over every pair of the batch but the diagonal:
@@ -194,6 +200,5 @@ class SimilarityDistillLoss(nn.Module):
     def forward(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.shape != (len(student), len(student)):
             raise ValueError(f"target similarities must be ({len(student)}, {len(student)}), got {tuple(target.shape)}")
-        s = F.normalize(student, dim=1)
-        pairs = ~torch.eye(len(s), dtype=torch.bool, device=s.device)
-        return (s @ s.T - target.detach())[pairs].pow(2).mean()
+        pairs = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+        return (cosine_similarities(student) - target.detach())[pairs].pow(2).mean()

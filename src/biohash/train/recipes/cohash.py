@@ -160,14 +160,14 @@ def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[CoHashNet]:
 def teacher_similarity(teachers: list[CoHashNet], x: torch.Tensor, modality: str) -> torch.Tensor:
     """The teachers' mean cosine similarity matrix of a batch's relaxed codes (eval mode, no shifts)."""
     import torch
-    import torch.nn.functional as F
+
+    from biohash.train.losses import cosine_similarities
 
     with torch.no_grad():
         total = x.new_zeros((len(x), len(x)))
         for teacher in teachers:
             teacher.to(x.device).eval()
-            codes = F.normalize(torch.tanh(teacher.net(modality).forward_pre_code(x)), dim=1)
-            total += codes @ codes.T
+            total += cosine_similarities(torch.tanh(teacher.net(modality).forward_pre_code(x)))
     return total / len(teachers)
 
 
