@@ -85,6 +85,9 @@ VARIANTS = {
     # the same from two runs of one recipe and two training seeds (the flip8 teacher was the weaker one)
     "gsmall-kd2-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("gsmall-arc-flip4",
                                                                                             "gsmall-s1-arc-flip4"), **ARC},
+    # and with the term weighted 100 instead of 30: the validation palms choose between the two
+    "gsmall-kd2-l100-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_teacher": 100.0,
+                                  "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
