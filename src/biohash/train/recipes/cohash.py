@@ -148,17 +148,17 @@ def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[CoHashNet]:
         path = Path(source)
         if not (path / "config.yaml").is_file():
             raise RunError(f"teacher {source!r} is not a run folder (no config.yaml there)")
-        teacher = load_model(path)
-        missing = [m for m in modalities if m not in getattr(teacher, "modalities", ())]
+        teacher = load_model(path)  # in eval mode, which nothing in training changes: it is not the student
+        has = getattr(teacher, "modalities", ())
+        missing = [m for m in modalities if m not in has]
         if missing:
-            raise RunError(f"teacher {source!r} has no {', '.join(missing)} branch (it has: "
-                           f"{', '.join(getattr(teacher, 'modalities', ()))})")
+            raise RunError(f"teacher {source!r} has no {', '.join(missing)} branch (it has: {', '.join(has)})")
         teachers.append(teacher.requires_grad_(False))
     return cast("list[CoHashNet]", teachers)
 
 
 def teacher_similarity(teachers: list[CoHashNet], x: torch.Tensor, modality: str) -> torch.Tensor:
-    """The teachers' mean cosine similarity matrix of a batch's relaxed codes (eval mode, no shifts)."""
+    """The teachers' mean cosine similarity matrix of a batch's relaxed codes (no shifts)."""
     import torch
 
     from biohash.train.losses import cosine_similarities
@@ -166,7 +166,7 @@ def teacher_similarity(teachers: list[CoHashNet], x: torch.Tensor, modality: str
     with torch.no_grad():
         total = x.new_zeros((len(x), len(x)))
         for teacher in teachers:
-            teacher.to(x.device).eval()
+            teacher.to(x.device)
             total += cosine_similarities(torch.tanh(teacher.net(modality).forward_pre_code(x)))
     return total / len(teachers)
 
