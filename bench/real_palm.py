@@ -88,6 +88,10 @@ VARIANTS = {
     # and with the term weighted 100 instead of 30: the validation palms choose between the two
     "gsmall-kd2-l100-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_teacher": 100.0,
                                   "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
+    # the same two teachers, their similarities also learnt on the training palms of the other two databases
+    # (labels unread): pairs of people neither teacher trained on, the open-set case
+    "gsmall-kd2u-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others",
+                              "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
@@ -141,6 +145,16 @@ def joined_config(names: list[str], data_root: Path, seed: int) -> DataConfig:
     also = [{"dataset": c.dataset, "root": c.root, "options": c.options, "val_fraction": c.val_fraction,
              "test_fraction": c.test_fraction} for c in rest]
     return DataConfig(**{**first.__dict__, "also": also})
+
+
+def other_palms(trained: list[str], data_root: Path) -> str:
+    """The databases of the three real folders a set does not train on, as a student's teacher_data specs."""
+    specs = []
+    for name in ("casia-roi", "polyu", "tongji"):
+        if name not in trained:
+            dataset, folder, options, _ = PARTS[name]
+            specs.append(":".join([dataset, str(data_root / folder), *(f"{k}={v}" for k, v in options.items())]))
+    return ";".join(specs)
 
 
 def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
@@ -258,6 +272,8 @@ def main() -> None:
                 if "teachers" in settings:  # runs of this bench: the same set, split seed and bits
                     settings["teachers"] = ",".join(str(run_folder(f"{set_name}-{t}", bits, args.seed))
                                                     for t in settings["teachers"])
+                if settings.get("teacher_data") == "others":
+                    settings["teacher_data"] = other_palms(trained, args.data)
                 fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                             monitor="val_eer_same"), **settings.pop("fit", {}))
                 few = f"-ids{args.train_identities}" if args.train_identities else ""

@@ -44,11 +44,13 @@ class PairedTrainSet(TorchDataset):
         seed: seeds the augmentation and pairing draws (per item and epoch).
         identity_flips: 1, 2, 4 or 8 copies of every training identity, each under one of FLIPS (mirror, upside
             down, turned) in every modality and with a class of its own: more identities from few palms.
+        split_seed: the seed of the split these samples came from (what other parts of the run, such as the
+            unlabeled palms of a distilled student, split their own databases by).
     """
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
                  augment: bool = True, *, fresh: bool = False, seed: int = 0, identity_flips: int = 1,
-                 jitter: float = 1.0) -> None:
+                 jitter: float = 1.0, split_seed: int = 0) -> None:
         if identity_flips not in IDENTITY_FLIPS:
             raise ConfigError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
@@ -71,6 +73,7 @@ class PairedTrainSet(TorchDataset):
         self.anchors = [s for s in samples if s.identity in first and s.modality == first[s.identity]]
         self.dataset, self.modalities, self.size = dataset, modalities, size
         self.augment, self.jitter, self.seed, self.epoch = augment and jitter > 0, jitter, seed, 0
+        self.split_seed = split_seed
         self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
 
     @classmethod
@@ -81,7 +84,7 @@ class PairedTrainSet(TorchDataset):
         otherwise."""
         fresh = data.fresh_captures and dataset.fresh is not None
         return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed,
-                   identity_flips=identity_flips, jitter=data.jitter)
+                   identity_flips=identity_flips, jitter=data.jitter, split_seed=data.seed)
 
     def __len__(self) -> int:
         return len(self.anchors) * self.flips

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
@@ -88,6 +88,9 @@ class CohashConfig:
                                   "the student's code similarities learn the teachers' mean over every batch pair")
     lambda_teacher: float = option(30.0, "weight of that similarity distillation term (with --teachers; about "
                                    "ArcFace's scale, so neither term drowns the other)")
+    teacher_data: str | None = option(None, "unlabeled palms the same term is also learnt on, NAME:ROOT[:KEY=VALUE...] "
+                                      "as --also (';'-separated): the training palms of each database's split of "
+                                      "the run's seed, labels never read (with --teachers)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -106,6 +109,8 @@ class CohashConfig:
             raise ConfigError(f"lambda_teacher must be >= 0, got {self.lambda_teacher}")
         if self.teachers is not None and not [t for t in self.teachers.split(",") if t.strip()]:
             raise ConfigError("teachers names no run folder (give RUN[,RUN...])")
+        if self.teacher_data is not None and not self.teachers:
+            raise ConfigError("teacher_data is what the teachers' similarities are learnt on: give --teachers too")
         if self.per_identity < 0:
             raise ConfigError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
@@ -122,10 +127,12 @@ if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train cohash
 
 
 def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("print", "vein"),
-          seed: int = 0) -> tuple[CoHashNet, Step]:
-    """The model and its loss step. A batch holds one image tensor per modality and `label` (B,)."""
+          seed: int = 0, *, image_size: int = 128, split_seed: int = 0) -> tuple[CoHashNet, Step]:
+    """The model and its loss step. A batch holds one image tensor per modality and `label` (B,); `image_size`
+    and `split_seed` choose the unlabeled palms of `teacher_data` (recipes.teachers.unlabeled_pool)."""
     from biohash.train.models.backbones import BACKBONES
     from biohash.train.models.cohash import CoHashNet
+    from biohash.train.recipes.teachers import load_teachers, unlabeled_pool
 
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
@@ -134,46 +141,15 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     if config.init is not None:
         warm_start(model, config.init)
     teachers = load_teachers(config.teachers, modalities) if config.teachers and config.lambda_teacher > 0 else []
-    return model, loss_step(config, teachers)
+    pool = unlabeled_pool(config.teacher_data, modalities, image_size, split_seed) if teachers and \
+        config.teacher_data else {}
+    return model, loss_step(config, teachers, pool)
 
 
-def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[CoHashNet]:
-    """The frozen co-hashing runs (comma-separated folders) a student distils from, each with its modalities."""
-    from pathlib import Path
-
-    from biohash.train.recipes.base import load_model
-
-    teachers = []
-    for source in (s.strip() for s in sources.split(",") if s.strip()):
-        path = Path(source)
-        if not (path / "config.yaml").is_file():
-            raise RunError(f"teacher {source!r} is not a run folder (no config.yaml there)")
-        teacher = load_model(path)  # in eval mode, which nothing in training changes: it is not the student
-        has = getattr(teacher, "modalities", ())
-        missing = [m for m in modalities if m not in has]
-        if missing:
-            raise RunError(f"teacher {source!r} has no {', '.join(missing)} branch (it has: {', '.join(has)})")
-        teachers.append(teacher.requires_grad_(False))
-    return cast("list[CoHashNet]", teachers)
-
-
-def teacher_similarity(teachers: list[CoHashNet], x: torch.Tensor, modality: str) -> torch.Tensor:
-    """The teachers' mean cosine similarity matrix of a batch's relaxed codes (no shifts)."""
-    import torch
-
-    from biohash.train.losses import cosine_similarities
-
-    with torch.no_grad():
-        total = x.new_zeros((len(x), len(x)))
-        for teacher in teachers:
-            teacher.to(x.device)
-            total += cosine_similarities(torch.tanh(teacher.net(modality).forward_pre_code(x)))
-    return total / len(teachers)
-
-
-def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None) -> Step:
+def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
+              pool: dict[str, torch.Tensor] | None = None) -> Step:
     """The loss step (net, batch) -> {"loss": total, parts...} of the module docstring; with teachers, plus a
-    similarity distillation term per modality."""
+    similarity distillation term per modality, and one on as many unlabeled palms of `pool` as the batch holds."""
     import torch
 
     from biohash.train.losses import (
@@ -185,6 +161,7 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None) -> 
         SimilarityDistillLoss,
         SupConLoss,
     )
+    from biohash.train.recipes.teachers import teacher_similarity
 
     losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
               "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
@@ -205,6 +182,9 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None) -> 
                 images = batch[m] if rows[m] is None else batch[m][rows[m]]
                 target = teacher_similarity(teachers, images, m)
                 terms[f"teacher_{m}"] = (config.lambda_teacher, distill(codes[m], target))
+        for m, images in (pool or {}).items():
+            terms[f"teacher_unlabeled_{m}"] = (config.lambda_teacher, _unlabeled_gap(net, teachers or [], m, images,
+                                                                                    labels, distill))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
             a, b, both = _paired(codes, rows, labels, net.modalities)
             if len(a):
@@ -218,6 +198,19 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None) -> 
         return {"loss": total, **{name: value for name, (_, value) in terms.items()}}
 
     return step
+
+
+def _unlabeled_gap(net: CoHashNet, teachers: list[CoHashNet], m: str, pool: Any, labels: Any, distill: Any) -> Any:
+    """The similarity distillation term on a draw of unlabeled palms (as many as the batch holds), batch norm
+    statistics left to the labeled palms."""
+    import torch
+
+    from biohash.train.recipes.teachers import batch_norm_frozen, draw, teacher_similarity
+
+    x = draw(pool, len(labels), like=next(net.parameters()))
+    with batch_norm_frozen(net.net(m)):
+        codes = torch.tanh(net.net(m).forward_pre_code(x))
+    return distill(codes, teacher_similarity(teachers, x, m))
 
 
 def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,
@@ -324,7 +317,8 @@ class CohashRecipe(Recipe):
                                       identity_flips=method.identity_flips)
 
     def build(self, method, train_set, seed):
-        model, step = build(method, len(train_set.classes), train_set.modalities, seed=seed)
+        model, step = build(method, len(train_set.classes), train_set.modalities, seed=seed,
+                            image_size=train_set.size, split_seed=train_set.split_seed)
         return model, step, {"n_classes": len(train_set.classes), "modalities": list(train_set.modalities)}
 
     def batch_identities(self, method):
@@ -334,6 +328,6 @@ class CohashRecipe(Recipe):
         settings = dict(config["model"])
         n_classes, modalities = settings.pop("n_classes"), tuple(settings.pop("modalities"))
         settings["init"] = None  # a trained run loads its own checkpoint; the warm-start source may be gone
-        settings["teachers"] = None  # and needs no teacher to encode
+        settings["teachers"] = settings["teacher_data"] = None  # and needs no teacher or their palms to encode
         seed = (config.get("fit") or {}).get("seed", 0)
         return build(CohashConfig(**settings), n_classes, modalities, seed=seed)[0]
