@@ -1,0 +1,91 @@
+"""Enrolment with every capture of a palm: per-image scores against per-palm scores, learned code and CompCode.
+
+real_palm.py scores each probe against each enrolled capture (a template per image). A deployment usually
+enrols several captures of a person; scoring a probe against a palm by the mean of its captures' scores (the
+learned code: the probe's relaxed code against the palm's codes, asymmetric with test shifts, read from the
+run's score files) or their best (CompCode's classic practice) shows how much of each method's error is one
+bad capture. Same split, gallery and probes as the run's; validation and test palms.
+
+    python bench/enrolment.py results/real_palm_runs/polyu-gsmall-arc-flip4-256-seed0 --set polyu [--tag -x]
+"""
+from __future__ import annotations
+
+import argparse
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from _common import report, run_main
+from real_palm import PARTS, part_config
+
+from biohash.match.metrics import eer
+from biohash.train.data.config import open_split
+
+SUB = {"val": "open-val-shifts4", "test": "open-test-shifts4"}
+
+
+def learned_scores(run: Path, split: str, modality: str) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(scores, genuine mask) per image pair, and the scores of each (probe, enrolled palm), from a score file."""
+    path = run / "eval" / SUB[split] / f"scores-{modality}-asym.txt"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: run bench/real_palm.py for this run first (it writes the score files)")
+    rows = [line.split() for line in path.read_text().splitlines()]  # gallery_id probe_id probe_name score
+    by_palm: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for gallery_id, probe_id, probe_name, score in rows:
+        by_palm[(probe_name, gallery_id, probe_id)].append(float(score))
+    scores = np.array([float(r[3]) for r in rows])
+    return scores, np.array([r[0] == r[1] for r in rows]), by_palm
+
+
+def compcode_scores(set_name: str, data_root: Path, seed: int, split_name: str, modality: str):
+    """CompCode's (384 B, +-3 cells) similarity of every probe to every enrolled image, and their identities."""
+    from biohash.imaging.compcode import compcode, distance_matrix
+
+    dataset, split = open_split(part_config(set_name, data_root, seed))
+    gallery = [s for s in (split.val_gallery if split_name == "val" else split.test_gallery) if s.modality == modality]
+    probe = [s for s in (split.val_probe if split_name == "val" else split.test_probe) if s.modality == modality]
+    sim = 1 - distance_matrix(np.stack([compcode(dataset.load(s), 32) for s in probe]),
+                              np.stack([compcode(dataset.load(s), 32) for s in gallery]), 3)
+    return sim, np.array([s.identity for s in probe]), np.array([s.identity for s in gallery])
+
+
+def palm_eers(sim: np.ndarray, probe_ids: np.ndarray, gallery_ids: np.ndarray) -> tuple[float, float, float]:
+    """EER % per image pair, per palm by the mean of its captures' scores, and by their best."""
+    palms = np.unique(gallery_ids)
+    mean = np.stack([sim[:, gallery_ids == p].mean(axis=1) for p in palms], axis=1)
+    best = np.stack([sim[:, gallery_ids == p].max(axis=1) for p in palms], axis=1)
+    same, own = probe_ids[:, None] == gallery_ids[None, :], probe_ids[:, None] == palms[None, :]
+    return tuple(100 * eer(s[m], s[~m]).rate for s, m in ((sim, same), (mean, own), (best, own)))  # type: ignore
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a real_palm.py run folder (its eval/ score files are read)")
+    ap.add_argument("--set", required=True, choices=[n for n in PARTS if PARTS[n][3].get("protocol", "open") == "open"])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--seed", type=int, default=0, help="the run's split seed")
+    ap.add_argument("--tag", default="")
+    args = ap.parse_args()
+    rows = []
+    for split in ("val", "test"):
+        for modality in ("print", "vein"):
+            if not (args.run / "eval" / SUB[split] / f"scores-{modality}-asym.txt").is_file():
+                continue
+            scores, genuine, by_palm = learned_scores(args.run, split, modality)
+            keys = list(by_palm)
+            own = np.array([k[1] == k[2] for k in keys])
+            mean = np.array([np.mean(by_palm[k]) for k in keys])
+            best = np.array([np.max(by_palm[k]) for k in keys])
+            rows.append([args.set, split, modality, "learned 32 B, asymmetric with shifts",
+                         round(100 * eer(scores[genuine], scores[~genuine]).rate, 3),
+                         round(100 * eer(mean[own], mean[~own]).rate, 3), round(100 * eer(best[own], best[~own]).rate, 3)])
+            per_image, per_mean, per_best = palm_eers(*compcode_scores(args.set, args.data, args.seed, split, modality))
+            rows.append([args.set, split, modality, "CompCode 384 B", round(per_image, 3), round(per_mean, 3),
+                         round(per_best, 3)])
+    report(f"enrolment{args.tag}", f"probe against each enrolled image or each palm ({args.run.name}); EER %",
+           ["set", "split", "modality", "method", "per image", "palm: mean of captures", "palm: best capture"], rows,
+           {"run": str(args.run), "seed": args.seed})
+
+
+if __name__ == "__main__":
+    run_main(main)
