@@ -112,6 +112,10 @@ def test_unlabeled_palms_are_the_training_palms_of_each_databases_own_split(tmp_
     assert held_out and not held_out & {s.identity for s in train}
     with pytest.raises(RunError, match="no training image of vein"):
         unlabeled_pool(f"folder:{folder}", ("vein",), 64, split_seed=3)
+    with pytest.raises(RunError, match="teacher_data 'tongji:/nowhere': .*root folder not found"):
+        unlabeled_pool(f"folder:{folder};tongji:/nowhere", ("print",), 64, split_seed=3)
+    with pytest.raises(RunError, match="teacher_data 'tongji': .*NAME:ROOT"):
+        unlabeled_pool("tongji", ("print",), 64, split_seed=3)
 
 
 def test_batch_norm_frozen_normalises_by_the_batch_and_keeps_the_running_statistics():

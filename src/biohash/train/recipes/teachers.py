@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from biohash.errors import BiohashError
 from biohash.train.runs import RunError
 
 if TYPE_CHECKING:
@@ -71,10 +72,13 @@ def unlabeled_pool(specs: str, modalities: tuple[str, ...], size: int, split_see
 
     found: dict[str, list] = {m: [] for m in modalities}
     for spec in (s.strip() for s in specs.split(";") if s.strip()):
-        part = parse_spec(spec)
-        check_part(part)
-        data = DataConfig(**{"protocol": "open", **part, "seed": split_seed, "image_size": size})
-        dataset, split = open_split(data)
+        try:
+            part = parse_spec(spec)
+            check_part(part)
+            data = DataConfig(**{"protocol": "open", **part, "seed": split_seed, "image_size": size})
+            dataset, split = open_split(data)
+        except BiohashError as err:  # which of several specs, and that it is teacher_data's
+            raise RunError(f"teacher_data {spec!r}: {str(err).strip(chr(39))}") from None
         for m in modalities:
             found[m] += [(dataset, s) for s in split.train if s.modality == m]
     if not any(found.values()):
