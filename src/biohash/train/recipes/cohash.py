@@ -161,7 +161,7 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
         SimilarityDistillLoss,
         SupConLoss,
     )
-    from biohash.train.recipes.teachers import teacher_similarity
+    from biohash.train.recipes.teachers import teacher_similarity, unlabeled_gap
 
     losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
               "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
@@ -182,9 +182,9 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
                 images = batch[m] if rows[m] is None else batch[m][rows[m]]
                 target = teacher_similarity(teachers, images, m)
                 terms[f"teacher_{m}"] = (config.lambda_teacher, distill(codes[m], target))
-        for m, images in (pool or {}).items():
-            terms[f"teacher_unlabeled_{m}"] = (config.lambda_teacher, _unlabeled_gap(net, teachers or [], m, images,
-                                                                                    labels, distill))
+        for m, images in (pool or {}).items():  # unlabeled palms of other databases, as many as the batch holds
+            terms[f"teacher_unlabeled_{m}"] = (config.lambda_teacher, unlabeled_gap(net, teachers or [], m, images,
+                                                                                   n=len(labels), distill=distill))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
             a, b, both = _paired(codes, rows, labels, net.modalities)
             if len(a):
@@ -192,25 +192,10 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
         if config.lambda_supcon > 0:
             terms["supcon"] = (config.lambda_supcon, supcon(torch.cat(list(codes.values())),
                                                             torch.cat(list(own.values()))))
-        total = labels.new_zeros((), dtype=torch.float32)
-        for weight, value in terms.values():
-            total = total + weight * value
+        total = sum((weight * value for weight, value in terms.values()), labels.new_zeros((), dtype=torch.float32))
         return {"loss": total, **{name: value for name, (_, value) in terms.items()}}
 
     return step
-
-
-def _unlabeled_gap(net: CoHashNet, teachers: list[CoHashNet], m: str, pool: Any, labels: Any, distill: Any) -> Any:
-    """The similarity distillation term on a draw of unlabeled palms (as many as the batch holds), batch norm
-    statistics left to the labeled palms."""
-    import torch
-
-    from biohash.train.recipes.teachers import batch_norm_frozen, draw, teacher_similarity
-
-    x = draw(pool, len(labels), like=next(net.parameters()))
-    with batch_norm_frozen(net.net(m)):
-        codes = torch.tanh(net.net(m).forward_pre_code(x))
-    return distill(codes, teacher_similarity(teachers, x, m))
 
 
 def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,

@@ -7,7 +7,7 @@ other databases' training splits (`teacher_data`), their labels never read.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -98,6 +98,19 @@ def draw(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
 
     picked = pool if len(pool) <= n else pool[torch.randperm(len(pool))[:n]]
     return picked.to(device=like.device, dtype=like.dtype)
+
+
+def unlabeled_gap(net: CoHashNet, teachers: list[CoHashNet], modality: str, pool: torch.Tensor, *, n: int,
+                  distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """The similarity distillation term (`distill`: losses.SimilarityDistillLoss) on a draw of n unlabeled palms,
+    batch norm statistics left to the labeled palms."""
+    import torch
+
+    branch = net.net(modality)
+    x = draw(pool, n, like=next(branch.parameters()))
+    with batch_norm_frozen(branch):
+        codes = torch.tanh(branch.forward_pre_code(x))
+    return distill(codes, teacher_similarity(teachers, x, modality))
 
 
 @contextmanager
