@@ -60,9 +60,9 @@ def unlabeled_pool(specs: str, modalities: tuple[str, ...], size: int, split_see
                    limit: int = POOL_LIMIT) -> dict[str, torch.Tensor]:
     """Standardised images (n, 1, size, size), float16, per student modality, from the training palms of each
     database in `specs` (NAME:ROOT[:KEY=VALUE...] as --also, ';'-separated: option values such as bands=460,940
-    hold commas) under its open split of
-    `split_seed`, so the same seed's validation and test palms of every database stay unseen. At most `limit`
-    per modality, spread evenly over the list; a modality no database holds is left out."""
+    hold commas) under its open split of `split_seed`, so the same seed's validation and test palms of every
+    database stay unseen. At most `limit` per modality, spread evenly over the list; a modality no database holds
+    is left out."""
     import numpy as np
     import torch
 
