@@ -24,17 +24,21 @@ from biohash.train.data.config import open_split
 SUB = {"val": "open-val-shifts4", "test": "open-test-shifts4"}
 
 
-def learned_scores(run: Path, split: str, modality: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """(scores, genuine mask) per image pair, and the scores of each (probe, enrolled palm), from a score file."""
+def learned_scores(run: Path, split: str, modality: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's asymmetric scores with shifts as a (probe, enrolled image) matrix, and their identities, read from
+    its score file (one line per pair, every probe against the gallery in one order)."""
     path = run / "eval" / SUB[split] / f"scores-{modality}-asym.txt"
     if not path.is_file():
         raise SystemExit(f"{path} is missing: run bench/real_palm.py for this run first (it writes the score files)")
-    rows = [line.split() for line in path.read_text().splitlines()]  # gallery_id probe_id probe_name score
-    by_palm: dict[tuple[str, str], list[float]] = defaultdict(list)
-    for gallery_id, probe_id, probe_name, score in rows:
-        by_palm[(probe_name, gallery_id, probe_id)].append(float(score))
-    scores = np.array([float(r[3]) for r in rows])
-    return scores, np.array([r[0] == r[1] for r in rows]), by_palm
+    by_probe: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
+    for line in path.read_text().splitlines():  # gallery_id probe_id probe_name score
+        gallery_id, probe_id, probe_name, score = line.split()
+        by_probe[(probe_name, probe_id)].append((gallery_id, float(score)))
+    columns = [g for g, _ in next(iter(by_probe.values()))]
+    if any([g for g, _ in pairs] != columns for pairs in by_probe.values()):
+        raise SystemExit(f"{path}: probes were not all scored against one gallery in one order")
+    sim = np.array([[score for _, score in pairs] for pairs in by_probe.values()])
+    return sim, np.array([probe_id for _, probe_id in by_probe]), np.array(columns)
 
 
 def compcode_scores(set_name: str, data_root: Path, seed: int, split_name: str, modality: str):
@@ -71,17 +75,9 @@ def main() -> None:
         for modality in ("print", "vein"):
             if not (args.run / "eval" / SUB[split] / f"scores-{modality}-asym.txt").is_file():
                 continue
-            scores, genuine, by_palm = learned_scores(args.run, split, modality)
-            keys = list(by_palm)
-            own = np.array([k[1] == k[2] for k in keys])
-            mean = np.array([np.mean(by_palm[k]) for k in keys])
-            best = np.array([np.max(by_palm[k]) for k in keys])
-            rows.append([args.set, split, modality, "learned 32 B, asymmetric with shifts",
-                         round(100 * eer(scores[genuine], scores[~genuine]).rate, 3),
-                         round(100 * eer(mean[own], mean[~own]).rate, 3), round(100 * eer(best[own], best[~own]).rate, 3)])
-            per_image, per_mean, per_best = palm_eers(*compcode_scores(args.set, args.data, args.seed, split, modality))
-            rows.append([args.set, split, modality, "CompCode 384 B", round(per_image, 3), round(per_mean, 3),
-                         round(per_best, 3)])
+            for method, scores in (("learned 32 B, asymmetric with shifts", learned_scores(args.run, split, modality)),
+                                   ("CompCode 384 B", compcode_scores(args.set, args.data, args.seed, split, modality))):
+                rows.append([args.set, split, modality, method, *(round(e, 3) for e in palm_eers(*scores))])
     report(f"enrolment{args.tag}", f"probe against each enrolled image or each palm ({args.run.name}); EER %",
            ["set", "split", "modality", "method", "per image", "palm: mean of captures", "palm: best capture"], rows,
            {"run": str(args.run), "seed": args.seed})
