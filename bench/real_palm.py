@@ -92,6 +92,10 @@ VARIANTS = {
     # (labels unread): pairs of people neither teacher trained on, the open-set case
     "gsmall-kd2u-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others",
                               "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
+    # and with their prints only (CASIA at 460 nm): on PolyU the 472 CASIA veins of another device came with a
+    # worse vein code
+    "gsmall-kd2up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others-print",
+                               "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
@@ -147,12 +151,15 @@ def joined_config(names: list[str], data_root: Path, seed: int) -> DataConfig:
     return DataConfig(**{**first.__dict__, "also": also})
 
 
-def other_palms(trained: list[str], data_root: Path) -> str:
-    """The databases of the three real folders a set does not train on, as a student's teacher_data specs."""
+def other_palms(trained: list[str], data_root: Path, print_only: bool = False) -> str:
+    """The databases of the three real folders a set does not train on, as a student's teacher_data specs (with
+    print_only, their print bands alone)."""
     specs = []
     for name in ("casia-roi", "polyu", "tongji"):
         if name not in trained:
             dataset, folder, options, _ = PARTS[name]
+            if print_only and "bands" in options:
+                options = {**options, "bands": options["bands"].split(",")[0]}
             specs.append(":".join([dataset, str(data_root / folder), *(f"{k}={v}" for k, v in options.items())]))
     return ";".join(specs)
 
@@ -272,8 +279,8 @@ def main() -> None:
                 if "teachers" in settings:  # runs of this bench: the same set, split seed and bits
                     settings["teachers"] = ",".join(str(run_folder(f"{set_name}-{t}", bits, args.seed))
                                                     for t in settings["teachers"])
-                if settings.get("teacher_data") == "others":
-                    settings["teacher_data"] = other_palms(trained, args.data)
+                if settings.get("teacher_data") in ("others", "others-print"):
+                    settings["teacher_data"] = other_palms(trained, args.data, settings["teacher_data"] != "others")
                 fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
                                             monitor="val_eer_same"), **settings.pop("fit", {}))
                 few = f"-ids{args.train_identities}" if args.train_identities else ""
