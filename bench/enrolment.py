@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from _common import report, run_main
-from real_palm import PARTS, part_config
+from real_palm import PARTS, compcode_similarity, part_config
 
 from biohash.match.metrics import eer
 from biohash.train.data.config import open_split
@@ -28,8 +28,6 @@ def learned_scores(run: Path, split: str, modality: str) -> tuple[np.ndarray, np
     """The run's asymmetric scores with shifts as a (probe, enrolled image) matrix, and their identities, read from
     its score file (one line per pair, every probe against the gallery in one order)."""
     path = run / "eval" / SUB[split] / f"scores-{modality}-asym.txt"
-    if not path.is_file():
-        raise SystemExit(f"{path} is missing: run bench/real_palm.py for this run first (it writes the score files)")
     by_probe: dict[tuple[str, str], list[tuple[str, float]]] = defaultdict(list)
     for line in path.read_text().splitlines():  # gallery_id probe_id probe_name score
         gallery_id, probe_id, probe_name, score = line.split()
@@ -41,15 +39,9 @@ def learned_scores(run: Path, split: str, modality: str) -> tuple[np.ndarray, np
     return sim, np.array([probe_id for _, probe_id in by_probe]), np.array(columns)
 
 
-def compcode_scores(set_name: str, data_root: Path, seed: int, split_name: str, modality: str):
+def compcode_scores(dataset, gallery: list, probe: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CompCode's (384 B, +-3 cells) similarity of every probe to every enrolled image, and their identities."""
-    from biohash.imaging.compcode import compcode, distance_matrix
-
-    dataset, split = open_split(part_config(set_name, data_root, seed))
-    gallery = [s for s in (split.val_gallery if split_name == "val" else split.test_gallery) if s.modality == modality]
-    probe = [s for s in (split.val_probe if split_name == "val" else split.test_probe) if s.modality == modality]
-    sim = 1 - distance_matrix(np.stack([compcode(dataset.load(s), 32) for s in probe]),
-                              np.stack([compcode(dataset.load(s), 32) for s in gallery]), 3)
+    sim = compcode_similarity([dataset.load(s) for s in probe], [dataset.load(s) for s in gallery])
     return sim, np.array([s.identity for s in probe]), np.array([s.identity for s in gallery])
 
 
@@ -70,14 +62,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the run's split seed")
     ap.add_argument("--tag", default="")
     args = ap.parse_args()
+    dataset, split = open_split(part_config(args.set, args.data, args.seed))
     rows = []
-    for split in ("val", "test"):
+    for name, gallery, probe in (("val", split.val_gallery, split.val_probe), ("test", split.test_gallery,
+                                                                              split.test_probe)):
         for modality in ("print", "vein"):
-            if not (args.run / "eval" / SUB[split] / f"scores-{modality}-asym.txt").is_file():
-                continue
-            for method, scores in (("learned 32 B, asymmetric with shifts", learned_scores(args.run, split, modality)),
-                                   ("CompCode 384 B", compcode_scores(args.set, args.data, args.seed, split, modality))):
-                rows.append([args.set, split, modality, method, *(round(e, 3) for e in palm_eers(*scores))])
+            if not (args.run / "eval" / SUB[name] / f"scores-{modality}-asym.txt").is_file():
+                continue  # a print-only database has no vein scores
+            chosen = [[s for s in part if s.modality == modality] for part in (gallery, probe)]
+            for method, scores in (("learned 32 B, asymmetric with shifts", learned_scores(args.run, name, modality)),
+                                   ("CompCode 384 B", compcode_scores(dataset, *chosen))):
+                rows.append([args.set, name, modality, method, *(round(e, 3) for e in palm_eers(*scores))])
+    if not rows:
+        raise SystemExit(f"{args.run}/eval holds no {SUB['test']} score files: run bench/real_palm.py for this run "
+                         f"first (it writes them)")
     report(f"enrolment{args.tag}", f"probe against each enrolled image or each palm ({args.run.name}); EER %",
            ["set", "split", "modality", "method", "per image", "palm: mean of captures", "palm: best capture"], rows,
            {"run": str(args.run), "seed": args.seed})

@@ -164,11 +164,21 @@ def other_palms(trained: list[str], data_root: Path, print_only: bool = False) -
     return ";".join(specs)
 
 
+def compcode_similarity(probe_images: list, gallery_images: list, cells: int = 32, shift: int = 3):
+    """CompCode's similarity (1 - normalised distance, best over +-shift cells) of every probe to every gallery
+    image, (n_probe, n_gallery)."""
+    import numpy as np
+
+    from biohash.imaging.compcode import compcode, distance_matrix
+
+    return 1 - distance_matrix(np.stack([compcode(i, cells) for i in probe_images]),
+                               np.stack([compcode(i, cells) for i in gallery_images]), shift)
+
+
 def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
     """CompCode at each grid on the database's test gallery and probes, per modality (no training)."""
     import numpy as np
 
-    from biohash.imaging.compcode import compcode, distance_matrix
     from biohash.match import metrics
     from biohash.train.data.config import open_split
 
@@ -180,8 +190,7 @@ def compcode_rows(set_name: str, database: str, data: DataConfig) -> list[list]:
         g_img, p_img = [dataset.load(s) for s in gallery], [dataset.load(s) for s in probe]
         same = np.array([[p.identity == g.identity for g in gallery] for p in probe])
         for cells, shift in COMPCODE_GRIDS.items():
-            sim = 1 - distance_matrix(np.stack([compcode(i, cells) for i in p_img]),
-                                      np.stack([compcode(i, cells) for i in g_img]), shift)
+            sim = compcode_similarity(p_img, g_img, cells, shift)
             best = np.array([gallery[j].identity for j in sim.argmax(axis=1)])
             rank1 = float(np.mean(best == np.array([p.identity for p in probe])))
             name = "CompCode" if cells == 32 else f"CompCode {cells}x{cells}"
