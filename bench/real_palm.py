@@ -70,6 +70,9 @@ VARIANTS = {
     # and with none: the identity flips are then the only augmentation
     "gsmall-jit0-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 0.0}, **ARC},
     "gsmall-jit15-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"jitter": 1.5}, **ARC},
+    # random capture conditions of another session (DataConfig.photometric: illumination field, gamma, contrast,
+    # blur, noise): PolyU's missed genuine pairs gather on one palm's brighter, blotched second-session captures
+    "gsmall-photo-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "data": {"photometric": 1.0}, **ARC},
     # AdamW weight decay 0.05 instead of 5e-4: Tongji's validation EER rises after epoch 6
     "gsmall-wd05-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"weight_decay": 0.05}, **ARC},
     # the weights' moving average (FitConfig.ema, decay 0.997 per step: about 330 steps, 2 PolyU epochs) is what

@@ -18,7 +18,7 @@ from biohash.cli.app import _finish, _friendly, _options, app
 SPELLINGS = {"dataset": ("--dataset", "--ds"), "backbone": ("--backbone", "--model"), "epochs": ("--epochs", "--epoch"),
              "batch_size": ("--batch-size", "-b"), "name": ("--name", "--comment"), "option": ("--option", "-o")}
 DATA_FIELDS = ("dataset", "root", "protocol", "identities", "captures", "image_size", "val_fraction",
-               "test_fraction", "enroll_fraction", "jitter", "train_identities", "seed")
+               "test_fraction", "enroll_fraction", "jitter", "photometric", "train_identities", "seed")
 FIT_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "schedule", "warmup_epochs", "val_every",
               "monitor", "ema", "workers", "device", "amp")
 HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "root": "dataset folder (real databases)",
@@ -29,6 +29,8 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
                          "on another folder)", "seed": "seeds training and the protocol's draw",
         "enroll_fraction": "closed set: share of each palm's captures that enroll (the co-hashing paper: 0.667)",
         "jitter": "scale of the training images' random affine (1: +-4 deg, 3 % shift, 4 % scale; 0: none)",
+        "photometric": "scale of the training images' random capture conditions (illumination field, gamma, "
+                       "contrast, blur, noise; 0: none)",
         "train_identities": "open set: train on this many of the training identities (0: all), validation and "
                             "test palms unchanged",
         "optimizer": "adamw or sgd",

@@ -19,6 +19,8 @@ class DataConfig:
     `enroll_fraction`: the closed set's share of each identity's captures that enroll (the co-hashing paper:
     2/3); the rest probe.
     `jitter` scales the random affine of listed training captures (1: +-4 deg, +-3 % shift, +-4 % scale; 0: none).
+    `photometric` scales their random capture conditions (illumination field, gamma, contrast, blur, noise:
+    `imaging.transforms.random_photometric`; 0: none, the default).
     `train_identities` (open set; 0 = all): train on that many of the split's training identities, drawn with the
     seed, the validation and test palms unchanged: a learning curve over training palms (per database when joined).
     `also` joins more databases to the run (data.multi): each a dict of dataset, root, options and optionally
@@ -38,6 +40,7 @@ class DataConfig:
     fresh_captures: bool = True
     enroll_fraction: float = 0.5
     jitter: float = 1.0
+    photometric: float = 0.0
     train_identities: int = 0
     options: dict[str, Any] = field(default_factory=dict)
     also: list[dict[str, Any]] = field(default_factory=list)
@@ -51,6 +54,9 @@ class DataConfig:
                              f"got {self.val_fraction:g} and {self.test_fraction:g}")
         if not 0 <= self.jitter <= 5:
             raise ConfigError(f"jitter must be in [0, 5] (a multiple of +-4 deg, 3 % shift, 4 % scale), got {self.jitter:g}")
+        if not 0 <= self.photometric <= 5:
+            raise ConfigError(f"photometric must be in [0, 5] (a multiple of the capture-condition ranges), "
+                              f"got {self.photometric:g}")
         if self.train_identities < 0:
             raise ConfigError(f"train_identities must be >= 0 (0: every training identity), got {self.train_identities}")
         if self.train_identities and self.protocol != "open":

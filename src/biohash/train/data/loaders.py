@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from biohash.errors import ConfigError
-from biohash.imaging.transforms import random_affine, standardize
+from biohash.imaging.transforms import random_affine, random_photometric, standardize
 from biohash.match.types import Sample
 from biohash.train.data.datasets import Dataset, DatasetError
 
@@ -38,6 +38,7 @@ class PairedTrainSet(TorchDataset):
         size: image side fed to the network.
         augment: apply small random affine jitter.
         jitter: scale of that jitter (1: +-4 deg, +-3 % shift, +-4 % scale).
+        photometric: scale of the random capture conditions of listed captures (0: none).
         fresh: for generated datasets, draw a new capture of the same identity for every item and epoch
             (unlimited nuisance variation) instead of reusing the listed training captures; the other
             modalities then come from the same capture (one placement, as on a multispectral device).
@@ -50,7 +51,7 @@ class PairedTrainSet(TorchDataset):
 
     def __init__(self, dataset: Dataset, samples: list[Sample], modalities: tuple[str, ...], size: int,
                  augment: bool = True, *, fresh: bool = False, seed: int = 0, identity_flips: int = 1,
-                 jitter: float = 1.0, split_seed: int = 0) -> None:
+                 jitter: float = 1.0, split_seed: int = 0, photometric: float = 0.0) -> None:
         if identity_flips not in IDENTITY_FLIPS:
             raise ConfigError(f"identity_flips must be one of {', '.join(map(str, IDENTITY_FLIPS))}, got {identity_flips}")
         if fresh and dataset.fresh is None:
@@ -73,7 +74,7 @@ class PairedTrainSet(TorchDataset):
         self.anchors = [s for s in samples if s.identity in first and s.modality == first[s.identity]]
         self.dataset, self.modalities, self.size = dataset, modalities, size
         self.augment, self.jitter, self.seed, self.epoch = augment and jitter > 0, jitter, seed, 0
-        self.split_seed = split_seed
+        self.split_seed, self.photometric = split_seed, photometric if augment else 0.0
         self.fresh = dataset.fresh if fresh else None  # (sample, k) -> a new capture k, or None: listed captures
 
     @classmethod
@@ -84,7 +85,8 @@ class PairedTrainSet(TorchDataset):
         otherwise."""
         fresh = data.fresh_captures and dataset.fresh is not None
         return cls(dataset, samples, modalities, data.image_size, augment=not fresh, fresh=fresh, seed=seed,
-                   identity_flips=identity_flips, jitter=data.jitter, split_seed=data.seed)
+                   identity_flips=identity_flips, jitter=data.jitter, split_seed=data.seed,
+                   photometric=data.photometric)
 
     def __len__(self) -> int:
         return len(self.anchors) * self.flips
@@ -101,6 +103,8 @@ class PairedTrainSet(TorchDataset):
         img = self.dataset.load(sample)
         if self.augment:
             img = random_affine(img, rng, strength=self.jitter)
+        if self.photometric:
+            img = random_photometric(img, rng, strength=self.photometric)
         return torch.from_numpy(standardize(img, self.size))
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
