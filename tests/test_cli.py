@@ -228,3 +228,8 @@ def test_train_takes_a_number_of_training_identities_under_the_open_protocol_onl
     line = _error_line(runner.invoke(app, ["train", "cohash", "--train-identities", "5", "--protocol", "closed",
                                            "--epochs", "1"]))
     assert "train_identities needs the open protocol" in line  # on main: No such option
+
+
+def test_train_takes_a_photometric_scale_and_refuses_a_negative_one():
+    line = _error_line(runner.invoke(app, ["train", "cohash", "--photometric", "-1", "--epochs", "1"]))
+    assert "photometric must be in [0, 5]" in line  # on main: No such option: --photometric

@@ -33,7 +33,8 @@ class HashNet(nn.Module):
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
-                 dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0, test_views: str = "cross") -> None:
+                 dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0, test_views: str = "cross",
+                 parts: int = 0) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
@@ -44,7 +45,10 @@ class HashNet(nn.Module):
             raise ConfigError(f"test_shifts must be >= 0 pixels, got {test_shifts}")
         if test_views not in TEST_VIEWS:
             raise ConfigError(f"test_views must be one of: {', '.join(TEST_VIEWS)}; got {test_views!r}")
+        if parts < 0 or (parts and (head != "spatial" or grid % parts)):
+            raise ConfigError(f"parts must divide the spatial head's grid ({grid}), got {parts} with head {head!r}")
         self.bits, self.head, self.test_shifts, self.test_views = bits, head, test_shifts, test_views
+        self.grid, self.parts = grid, parts
         c = cast(int, self.backbone.num_features)  # every registered backbone sets it
         if head == "spatial":
             self.reduce = nn.Sequential(nn.Conv2d(c, 32, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True),
@@ -55,6 +59,9 @@ class HashNet(nn.Module):
             self.embed_dim = c
         self.dropout = nn.Dropout(dropout)
         self.hash = nn.Linear(self.embed_dim, bits)
+        if parts:
+            side = grid // parts
+            self.part_hash = nn.ModuleList([nn.Linear(32 * side * side, bits) for _ in range(parts * parts)])
         self.to(memory_format=torch.channels_last)  # NHWC convolutions are ~1.3x faster on CPU
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -87,6 +94,20 @@ class HashNet(nn.Module):
         """(embedding, relaxed code) in one pass."""
         e = self.forward_eval_embed(x)
         return e, self.forward_head(e)
+
+    def part_pre_codes(self, embedding: torch.Tensor) -> list[torch.Tensor]:
+        """Pre-codes (B, bits) of each block of the pooled grid through its own hash layer, in row-major
+        block order: what the part identity terms train (`parts`)."""
+        g, p = self.grid, self.parts
+        s = g // p
+        maps = embedding.view(len(embedding), 32, g, g)
+        return [head(maps[:, :, (k // p) * s:(k // p + 1) * s, (k % p) * s:(k % p + 1) * s].flatten(1))
+                for k, head in enumerate(self.part_hash)]
+
+    def forward_pre_code_and_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """forward_pre_code and part_pre_codes from one backbone pass (training with `parts`)."""
+        e = self.forward_embed(x)
+        return self.hash(self.dropout(e)), self.part_pre_codes(e)
 
     def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
         """The hash layer's output W e + b before tanh, (B, bits); its sign is the code."""

@@ -88,6 +88,9 @@ class CohashConfig:
                                   "the student's code similarities learn the teachers' mean over every batch pair")
     lambda_teacher: float = option(30.0, "weight of that similarity distillation term (with --teachers; about "
                                    "ArcFace's scale, so neither term drowns the other)")
+    parts: int = option(0, "blocks per side of the spatial grid that each get a hash layer and an ArcFace term of "
+                        "their own in training (0 = off; 2: four quadrants): every region must tell palms apart")
+    lambda_parts: float = option(0.5, "weight of the mean of those part terms (with --parts)")
     teacher_data: str | None = option(None, "unlabeled palms the same term is also learnt on, NAME:ROOT[:KEY=VALUE...] "
                                       "as --also (';'-separated): the training palms of each database's split of "
                                       "the run's seed, labels never read (with --teachers)")
@@ -105,6 +108,8 @@ class CohashConfig:
             raise ConfigError(f"test_shifts must be >= 0 pixels, got {self.test_shifts}")
         if self.test_views not in ("cross", "square"):  # models.hashnet.TEST_VIEWS (torch loads with the model)
             raise ConfigError(f"test_views must be one of: cross, square; got {self.test_views!r}")
+        if self.parts < 0 or self.lambda_parts < 0:
+            raise ConfigError(f"parts and lambda_parts must be >= 0, got {self.parts} and {self.lambda_parts}")
         if self.lambda_teacher < 0:
             raise ConfigError(f"lambda_teacher must be >= 0, got {self.lambda_teacher}")
         if self.teachers is not None and not [t for t in self.teachers.split(",") if t.strip()]:
@@ -137,7 +142,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
                       seed=seed, share=config.share, dropout=config.dropout, grid=config.grid,
-                      test_shifts=config.test_shifts, test_views=config.test_views)
+                      test_shifts=config.test_shifts, test_views=config.test_views, parts=config.parts)
     if config.init is not None:
         warm_start(model, config.init)
     teachers = load_teachers(config.teachers, modalities) if config.teachers and config.lambda_teacher > 0 else []
@@ -171,13 +176,13 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
         rows = _present_rows(batch, net.modalities)  # None: every item has every modality
-        pre = {m: net.net(m).forward_pre_code(batch[m] if r is None else batch[m][r])
-               for m, r in rows.items() if r is None or len(r)}
+        pre, part_pre = _pre_codes(net, batch, rows, parts=config.parts > 0)
         codes = {m: torch.tanh(z) for m, z in pre.items()}
         own = {m: labels if rows[m] is None else labels[rows[m]] for m in codes}
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         for m, z in pre.items():
-            terms.update(_identity_terms(config, losses, m, z, own[m], centroids=net.centroids))
+            terms.update(_identity_terms(config, losses, m, z, own[m], centroids=net.centroids,
+                                         parts=part_pre.get(m)))
             if teachers:
                 images = batch[m] if rows[m] is None else batch[m][rows[m]]
                 target = teacher_similarity(teachers, images, m)
@@ -198,13 +203,33 @@ def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
     return step
 
 
+def _pre_codes(net: Any, batch: dict[str, Any], rows: dict[str, Any], *,
+               parts: bool) -> tuple[dict[str, Any], dict[str, list[Any]]]:
+    """Each modality's pre-codes of its present rows and, with `parts`, its part pre-codes from the same
+    embedding (one backbone pass)."""
+    pre, part_pre = {}, {}
+    for m, r in rows.items():
+        if r is not None and not len(r):
+            continue
+        hn, x = net.net(m), batch[m] if r is None else batch[m][r]
+        if not parts:
+            pre[m] = hn.forward_pre_code(x)
+            continue
+        pre[m], part_pre[m] = hn.forward_pre_code_and_parts(x)
+    return pre, part_pre
+
+
 def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,
-                    *, centroids: Any) -> dict[str, tuple[float, Any]]:
-    """One modality's (weight, value) loss terms towards the identity centroids, from its pre-codes z."""
+                    *, centroids: Any, parts: list[Any] | None = None) -> dict[str, tuple[float, Any]]:
+    """One modality's (weight, value) loss terms towards the identity centroids, from its pre-codes z (and
+    the mean ArcFace term of its part pre-codes, where the run trains parts)."""
     import torch
 
     h = torch.tanh(z)
     terms = {f"quant_{m}": (config.lambda_quant, losses["quant"](h))}
+    if parts:
+        terms[f"parts_{m}"] = (config.lambda_parts,
+                               torch.stack([losses["arcface"](p, labels, centroids) for p in parts]).mean())
     if config.lambda_binary > 0:  # sign(z) forward, identity backward: the code as matched, with a margin
         signed = z + (torch.sign(z) - z).detach()
         terms[f"binary_{m}"] = (config.lambda_binary, losses["arcface"](signed, labels, centroids))
