@@ -76,6 +76,8 @@ VARIANTS = {
     # an ArcFace term on each quadrant of the spatial grid through a hash layer of its own (CohashConfig.parts):
     # PolyU's false accepts gather on palms whose principal lines look alike, which fine lines tell apart
     "gsmall-parts2-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "parts": 2, **ARC},
+    # the same on the `small` backbone (the CASIA 940 valley set's recipe, where the Gabor stem hurt)
+    "small-parts2-arc-flip4": {"backbone": "small", "identity_flips": 4, "parts": 2, **ARC},
     # AdamW weight decay 0.05 instead of 5e-4: Tongji's validation EER rises after epoch 6
     "gsmall-wd05-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "fit": {"weight_decay": 0.05}, **ARC},
     # the weights' moving average (FitConfig.ema, decay 0.997 per step: about 330 steps, 2 PolyU epochs) is what
