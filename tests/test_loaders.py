@@ -139,25 +139,41 @@ def test_rank_slices_cover_each_global_batch_once_and_keep_identity_groups_whole
             assert len({labels[i] for i in share[:4]}) == 1 and len({labels[i] for i in share[4:]}) == 1
 
 
+def _mean_change(epochs: int = 6, **data: float) -> float:
+    """Mean absolute change of a listed capture's training image against the image as listed, over epochs, under
+    the DataConfig settings `data` (fresh captures off, so the listed captures train)."""
+    from biohash.train.data.config import DataConfig
+
+    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
+    listed = torch.from_numpy(standardize(ds.load(ds.samples[0]), 64))
+    config = DataConfig(identities=3, captures=2, image_size=64, fresh_captures=False, **data)
+    train = PairedTrainSet.for_run(ds, ds.samples, ("print", "vein"), config, seed=1)
+    changes = []
+    for epoch in range(epochs):
+        train.epoch = epoch
+        changes.append(float((train[0][ds.samples[0].modality] - listed).abs().mean()))
+    return float(np.mean(changes))
+
+
 def test_jitter_scales_the_training_affine_and_zero_turns_it_off():
     """DataConfig.jitter multiplies the random affine of listed captures (1 = +-4 deg, 3 % shift, 4 % scale): a
     contactless database that overfits by epoch 6 can ask for more, and 0 trains on the images as they are."""
     from biohash.errors import ConfigError
     from biohash.train.data.config import DataConfig
 
-    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
-    listed = torch.from_numpy(standardize(ds.load(ds.samples[0]), 64))
-
-    def mean_change(jitter: float) -> float:
-        data = DataConfig(identities=3, captures=2, image_size=64, fresh_captures=False, jitter=jitter)
-        train = PairedTrainSet.for_run(ds, ds.samples, ("print", "vein"), data, seed=1)
-        changes = []
-        for epoch in range(6):
-            train.epoch = epoch
-            changes.append(float((train[0][ds.samples[0].modality] - listed).abs().mean()))
-        return float(np.mean(changes))
-
-    assert mean_change(0) == 0.0
-    assert 0 < mean_change(1) < mean_change(3)
+    assert _mean_change(jitter=0) == 0.0
+    assert 0 < _mean_change(jitter=1) < _mean_change(jitter=3)
     with pytest.raises(ConfigError, match="jitter"):
         DataConfig(jitter=-1)
+
+
+def test_data_config_photometric_reaches_the_training_images_and_zero_leaves_them_alone():
+    """DataConfig.photometric scales the random capture conditions of listed captures (with no affine jitter,
+    they are the only change); 0, the default, leaves the images as they are."""
+    from biohash.errors import ConfigError
+    from biohash.train.data.config import DataConfig
+
+    assert _mean_change(4, jitter=0, photometric=0) == 0.0
+    assert 0 < _mean_change(4, jitter=0, photometric=1) < _mean_change(4, jitter=0, photometric=3)
+    with pytest.raises(ConfigError, match="photometric"):
+        DataConfig(photometric=-1)

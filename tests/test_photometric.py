@@ -1,13 +1,10 @@
 """Photometric augmentation: the capture conditions a second session brings (illumination blotches, gamma,
 contrast, focus, sensor noise), so that codes learn to ignore them as CompCode's zero-DC filters do."""
 import numpy as np
-import pytest
-import torch
 
 from biohash.imaging import compcode
-from biohash.imaging.transforms import random_photometric, standardize
+from biohash.imaging.transforms import random_photometric
 from biohash.train.data.datasets import open_dataset
-from biohash.train.data.loaders import PairedTrainSet
 
 
 def _palms(n: int = 4) -> list[np.ndarray]:
@@ -43,26 +40,3 @@ def test_an_augmented_palm_stays_nearer_itself_than_other_palms_are():
     genuine = max(compcode.distance(codes[i], compcode.compcode(random_photometric(p, np.random.default_rng(k))))
                   for i, p in enumerate(palms) for k in range(3))
     assert genuine < impostor
-
-
-def test_data_config_photometric_reaches_the_training_images_and_zero_leaves_them_alone():
-    from biohash.errors import ConfigError
-    from biohash.train.data.config import DataConfig
-
-    ds = open_dataset("synthetic", identities=3, captures=2, size=64)
-    listed = torch.from_numpy(standardize(ds.load(ds.samples[0]), 64))
-
-    def mean_change(photometric: float) -> float:
-        data = DataConfig(identities=3, captures=2, image_size=64, fresh_captures=False, jitter=0,
-                          photometric=photometric)
-        train = PairedTrainSet.for_run(ds, ds.samples, ("print", "vein"), data, seed=1)
-        changes = []
-        for epoch in range(4):
-            train.epoch = epoch
-            changes.append(float((train[0][ds.samples[0].modality] - listed).abs().mean()))
-        return float(np.mean(changes))
-
-    assert mean_change(0) == 0.0
-    assert 0 < mean_change(1) < mean_change(3)
-    with pytest.raises(ConfigError, match="photometric"):
-        DataConfig(photometric=-1)
