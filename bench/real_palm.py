@@ -104,6 +104,12 @@ VARIANTS = {
     # worse vein code
     "gsmall-kd2up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others-print",
                                "teachers": ("gsmall-arc-flip4", "gsmall-s1-arc-flip4"), **ARC},
+    # CompCode itself as the teacher (no teacher run to train first): its +-3-cell similarity of every batch pair,
+    # what it knows of palms whose principal lines look alike, which the learned code merges
+    "gsmall-cc-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",), **ARC},
+    # and also on the training palms of the other two databases (labels unread): CompCode on new people
+    "gsmall-ccu-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
+                             "teacher_data": "others", **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
@@ -294,8 +300,8 @@ def main() -> None:
                 if "init" in settings:  # a run of this bench: the same split seed and bits
                     settings["init"] = str(run_folder(settings["init"], bits, args.seed))
                 if "teachers" in settings:  # runs of this bench: the same set, split seed and bits
-                    settings["teachers"] = ",".join(str(run_folder(f"{set_name}-{t}", bits, args.seed))
-                                                    for t in settings["teachers"])
+                    settings["teachers"] = ",".join(t if t == "compcode" else str(run_folder(f"{set_name}-{t}", bits,
+                                                    args.seed)) for t in settings["teachers"])
                 if settings.get("teacher_data") in ("others", "others-print"):
                     settings["teacher_data"] = other_palms(trained, args.data, settings["teacher_data"] != "others")
                 fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,

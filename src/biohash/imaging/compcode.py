@@ -14,9 +14,9 @@ import numpy as np
 from biohash.imaging.transforms import check_grey
 
 N_ORIENTATIONS = 6
-_KERNELS = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / N_ORIENTATIONS, 10.9, 1.0, 0)
+KERNELS = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / N_ORIENTATIONS, 10.9, 1.0, 0)
             for j in range(N_ORIENTATIONS)]
-_KERNELS = [k - k.mean() for k in _KERNELS]  # zero DC: insensitive to brightness
+KERNELS = [k - k.mean() for k in KERNELS]  # zero DC: insensitive to brightness
 
 
 def compcode(img: np.ndarray, cells: int = 32) -> np.ndarray:
@@ -27,7 +27,7 @@ def compcode(img: np.ndarray, cells: int = 32) -> np.ndarray:
     if cells not in (4, 8, 16, 32):
         raise ValueError(f"compcode cells must be 4, 8, 16 or 32 (divisors of 128 the grid was measured at), got {cells}")
     x = cv2.resize(check_grey(img, "compcode"), (128, 128)).astype(np.float32)
-    resp = np.stack([cv2.filter2D(x, cv2.CV_32F, k) for k in _KERNELS])
+    resp = np.stack([cv2.filter2D(x, cv2.CV_32F, k) for k in KERNELS])
     if cells == 32:
         return resp.argmin(axis=0)[2::4, 2::4]
     size = 128 // cells

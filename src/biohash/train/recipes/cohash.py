@@ -54,6 +54,8 @@ class CohashConfig:
     scores beat each (two real-palm runs: PolyU EER 1.46 / 0.77 -> 0.88 / 0.22 %, at twice the template);
     distillation puts that average in one student's code: lambda_teacher * the mean squared difference between
     the cosine similarities of the student's relaxed codes and the teachers' mean, over the batch's pairs.
+    `compcode` as a teacher is the classic matcher itself (1 - its +-3-cell distance / 0.47): what it knows of
+    palms whose principal lines look alike, taught without training a teacher first.
     """
 
     backbone: str = option("small", "registered backbone (small, res18, compnet_lite, ...)")
@@ -84,8 +86,9 @@ class CohashConfig:
                              "square (the 3 x 3 grid of rolls: 9x the encoding time)")
     identity_flips: int = option(1, "1, 2, 4 or 8: every training palm also mirrored, upside down and turned, "
                                  "each copy a new identity (more identities from few real palms)")
-    teachers: str | None = option(None, "distil from trained co-hashing runs (run folders, comma-separated): "
-                                  "the student's code similarities learn the teachers' mean over every batch pair")
+    teachers: str | None = option(None, "distil from trained co-hashing runs (run folders, comma-separated) or "
+                                  "compcode: the student's code similarities learn the teachers' mean over every "
+                                  "batch pair")
     lambda_teacher: float = option(30.0, "weight of that similarity distillation term (with --teachers; about "
                                    "ArcFace's scale, so neither term drowns the other)")
     parts: int = option(0, "blocks per side of the spatial grid that each get a hash layer and an ArcFace term of "
@@ -127,6 +130,7 @@ if TYPE_CHECKING:  # torch loads when a model is built, so `biohash train cohash
     import torch
 
     from biohash.train.models.cohash import CoHashNet
+    from biohash.train.recipes.teachers import Teacher
 
     Step = Callable[[CoHashNet, dict[str, torch.Tensor]], dict[str, torch.Tensor]]
 
@@ -151,7 +155,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     return model, loss_step(config, teachers, pool)
 
 
-def loss_step(config: CohashConfig, teachers: list[CoHashNet] | None = None,
+def loss_step(config: CohashConfig, teachers: list[Teacher] | None = None,
               pool: dict[str, torch.Tensor] | None = None) -> Step:
     """The loss step (net, batch) -> {"loss": total, parts...} of the module docstring; with teachers, plus a
     similarity distillation term per modality, and one on as many unlabeled palms of `pool` as the batch holds."""

@@ -1,7 +1,8 @@
 """What a co-hashing student reads from its teachers: the frozen runs, their similarity matrices, and unlabeled
 palms of other databases whose pairs the similarity term is also learnt on.
 
-The teachers' similarities on their own training palms say little beyond the labels (same palm or not); on palms
+A teacher is a trained run or CompCode itself (`compcode`: recipes.compcode_teacher), the classic matcher that
+needs no training. The teachers' similarities on their own training palms say little beyond the labels (same palm or not); on palms
 no one trained on they carry what an ensemble knows about new people, the open-set case. Those palms come from
 other databases' training splits (`teacher_data`), their labels never read.
 """
@@ -20,16 +21,24 @@ if TYPE_CHECKING:
     from torch import nn
 
     from biohash.train.models.cohash import CoHashNet
+    from biohash.train.recipes.compcode_teacher import CompCodeTeacher
+
+    Teacher = CoHashNet | CompCodeTeacher
 
 POOL_LIMIT = 4000  # unlabeled images kept per modality (float16, 128 px: 131 MB)
 
 
-def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[CoHashNet]:
-    """The frozen co-hashing runs (comma-separated folders) a student distils from, each with its modalities."""
+def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[Teacher]:
+    """The teachers a student distils from (comma-separated): frozen co-hashing runs (folders), each with the
+    student's modalities, or `compcode`."""
     from biohash.train.recipes.base import load_model
+    from biohash.train.recipes.compcode_teacher import CompCodeTeacher
 
-    teachers = []
+    teachers: list[Teacher] = []
     for source in (s.strip() for s in sources.split(",") if s.strip()):
+        if source == CompCodeTeacher.name:
+            teachers.append(CompCodeTeacher())
+            continue
         path = Path(source)
         if not (path / "config.yaml").is_file():
             raise RunError(f"teacher {source!r} is not a run folder (no config.yaml there)")
@@ -38,19 +47,24 @@ def load_teachers(sources: str, modalities: tuple[str, ...]) -> list[CoHashNet]:
         missing = [m for m in modalities if m not in has]
         if missing:
             raise RunError(f"teacher {source!r} has no {', '.join(missing)} branch (it has: {', '.join(has)})")
-        teachers.append(teacher.requires_grad_(False))
-    return cast("list[CoHashNet]", teachers)
+        teachers.append(cast("CoHashNet", teacher.requires_grad_(False)))
+    return teachers
 
 
-def teacher_similarity(teachers: list[CoHashNet], x: torch.Tensor, modality: str) -> torch.Tensor:
-    """The teachers' mean cosine similarity matrix of a batch's relaxed codes (no shifts)."""
+def teacher_similarity(teachers: list[Teacher], x: torch.Tensor, modality: str) -> torch.Tensor:
+    """The teachers' mean similarity matrix of a batch: a run's cosine of its relaxed codes (no shifts),
+    CompCode's 1 - distance / UNRELATED."""
     import torch
 
     from biohash.train.losses import cosine_similarities
+    from biohash.train.recipes.compcode_teacher import CompCodeTeacher
 
     with torch.no_grad():
         total = x.new_zeros((len(x), len(x)))
         for teacher in teachers:
+            if isinstance(teacher, CompCodeTeacher):
+                total += teacher.similarity(x, modality).to(total)
+                continue
             teacher.to(x.device)
             total += cosine_similarities(torch.tanh(teacher.net(modality).forward_pre_code(x)))
     return total / len(teachers)
@@ -100,7 +114,7 @@ def draw(pool: torch.Tensor, n: int, like: torch.Tensor) -> torch.Tensor:
     return picked.to(device=like.device, dtype=like.dtype)
 
 
-def unlabeled_gap(net: CoHashNet, teachers: list[CoHashNet], modality: str, pool: torch.Tensor, *, n: int,
+def unlabeled_gap(net: CoHashNet, teachers: list[Teacher], modality: str, pool: torch.Tensor, *, n: int,
                   distill: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
     """The similarity distillation term (`distill`: losses.SimilarityDistillLoss) on a draw of n unlabeled palms,
     batch norm statistics left to the labeled palms."""
