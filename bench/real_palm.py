@@ -107,6 +107,9 @@ VARIANTS = {
     # CompCode itself as the teacher (no teacher run to train first): its +-3-cell similarity of every batch pair,
     # what it knows of palms whose principal lines look alike, which the learned code merges
     "gsmall-cc-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",), **ARC},
+    # the same weighted 300 (the term is about 0.01 on PolyU, 30x that a tenth of ArcFace's: too weak to steer?)
+    "gsmall-cc300-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
+                               "lambda_teacher": 300.0, **ARC},
     # and also on the training palms of the other two databases (labels unread): CompCode on new people
     "gsmall-ccu-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
                              "teacher_data": "others", **ARC},
