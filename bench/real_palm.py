@@ -113,6 +113,13 @@ VARIANTS = {
     # and also on the training palms of the other two databases (labels unread): CompCode on new people
     "gsmall-ccu-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
                              "teacher_data": "others", **ARC},
+    # a student of the baseline and the part-term runs of its split seed (their similarities also on the other
+    # databases' prints, unlabeled), with and without part terms of its own: the two levers that moved PolyU
+    "gsmall-kd-base-parts-up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others-print",
+                                          "teachers": ("gsmall-arc-flip4", "gsmall-parts2-arc-flip4"), **ARC},
+    "gsmall-parts2-kd-base-parts-up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "parts": 2,
+                                                 "teacher_data": "others-print",
+                                                 "teachers": ("gsmall-arc-flip4", "gsmall-parts2-arc-flip4"), **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
