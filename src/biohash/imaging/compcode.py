@@ -15,7 +15,7 @@ from biohash.imaging.transforms import check_grey
 
 N_ORIENTATIONS = 6
 KERNELS = [cv2.getGaborKernel((35, 35), 5.6, j * np.pi / N_ORIENTATIONS, 10.9, 1.0, 0)
-            for j in range(N_ORIENTATIONS)]
+           for j in range(N_ORIENTATIONS)]
 KERNELS = [k - k.mean() for k in KERNELS]  # zero DC: insensitive to brightness
 
 

@@ -2,9 +2,9 @@
 palms of other databases whose pairs the similarity term is also learnt on.
 
 A teacher is a trained run or CompCode itself (`compcode`: recipes.compcode_teacher), the classic matcher that
-needs no training. The teachers' similarities on their own training palms say little beyond the labels (same palm or not); on palms
-no one trained on they carry what an ensemble knows about new people, the open-set case. Those palms come from
-other databases' training splits (`teacher_data`), their labels never read.
+needs no training. The teachers' similarities on their own training palms say little beyond the labels (same palm
+or not); on palms no one trained on they carry what an ensemble knows about new people, the open-set case. Those
+palms come from other databases' training splits (`teacher_data`), their labels never read.
 """
 from __future__ import annotations
 
