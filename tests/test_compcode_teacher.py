@@ -104,7 +104,7 @@ def test_a_student_learns_compcodes_similarities(tmp_path):
         assert gaps["taught", m] < 0.7 * gaps["plain", m], gaps
 
 
-def test_compcode_teacher_needs_no_run_folder_and_mixes_with_runs(tmp_path):
+def test_compcode_teacher_needs_no_run_folder_and_a_missing_one_beside_it_is_still_an_error(tmp_path):
     from biohash.train.recipes.compcode_teacher import CompCodeTeacher
     from biohash.train.recipes.teachers import load_teachers
     from biohash.train.runs import RunError
