@@ -113,6 +113,10 @@ VARIANTS = {
     # and also on the training palms of the other two databases (labels unread): CompCode on new people
     "gsmall-ccu-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
                              "teacher_data": "others", **ARC},
+    # the same with the term on the false-accept side only (CohashConfig.teacher_pairs "above": pairs CompCode calls
+    # different palms that the student scores higher, averaged over those pairs alone instead of every pair)
+    "gsmall-ccau-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teachers": ("compcode",),
+                              "teacher_pairs": "above", "teacher_data": "others", **ARC},
     # a student of the baseline and the part-term runs of its split seed (their similarities also on the other
     # databases' prints, unlabeled), with and without part terms of its own: the two levers that moved PolyU
     "gsmall-kd-base-parts-up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "teacher_data": "others-print",

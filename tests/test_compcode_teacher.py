@@ -61,9 +61,10 @@ def test_compcode_similarity_separates_palms_as_the_numpy_matcher_does():
     assert float(sims[same].min()) > float(sims[labels[:, None] != labels[None, :]].max())
 
 
-def test_the_step_adds_the_gap_to_compcodes_similarity():
+@pytest.mark.parametrize("pairs", ["all", "above"])
+def test_the_step_adds_the_gap_to_compcodes_similarity(pairs):
     config = CohashConfig(backbone="tiny", bits=64, loss="arcface", teachers="compcode", lambda_teacher=3.0,
-                          dropout=0.0)
+                          dropout=0.0, teacher_pairs=pairs)
     model, step = build(config, n_classes=12, modalities=("print",))
     model.eval()
     batch, expected = _palms(n_identities=2)
@@ -74,7 +75,7 @@ def test_the_step_adds_the_gap_to_compcodes_similarity():
         parts = step(model, batch)
         codes = torch.tanh(model.net("print").forward_pre_code(batch["print"]))
     target = torch.from_numpy(1 - cc.distance_matrix(np.stack(expected), np.stack(expected)) / UNRELATED)
-    assert abs(float(parts["teacher_print"]) - float(SimilarityDistillLoss()(codes, target.float()))) < 1e-5
+    assert abs(float(parts["teacher_print"]) - float(SimilarityDistillLoss(pairs)(codes, target.float()))) < 1e-5
 
 
 def test_a_student_learns_compcodes_similarities(tmp_path):

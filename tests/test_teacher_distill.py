@@ -36,6 +36,34 @@ def test_similarity_distillation_is_the_mean_squared_gap_over_off_diagonal_pairs
         SimilarityDistillLoss()(codes, torch.rand(3, 3))
 
 
+def test_above_pairs_are_the_false_accept_side_averaged_over_themselves():
+    """pairs="above": only pairs the target calls different palms (< 0.15) that the student scores higher, each
+    weighing as much as in a batch of them alone; a student below the target everywhere costs nothing."""
+    torch.manual_seed(1)
+    codes = torch.randn(5, 8)
+    target = torch.tensor([[1.0, 0.1, -0.2, 0.9, 0.0], [0.1, 1.0, 0.05, -0.4, 0.3], [-0.2, 0.05, 1.0, 0.1, -0.1],
+                           [0.9, -0.4, 0.1, 1.0, 0.12], [0.0, 0.3, -0.1, 0.12, 1.0]])
+    total, count = 0.0, 0
+    for i in range(5):
+        for j in range(5):
+            cos = float(codes[i] @ codes[j] / (codes[i].norm() * codes[j].norm()))
+            if i != j and float(target[i, j]) < 0.15 and cos > float(target[i, j]):
+                total, count = total + (cos - float(target[i, j])) ** 2, count + 1
+    assert 0 < count < 20
+    assert abs(float(SimilarityDistillLoss("above")(codes, target)) - total / count) < 1e-5
+    assert float(SimilarityDistillLoss("above")(codes, torch.ones(5, 5))) == 0.0  # every pair "the same palm"
+    from biohash.train.losses import cosine_similarities
+
+    above_student = cosine_similarities(codes) + 0.05  # the student below the target on every pair
+    assert bool((above_student < 0.15).any())
+    assert float(SimilarityDistillLoss("above")(codes, above_student)) == 0.0
+    assert abs(float(SimilarityDistillLoss()(codes, above_student)) - 0.05 ** 2) < 1e-6
+    with pytest.raises(ValueError, match="pairs must be one of"):
+        SimilarityDistillLoss("hard")
+    with pytest.raises(ConfigError, match="teacher_pairs"):
+        CohashConfig(teachers="compcode", teacher_pairs="hard")
+
+
 @pytest.fixture(scope="module")
 def teachers(tmp_path_factory):
     """Two tiny runs of different seeds: the ensemble a student distils from."""

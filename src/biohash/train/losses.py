@@ -192,13 +192,30 @@ def cosine_similarities(codes: torch.Tensor) -> torch.Tensor:
     return unit @ unit.T
 
 
+DISTILL_PAIRS = ("all", "above")
+
+
 class SimilarityDistillLoss(nn.Module):
     """Relational distillation: the mean squared difference between the cosine similarities of the student's
     codes and target similarities (a teacher ensemble's mean), over every pair of the batch but the diagonal:
-    the pairs a matcher scores, whatever the two code lengths."""
+    the pairs a matcher scores, whatever the two code lengths.
+
+    pairs="above" keeps only the false-accept side: pairs the target calls different palms (below
+    `different_below`) that the student scores higher, averaged over those pairs alone, so a few look-alike
+    pairs are not drowned in a mean over every pair (0 when there are none)."""
+
+    def __init__(self, pairs: str = "all", different_below: float = 0.15) -> None:
+        super().__init__()
+        if pairs not in DISTILL_PAIRS:
+            raise ValueError(f"pairs must be one of: {', '.join(DISTILL_PAIRS)}; got {pairs!r}")
+        self.pairs, self.different_below = pairs, different_below
 
     def forward(self, student: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.shape != (len(student), len(student)):
             raise ValueError(f"target similarities must be ({len(student)}, {len(student)}), got {tuple(target.shape)}")
         pairs = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
-        return (cosine_similarities(student) - target.detach())[pairs].pow(2).mean()
+        gap = cosine_similarities(student) - target.detach()
+        if self.pairs == "all":
+            return gap[pairs].pow(2).mean()
+        above = pairs & (target < self.different_below) & (gap > 0)
+        return gap[above].pow(2).sum() / above.sum().clamp(min=1)

@@ -24,6 +24,7 @@ from biohash.train.runs import RunError
 
 BITS = (16, 32, 64, 128, 256)
 LOSSES = ("csq", "arcface")
+TEACHER_PAIRS = ("all", "above")  # losses.DISTILL_PAIRS (torch loads with the model)
 
 
 @dataclass
@@ -94,6 +95,8 @@ class CohashConfig:
     parts: int = option(0, "blocks per side of the spatial grid that each get a hash layer and an ArcFace term of "
                         "their own in training (0 = off; 2: four quadrants): every region must tell palms apart")
     lambda_parts: float = option(0.5, "weight of the mean of those part terms (with --parts)")
+    teacher_pairs: str = option("all", "the pairs that term reads: all, or above (only pairs the teachers call "
+                                "different palms and the student scores higher, averaged over those: look-alikes)")
     teacher_data: str | None = option(None, "unlabeled palms the same term is also learnt on, NAME:ROOT[:KEY=VALUE...] "
                                       "as --also (';'-separated): the training palms of each database's split of "
                                       "the run's seed, labels never read (with --teachers)")
@@ -117,6 +120,8 @@ class CohashConfig:
             raise ConfigError(f"lambda_teacher must be >= 0, got {self.lambda_teacher}")
         if self.teachers is not None and not [t for t in self.teachers.split(",") if t.strip()]:
             raise ConfigError("teachers names no run folder (give RUN[,RUN...])")
+        if self.teacher_pairs not in TEACHER_PAIRS:
+            raise ConfigError(f"teacher_pairs must be one of: {', '.join(TEACHER_PAIRS)}; got {self.teacher_pairs!r}")
         if self.teacher_data is not None and not self.teachers:
             raise ConfigError("teacher_data is what the teachers' similarities are learnt on: give --teachers too")
         if self.per_identity < 0:
@@ -175,7 +180,7 @@ def loss_step(config: CohashConfig, teachers: list[Teacher] | None = None,
     losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
               "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
     cross, supcon, distill = (CrossModalityLoss(config.cross_margin), SupConLoss(config.supcon_temperature),
-                              SimilarityDistillLoss())
+                              SimilarityDistillLoss(config.teacher_pairs))
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
