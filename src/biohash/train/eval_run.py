@@ -74,7 +74,7 @@ def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str 
     from biohash.train.devices import resolve_device
 
     model: Any = load_model(run_dir, config).to(resolve_device(device))
-    suffix = _override_shifts(model, test_shifts, test_views)
+    suffix = override_shifts(model, test_shifts, test_views)
     prefix = "" if target is None else f"{data.dataset}-{'-'.join(str(v) for v in data.options.values() if v is not True)}-"
     by_part, galleries = parts(probe), parts(gallery)
     own: dict[str | None, DataConfig] = {None: data}
@@ -95,7 +95,7 @@ def evaluate_run(run_dir: Path, *, protocol: str | None = None, split_name: str 
     return next(iter(results.values()))["modes"]
 
 
-def _override_shifts(model: Any, test_shifts: int | None, test_views: str | None) -> str:
+def override_shifts(model: Any, test_shifts: int | None, test_views: str | None) -> str:
     """Set every branch's test-time shift averaging where asked; the evaluation folder's suffix."""
     from biohash.train.models.hashnet import TEST_VIEWS
 

@@ -42,7 +42,7 @@ class Split:
                 "test_gallery": len(self.test_gallery), "test_probe": len(self.test_probe)}
 
 
-def _halves(samples: list[Sample], first_share: float = 0.5) -> tuple[list[Sample], list[Sample]]:
+def enroll_and_probe(samples: list[Sample], first_share: float = 0.5) -> tuple[list[Sample], list[Sample]]:
     """Per identity and modality, sorted by capture: the first `first_share` (rounded up; half by default)
     and the rest."""
     first, rest = [], []
@@ -72,8 +72,8 @@ def open_set(dataset: Dataset, val_fraction: float = 0.1, test_fraction: float =
     train = [s for s in dataset.samples if s.identity not in test_ids | val_ids]
     if not train:
         raise DatasetError("open-set protocol left no training identities; lower val/test fractions")
-    val_g, val_p = _halves([s for s in dataset.samples if s.identity in val_ids])
-    test_g, test_p = _halves([s for s in dataset.samples if s.identity in test_ids])
+    val_g, val_p = enroll_and_probe([s for s in dataset.samples if s.identity in val_ids])
+    test_g, test_p = enroll_and_probe([s for s in dataset.samples if s.identity in test_ids])
     return Split("open", train, val_g, val_p, test_g, test_p)
 
 
@@ -96,7 +96,7 @@ def closed_set(dataset: Dataset, enroll_fraction: float = 0.5) -> Split:
     """
     if not 0 < enroll_fraction < 1:
         raise DatasetError(f"enroll_fraction must be in (0, 1), got {enroll_fraction:g}")
-    enrolled, test = _halves(dataset.samples, enroll_fraction)
+    enrolled, test = enroll_and_probe(dataset.samples, enroll_fraction)
     if not test:
         raise DatasetError("closed-set protocol needs at least 2 captures per identity and modality")
     val_probe, train = [], []
@@ -162,7 +162,7 @@ def all_identities(dataset: Dataset) -> Split:
     or validate on: for evaluating a trained model on a folder of other people."""
     if len(dataset.identities()) < 2:
         raise DatasetError(f"the all protocol needs at least 2 identities, dataset has {len(dataset.identities())}")
-    gallery, probe = _halves(dataset.samples)
+    gallery, probe = enroll_and_probe(dataset.samples)
     return Split("all", [], [], [], gallery, probe)
 
 
