@@ -10,7 +10,7 @@ from biohash.imaging.transforms import standardize
 from biohash.train.data.config import DataConfig
 from biohash.train.data.datasets import open_dataset
 from biohash.train.fit import FitConfig
-from biohash.train.losses import SimilarityDistillLoss
+from biohash.train.losses import SimilarityDistillLoss, cosine_similarities
 from biohash.train.recipes.base import load_model
 from biohash.train.recipes.cohash import CohashConfig, build
 from biohash.train.runs import RunError
@@ -52,12 +52,10 @@ def test_above_pairs_are_the_false_accept_side_averaged_over_themselves():
     assert 0 < count < 20
     assert abs(float(SimilarityDistillLoss("above")(codes, target)) - total / count) < 1e-5
     assert float(SimilarityDistillLoss("above")(codes, torch.ones(5, 5))) == 0.0  # every pair "the same palm"
-    from biohash.train.losses import cosine_similarities
-
-    above_student = cosine_similarities(codes) + 0.05  # the student below the target on every pair
-    assert bool((above_student < 0.15).any())
-    assert float(SimilarityDistillLoss("above")(codes, above_student)) == 0.0
-    assert abs(float(SimilarityDistillLoss()(codes, above_student)) - 0.05 ** 2) < 1e-6
+    target_above = cosine_similarities(codes) + 0.05  # the student below the target on every pair
+    assert bool((target_above < 0.15).any())
+    assert float(SimilarityDistillLoss("above")(codes, target_above)) == 0.0
+    assert abs(float(SimilarityDistillLoss()(codes, target_above)) - 0.05 ** 2) < 1e-6
     with pytest.raises(ValueError, match="pairs must be one of"):
         SimilarityDistillLoss("hard")
     with pytest.raises(ConfigError, match="teacher_pairs"):
