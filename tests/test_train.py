@@ -152,6 +152,31 @@ def test_the_checkpoint_can_be_chosen_on_like_with_like_modes_and_a_wrong_monito
         train(tmp_path / "typo", data, TINY_MODEL, FitConfig(epochs=1, batch_size=8, monitor="val_eer_typo"))
 
 
+def test_the_checkpoint_can_be_chosen_by_the_asymmetric_scoring_that_is_reported(tmp_path):
+    """val_eer_same_asym: the like-with-like modes scored as the figures are (the probe's relaxed code against the
+    stored codes), beside the plain Hamming figures, which keep their meaning."""
+    data = DataConfig(identities=8, captures=4, image_size=32, protocol="closed", seed=0)
+    train(tmp_path / "asym", data, TINY_MODEL, FitConfig(epochs=2, batch_size=8, monitor="val_eer_same_asym"))
+    history = json.loads((tmp_path / "asym" / "history.json").read_text())
+    from biohash.train.data.config import open_split
+    from biohash.train.evaluate import evaluate
+    from biohash.train.recipes.base import build_untrained
+    from biohash.train.runs import read_config
+
+    config = read_config(tmp_path / "asym")
+    model = build_untrained(config)
+    best = torch.load(tmp_path / "asym" / "checkpoints" / "best.pt", weights_only=False)
+    model.load_state_dict(best["model"])
+    dataset, split = open_split(data)
+    _, per_mode = evaluate(model.eval(), dataset, split.val_gallery, split.val_probe, 32, floats=True)
+    want = np.mean([per_mode[f"{m}-asym"]["eer"] for m in ("print", "vein", "fused")])
+    row = history[best["epoch"] - 1]
+    assert abs(row["val_eer_same_asym"] - want) < 1e-9
+    assert best["val_eer_same_asym"] == min(r["val_eer_same_asym"] for r in history)
+    plain = [row[f"val_eer_{m}"] for m in ("print", "vein", "fused", "cross", "cross-rev")]
+    assert abs(row["val_eer"] - np.mean(plain)) < 1e-9 and not any(k.endswith(("-asym", "-float")) for k in row)
+
+
 def test_ema_validates_and_keeps_the_moving_average_of_the_weights_across_a_resume(tmp_path):
     """FitConfig.ema: validation and best.pt read the exponential moving average of the weights (decay per
     step), not the raw weights; last.pt carries it, so a resumed run ends where an uninterrupted one does."""

@@ -35,7 +35,8 @@ HELP = {"dataset": "registered dataset name (biohash datasets lists them)", "roo
                             "test palms unchanged",
         "optimizer": "adamw or sgd",
         "monitor": "validation figure that chooses the checkpoint: val_eer (mean EER of every mode), val_eer_same "
-                   "(print, vein, fused: cross modes left out) or val_eer_MODE", "schedule": "cosine, step or constant",
+                   "(print, vein, fused: cross modes left out), val_eer_same_asym (the same modes scored asymmetrically, as "
+                   "the figures are reported; with the model's --test-shifts) or val_eer_MODE", "schedule": "cosine, step or constant",
         "ema": "decay per step of the weights' moving average that validation and the kept checkpoint read (e.g. "
                "0.997; 0 = off)",
         "workers": "data-loading processes beside training",

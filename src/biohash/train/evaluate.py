@@ -140,16 +140,21 @@ def evaluate(model: Any, dataset: Dataset, gallery: list[Sample], probe: list[Sa
 
 
 def validation(dataset: Dataset, gallery: list[Sample], probe: list[Sample], size: int):
-    """A `validate(model)` for the fit loop: each mode's EER on the validation split, their mean (`val_eer`) and
-    the mean of the modes that match like with like (`val_eer_same`: print, vein, fused; cross modes left out),
-    either of which `FitConfig.monitor` may choose the checkpoint by."""
+    """A `validate(model)` for the fit loop: each mode's EER on the validation split, their mean (`val_eer`),
+    the mean of the modes that match like with like (`val_eer_same`: print, vein, fused; cross modes left out)
+    and, for code models, that mean scored asymmetrically as the figures are reported (`val_eer_same_asym`: the
+    probe's relaxed code against the stored codes), any of which `FitConfig.monitor` may choose the checkpoint by."""
 
     def validate(model: torch.nn.Module) -> dict[str, float]:
-        _, per_mode = evaluate(model, dataset, gallery, probe, size)
-        row = {f"val_eer_{m}": v["eer"] for m, v in per_mode.items()}
-        same = [v["eer"] for m, v in per_mode.items() if not m.startswith("cross")]
-        row["val_eer"] = float(np.mean(list(row.values())))
+        _, per_mode = evaluate(model, dataset, gallery, probe, size, floats=True)
+        plain = {m: v["eer"] for m, v in per_mode.items() if not m.endswith(("-asym", "-float"))}
+        row = {f"val_eer_{m}": eer for m, eer in plain.items()}
+        same = [eer for m, eer in plain.items() if not m.startswith("cross")]
+        row["val_eer"] = float(np.mean(list(plain.values())))
         row["val_eer_same"] = float(np.mean(same)) if same else row["val_eer"]
+        asym = [v["eer"] for m, v in per_mode.items() if m.endswith("-asym") and not m.startswith("cross")]
+        if asym:
+            row["val_eer_same_asym"] = float(np.mean(asym))
         return row
 
     return validate

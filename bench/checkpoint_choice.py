@@ -1,0 +1,70 @@
+"""Which checkpoint should the validation palms pick: the one best by plain Hamming EER, or the last?
+
+A run keeps best.pt (its lowest validation `--monitor`, plain Hamming codes without shifts by default) and
+last.pt (its final epoch). Both are scored here on the validation and the test palms the way the figures are
+reported (asymmetric matching with test shifts); the validation palms alone then pick between the two, by the
+mean EER of the like-with-like modes. Test palms only report.
+
+    python bench/checkpoint_choice.py bench/results/real_palm_runs/polyu-gsmall-arc-flip4-256-seed2 --test-shifts 4
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+from _common import report, run_main
+
+from biohash.train.data.config import DataConfig, open_split
+from biohash.train.eval_run import override_shifts
+from biohash.train.evaluate import evaluate
+from biohash.train.recipes.base import build_untrained
+from biohash.train.runs import read_config
+
+SAME = ("print-asym", "vein-asym", "fused-asym")  # like with like; a print-only run has print-asym alone
+
+
+def scored(run: Path, checkpoint: str, shifts: int | None) -> dict[str, dict[str, float]]:
+    """{split: {mode: EER %}} of one checkpoint on the validation and test palms."""
+    config = read_config(run)
+    data = DataConfig(**config["data"])
+    dataset, split = open_split(data)
+    model = build_untrained(config)
+    state = torch.load(run / "checkpoints" / checkpoint, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    model.eval()
+    override_shifts(model, shifts, None)
+    out = {}
+    for name, gallery, probe in (("val", split.val_gallery, split.val_probe),
+                                 ("test", split.test_gallery, split.test_probe)):
+        _, per_mode = evaluate(model, dataset, gallery, probe, data.image_size, floats=True)
+        out[name] = {m: 100 * v["eer"] for m, v in per_mode.items() if m in SAME}
+    out["epoch"] = state.get("epoch")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="+", type=Path, help="trained co-hashing run folders with best.pt and last.pt")
+    ap.add_argument("--test-shifts", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rows = []
+    for run in args.runs:
+        found = {c: scored(run, c, args.test_shifts) for c in ("best.pt", "last.pt")}
+        val_mean = {c: float(np.mean(list(f["val"].values()))) for c, f in found.items()}
+        picked = min(val_mean, key=lambda c: val_mean[c])
+        for c, f in found.items():
+            rows.append([run.name, c, f["epoch"], round(val_mean[c], 3), "yes" if c == picked else "",
+                         *[round(f[s].get(m, float("nan")), 3) for s in ("val", "test") for m in SAME]])
+    columns = ["run", "checkpoint", "epoch", "val mean EER %", "picked", *[f"{s} {m} %" for s in ("val", "test")
+                                                                          for m in SAME]]
+    report("checkpoint_choice", "best.pt (plain Hamming validation) against last.pt, scored asymmetrically with "
+           "shifts; the validation palms pick", columns, rows, {"test_shifts": args.test_shifts})
+
+
+if __name__ == "__main__":
+    run_main(main)
