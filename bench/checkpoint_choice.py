@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,22 +26,20 @@ from biohash.train.runs import read_config
 SAME = ("print-asym", "vein-asym", "fused-asym")  # like with like; a print-only run has print-asym alone
 
 
-def scored(run: Path, checkpoint: str, shifts: int | None) -> dict[str, dict[str, float]]:
-    """{split: {mode: EER %}} of one checkpoint on the validation and test palms."""
-    config = read_config(run)
-    data = DataConfig(**config["data"])
-    dataset, split = open_split(data)
+def scored(run: Path, checkpoint: str, shifts: int | None, opened: tuple) -> dict[str, Any]:
+    """{split: {mode: EER %}, "epoch": N} of one checkpoint on the validation and test palms; `opened` is the
+    run's (config, data, dataset, split), read once for both checkpoints."""
+    config, data, dataset, split = opened
     model = build_untrained(config)
     state = torch.load(run / "checkpoints" / checkpoint, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     model.eval()
     override_shifts(model, shifts, None)
-    out = {}
+    out: dict[str, Any] = {"epoch": state.get("epoch")}
     for name, gallery, probe in (("val", split.val_gallery, split.val_probe),
                                  ("test", split.test_gallery, split.test_probe)):
         _, per_mode = evaluate(model, dataset, gallery, probe, data.image_size, floats=True)
         out[name] = {m: 100 * v["eer"] for m, v in per_mode.items() if m in SAME}
-    out["epoch"] = state.get("epoch")
     return out
 
 
@@ -54,7 +53,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     rows = []
     for run in args.runs:
-        found = {c: scored(run, c, args.test_shifts) for c in ("best.pt", "last.pt")}
+        config = read_config(run)
+        data = DataConfig(**config["data"])
+        opened = (config, data, *open_split(data))
+        found = {c: scored(run, c, args.test_shifts, opened) for c in ("best.pt", "last.pt")}
         val_mean = {c: float(np.mean(list(f["val"].values()))) for c, f in found.items()}
         picked = min(val_mean, key=lambda c: val_mean[c])
         for c, f in found.items():
