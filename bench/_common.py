@@ -37,3 +37,29 @@ def run_main(main: Callable[[], None]) -> None:
         print(f"\ninterrupted: the rows reported so far are in {RESULTS}/",
               file=sys.stderr)
         sys.exit(130)
+
+
+def parse_run_args(description: str, runs_help: str, shifts_default: int | None, shifts_help: str):
+    """Arguments of a benchmark that scores trained run folders: RUN..., --test-shifts, --threads (applied here)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("runs", nargs="+", type=Path, help=runs_help)
+    ap.add_argument("--test-shifts", type=int, default=shifts_default, help=shifts_help)
+    ap.add_argument("--threads", type=int, default=None)
+    args = ap.parse_args()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    return args
+
+
+def open_run(run: Path) -> tuple:
+    """A trained run's (config, data config, dataset, split), as its evaluation reads them."""
+    from biohash.train.data.config import DataConfig, open_split
+    from biohash.train.runs import read_config
+
+    config = read_config(run)
+    data = DataConfig(**config["data"])
+    return (config, data, *open_split(data))

@@ -9,19 +9,16 @@ mean EER of the like-with-like modes. Test palms only report.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from _common import report, run_main
+from _common import open_run, parse_run_args, report, run_main
 
-from biohash.train.data.config import DataConfig, open_split
 from biohash.train.eval_run import override_shifts
 from biohash.train.evaluate import evaluate
 from biohash.train.recipes.base import build_untrained
-from biohash.train.runs import read_config
 
 SAME = ("print-asym", "vein-asym", "fused-asym")  # like with like; a print-only run has print-asym alone
 
@@ -44,18 +41,11 @@ def scored(run: Path, checkpoint: str, shifts: int | None, opened: tuple) -> dic
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="trained co-hashing run folders with best.pt and last.pt")
-    ap.add_argument("--test-shifts", type=int, default=4)
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(__doc__.splitlines()[0], "trained co-hashing run folders with best.pt and last.pt", 4,
+                          "test-time shifts both checkpoints encode with")
     rows = []
     for run in args.runs:
-        config = read_config(run)
-        data = DataConfig(**config["data"])
-        opened = (config, data, *open_split(data))
+        opened = open_run(run)
         found = {c: scored(run, c, args.test_shifts, opened) for c in ("best.pt", "last.pt")}
         val_mean = {c: float(np.mean(list(f["val"].values()))) for c, f in found.items()}
         picked = min(val_mean, key=lambda c: val_mean[c])

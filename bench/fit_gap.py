@@ -9,36 +9,22 @@ capacity or longer training is not the lever); equal errors on both say it under
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
+from _common import open_run, parse_run_args, report, run_main
 
-from _common import report, run_main
-
-from biohash.train.data.config import DataConfig, open_split
 from biohash.train.data.protocols import enroll_and_probe
 from biohash.train.eval_run import override_shifts
 from biohash.train.evaluate import evaluate
 from biohash.train.recipes.base import load_model
-from biohash.train.runs import read_config
 
 MODES = ("print", "vein", "fused", "print-asym", "vein-asym", "fused-asym", "print-float", "vein-float")
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("runs", nargs="+", type=Path, help="trained co-hashing run folders (open protocol)")
-    ap.add_argument("--test-shifts", type=int, default=None, help="override the run's test-time shifts")
-    ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    args = parse_run_args(__doc__.splitlines()[0], "trained co-hashing run folders (open protocol)", None,
+                          "override the run's test-time shifts")
     rows = []
     for run in args.runs:
-        config = read_config(run)
-        data = DataConfig(**config["data"])
-        dataset, split = open_split(data)
+        config, data, dataset, split = open_run(run)
         model = load_model(run, config)
         override_shifts(model, args.test_shifts, None)
         train_gallery, train_probe = enroll_and_probe(split.train)
