@@ -11,7 +11,7 @@ from biohash.train.data.config import DataConfig
 from biohash.train.eval_run import evaluate_run
 from biohash.train.fit import FitConfig, fit, lr_factor
 from biohash.train.recipes.cohash import CohashConfig
-from biohash.train.runs import RunError
+from biohash.train.runs import RunError, read_config, write_config
 from biohash.train.train_job import train
 
 TINY_DATA = DataConfig(identities=16, captures=8, image_size=64, protocol="closed", seed=0)
@@ -128,6 +128,25 @@ def test_resume_with_other_settings_is_refused(trained_run):
     other = DataConfig(identities=17, captures=6, image_size=64, protocol="closed", seed=0)
     with pytest.raises(RunError, match="other data"):
         train(trained_run, other, TINY_MODEL, FitConfig(epochs=25, batch_size=16, lr=1e-2, seed=0),
+              resume=True)
+
+
+def test_a_run_from_before_a_setting_existed_resumes_when_that_setting_holds_its_default(tmp_path):
+    """A run started by an older biohash has no entry for a setting added since: its default is the old
+    behaviour, so resuming with the same flags goes on; a non-default value for it is still another setting."""
+    data = DataConfig(identities=8, captures=4, image_size=32, protocol="closed", seed=0)
+    run = tmp_path / "old"
+    train(run, data, TINY_MODEL, FitConfig(epochs=1, batch_size=8))
+    config = read_config(run)
+    del config["model"]["teacher_pairs"], config["fit"]["ema"]  # as an older version wrote it
+    write_config(run, config)
+    train(run, data, TINY_MODEL, FitConfig(epochs=1, batch_size=8), resume=True)  # refused before
+    assert [r["epoch"] for r in json.loads((run / "history.json").read_text())] == [1]
+    config = read_config(run)
+    del config["model"]["lambda_parts"]
+    write_config(run, config)
+    with pytest.raises(RunError, match="other model"):
+        train(run, data, dataclasses.replace(TINY_MODEL, lambda_parts=0.9), FitConfig(epochs=1, batch_size=8),
               resume=True)
 
 

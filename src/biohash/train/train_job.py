@@ -50,8 +50,9 @@ def train(run_dir: Path, data: DataConfig, method: Any, fit_cfg: FitConfig, resu
         if not type(recipe).__module__.startswith("biohash."):
             config["recipe_module"] = type(recipe).__module__  # eval, export and encoders import it again
         loader = _loader(train_set, fit_cfg, per_identity, procs, pin_memory=device.type == "cuda")
+        defaults = {"data": _defaults(data), "model": _defaults(method), "fit": _defaults(fit_cfg)}
         return _fit_and_record(run_dir, config, model, step, loader=loader, dataset=dataset, split=split,
-                               resume=resume, console=console)
+                               resume=resume, console=console, defaults=defaults)
     finally:
         _leave()
 
@@ -125,7 +126,7 @@ def _start(run_dir: Path, data: DataConfig, fit_cfg: FitConfig, resume: bool, th
 
 def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Module, step: Any, *,
                     loader: torch.utils.data.DataLoader, dataset: Any, split: Any, resume: bool,
-                    console: Console) -> Path:
+                    console: Console, defaults: dict[str, dict[str, Any]]) -> Path:
     """What every training job does last: check a resume matches, write config and environment, fit with
     validation on the split's validation captures, record the training time."""
     from biohash.train.devices import processes
@@ -134,7 +135,7 @@ def _fit_and_record(run_dir: Path, config: dict[str, Any], model: torch.nn.Modul
 
     fit_cfg = FitConfig(**config["fit"])
     procs = processes()
-    _check_resume(run_dir, config, resume)
+    _check_resume(run_dir, config, resume, defaults)
     if procs.main:
         write_config(run_dir, config)
         write_environment(run_dir, fit_cfg)
@@ -157,7 +158,20 @@ def write_environment(run_dir: Path, fit_cfg: FitConfig | None) -> None:
     write_json(run_dir / "environment.json", {**environment(), **where})
 
 
-def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
+def _as_stored(value: Any) -> Any:
+    """A value as config.yaml reads back (tuples come back as lists)."""
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _defaults(settings: Any) -> dict[str, Any]:
+    """A settings dataclass's field defaults, as asdict writes them into config.yaml."""
+    return {f.name: f.default for f in dataclasses.fields(settings) if f.default is not dataclasses.MISSING}
+
+
+def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool,
+                  defaults: dict[str, dict[str, Any]]) -> None:
+    """Refuse to resume with other settings. A setting the stored config lacks was added by a later biohash:
+    at its default it is the older version's behaviour, so it counts as unchanged."""
     if resume and (run_dir / "config.yaml").exists():
         from biohash.train.fit_config import RUNTIME_FIELDS
 
@@ -165,6 +179,10 @@ def _check_resume(run_dir: Path, config: dict[str, Any], resume: bool) -> None:
             return {**c, "fit": {k: v for k, v in (c.get("fit") or {}).items() if k not in RUNTIME_FIELDS}}
 
         before, now = what(read_config(run_dir)), what(config)
+        for part in ("data", "model", "fit"):
+            stored, added = before.get(part) or {}, defaults.get(part, {})
+            now[part] = {k: v for k, v in now[part].items()
+                         if k in stored or k not in added or _as_stored(v) != _as_stored(added[k])}
         changed = [k for k in ("data", "model", "fit") if before.get(k) != now[k]]
         if changed:
             raise RunError(f"{run_dir} was started with other {', '.join(changed)} settings; resume it with the "
