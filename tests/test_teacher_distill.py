@@ -177,7 +177,7 @@ def test_the_step_adds_the_gap_on_unlabeled_palms(teachers, tmp_path):
     assert abs(float(parts["teacher_unlabeled_print"]) - float(SimilarityDistillLoss()(codes, target))) < 1e-5
     assert "teacher_unlabeled_vein" not in parts  # the folder holds no vein image
     assert abs(float(parts["loss"]) - float(without["loss"]) - 3.0 * float(parts["teacher_unlabeled_print"])) < 1e-4
-    with pytest.raises(ConfigError, match="give --teachers too"):
+    with pytest.raises(ConfigError, match="give --teachers or --lambda-orientation too"):
         CohashConfig(teacher_data=f"folder:{folder}")
 
 

@@ -10,6 +10,7 @@ from biohash.errors import ConfigError
 from biohash.train.models.backbones import create_backbone
 
 HEADS = ("spatial", "avg")
+ORIENTATIONS, ORIENTATION_UPSCALE = 6, 4  # CompCode's orientations; its 32 x 32 grid over a /16 map of 128 px
 TEST_VIEWS = ("cross", "square")
 
 
@@ -30,11 +31,14 @@ class HashNet(nn.Module):
         test_views: which copies test_shifts averages: "cross" (the image and the four above) or "square" (the
             3 x 3 grid of rolls, diagonals included: nine encodings; at 8 px it won on one run's PolyU validation
             palms and lost on its test palms: README, ablation).
+        parts: blocks per side of the pooled grid that get a hash layer of their own (training terms only).
+        orientation: a 1x1 layer on the feature map predicting CompCode's orientation of the 4 x 4 grid cells
+            under every feature position (ORIENTATIONS logits each; training terms only).
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
                  dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0, test_views: str = "cross",
-                 parts: int = 0) -> None:
+                 parts: int = 0, orientation: bool = False) -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
@@ -62,6 +66,9 @@ class HashNet(nn.Module):
         if parts:
             side = grid // parts
             self.part_hash = nn.ModuleList([nn.Linear(32 * side * side, bits) for _ in range(parts * parts)])
+        if orientation:
+            self.orientation_head = nn.Sequential(nn.Conv2d(c, ORIENTATIONS * ORIENTATION_UPSCALE ** 2, 1),
+                                                  nn.PixelShuffle(ORIENTATION_UPSCALE))
         self.to(memory_format=torch.channels_last)  # NHWC convolutions are ~1.3x faster on CPU
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -104,10 +111,14 @@ class HashNet(nn.Module):
         return [head(maps[:, :, (k // p) * s:(k // p + 1) * s, (k % p) * s:(k % p + 1) * s].flatten(1))
                 for k, head in enumerate(self.part_hash)]
 
-    def forward_pre_code_and_parts(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """forward_pre_code and part_pre_codes from one backbone pass (training with `parts`)."""
-        e = self.forward_embed(x)
-        return self.hash(self.dropout(e)), self.part_pre_codes(e)
+    def forward_training(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor | None]:
+        """From one backbone pass: the pre-code, the part pre-codes (empty without `parts`) and the orientation
+        logits (B, ORIENTATIONS, 4h, 4w) of the (h, w) feature map (None without `orientation`)."""
+        f = self.forward_features(x)
+        e = self.reduce(f)
+        parts = self.part_pre_codes(e) if self.parts else []
+        orientation = self.orientation_head(f) if hasattr(self, "orientation_head") else None
+        return self.hash(self.dropout(e)), parts, orientation
 
     def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
         """The hash layer's output W e + b before tanh, (B, bits); its sign is the code."""

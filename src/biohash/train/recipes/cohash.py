@@ -99,7 +99,10 @@ class CohashConfig:
                                 "different palms and the student scores higher, averaged over those: look-alikes)")
     teacher_data: str | None = option(None, "unlabeled palms the same term is also learnt on, NAME:ROOT[:KEY=VALUE...] "
                                       "as --also (';'-separated): the training palms of each database's split of "
-                                      "the run's seed, labels never read (with --teachers)")
+                                      "the run's seed, labels never read (with --teachers or --lambda-orientation)")
+    lambda_orientation: float = option(0.0, "weight of an auxiliary term: the feature map predicts CompCode's "
+                                       "orientation of every cell of its 32 x 32 grid (training only; also on "
+                                       "--teacher-data's unlabeled palms): the trunk keeps the fine lines (0 = off)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -122,8 +125,11 @@ class CohashConfig:
             raise ConfigError("teachers names no run folder (give RUN[,RUN...])")
         if self.teacher_pairs not in TEACHER_PAIRS:
             raise ConfigError(f"teacher_pairs must be one of: {', '.join(TEACHER_PAIRS)}; got {self.teacher_pairs!r}")
-        if self.teacher_data is not None and not self.teachers:
-            raise ConfigError("teacher_data is what the teachers' similarities are learnt on: give --teachers too")
+        if self.lambda_orientation < 0:
+            raise ConfigError(f"lambda_orientation must be >= 0, got {self.lambda_orientation}")
+        if self.teacher_data is not None and not self.teachers and not self.lambda_orientation:
+            raise ConfigError("teacher_data is what the teachers' similarities (or the orientation term) are learnt "
+                              "on: give --teachers or --lambda-orientation too")
         if self.per_identity < 0:
             raise ConfigError(f"per_identity must be >= 0, got {self.per_identity}")
         if self.bits not in BITS:
@@ -151,54 +157,45 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     BACKBONES.canonical(config.backbone)  # fail early, listing valid names
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
                       seed=seed, share=config.share, dropout=config.dropout, grid=config.grid,
-                      test_shifts=config.test_shifts, test_views=config.test_views, parts=config.parts)
+                      test_shifts=config.test_shifts, test_views=config.test_views, parts=config.parts,
+                      orientation=config.lambda_orientation > 0)
     if config.init is not None:
         warm_start(model, config.init)
     teachers = load_teachers(config.teachers, modalities) if config.teachers and config.lambda_teacher > 0 else []
-    pool = unlabeled_pool(config.teacher_data, modalities, image_size, split_seed) if teachers and \
-        config.teacher_data else {}
+    pool = unlabeled_pool(config.teacher_data, modalities, image_size, split_seed) if config.teacher_data and \
+        (teachers or config.lambda_orientation > 0) else {}
     return model, loss_step(config, teachers, pool)
 
 
 def loss_step(config: CohashConfig, teachers: list[Teacher] | None = None,
               pool: dict[str, torch.Tensor] | None = None) -> Step:
     """The loss step (net, batch) -> {"loss": total, parts...} of the module docstring; with teachers, plus a
-    similarity distillation term per modality, and one on as many unlabeled palms of `pool` as the batch holds."""
+    similarity distillation term per modality, and one on as many unlabeled palms of `pool` as the batch holds;
+    with lambda_orientation, CompCode's orientations as a target on both (recipes.orientation)."""
     import torch
 
-    from biohash.train.losses import (
-        ArcFaceLoss,
-        CentroidLoss,
-        CentroidSoftmaxLoss,
-        CrossModalityLoss,
-        QuantizationLoss,
-        SimilarityDistillLoss,
-        SupConLoss,
-    )
-    from biohash.train.recipes.teachers import teacher_similarity, unlabeled_gap
+    from biohash.train.recipes.orientation import orientation_loss
+    from biohash.train.recipes.teachers import teacher_similarity
 
-    losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
-              "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
-    cross, supcon, distill = (CrossModalityLoss(config.cross_margin), SupConLoss(config.supcon_temperature),
-                              SimilarityDistillLoss(config.teacher_pairs))
+    losses, cross, supcon, distill = _losses(config)
+    orienting = config.lambda_orientation > 0
 
     def step(net: CoHashNet, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         labels = batch["label"]
         rows = _present_rows(batch, net.modalities)  # None: every item has every modality
-        pre, part_pre = _pre_codes(net, batch, rows, parts=config.parts > 0)
+        pre, part_pre, orientation = _pre_codes(net, batch, rows, extras=config.parts > 0 or orienting)
         codes = {m: torch.tanh(z) for m, z in pre.items()}
         own = {m: labels if rows[m] is None else labels[rows[m]] for m in codes}
         terms: dict[str, tuple[float, torch.Tensor]] = {}
         for m, z in pre.items():
             terms.update(_identity_terms(config, losses, m, z, own[m], centroids=net.centroids,
                                          parts=part_pre.get(m)))
+            images = batch[m] if rows[m] is None else batch[m][rows[m]]
             if teachers:
-                images = batch[m] if rows[m] is None else batch[m][rows[m]]
-                target = teacher_similarity(teachers, images, m)
-                terms[f"teacher_{m}"] = (config.lambda_teacher, distill(codes[m], target))
-        for m, images in (pool or {}).items():  # unlabeled palms of other databases, as many as the batch holds
-            terms[f"teacher_unlabeled_{m}"] = (config.lambda_teacher, unlabeled_gap(net, teachers or [], m, images,
-                                                                                   n=len(labels), distill=distill))
+                terms[f"teacher_{m}"] = (config.lambda_teacher, distill(codes[m], teacher_similarity(teachers, images, m)))
+            if orienting:
+                terms[f"orientation_{m}"] = (config.lambda_orientation, orientation_loss(orientation[m], images))
+        terms.update(_unlabeled_terms(config, net, teachers or [], pool or {}, n=len(labels), distill=distill))
         if len(net.modalities) == 2 and config.lambda_cross > 0:
             a, b, both = _paired(codes, rows, labels, net.modalities)
             if len(a):
@@ -212,20 +209,56 @@ def loss_step(config: CohashConfig, teachers: list[Teacher] | None = None,
     return step
 
 
+def _losses(config: CohashConfig) -> tuple[dict[str, Any], Any, Any, Any]:
+    """The step's loss modules: the identity losses by name, and the cross-modality, supervised contrastive and
+    similarity distillation terms."""
+    from biohash.train.losses import (
+        ArcFaceLoss,
+        CentroidLoss,
+        CentroidSoftmaxLoss,
+        CrossModalityLoss,
+        QuantizationLoss,
+        SimilarityDistillLoss,
+        SupConLoss,
+    )
+
+    losses = {"centroid": CentroidLoss(), "quant": QuantizationLoss(), "softmax": CentroidSoftmaxLoss(config.softmax_scale),
+              "arcface": ArcFaceLoss(config.arc_scale, config.arc_margin)}
+    return (losses, CrossModalityLoss(config.cross_margin), SupConLoss(config.supcon_temperature),
+            SimilarityDistillLoss(config.teacher_pairs))
+
+
+def _unlabeled_terms(config: CohashConfig, net: Any, teachers: list[Any], pool: dict[str, Any], *, n: int,
+                     distill: Any) -> dict[str, tuple[float, Any]]:
+    """The label-free terms on n unlabeled palms of other databases per modality of `pool`: the teachers'
+    similarities and CompCode's orientations, where the run trains them."""
+    from biohash.train.recipes.orientation import unlabeled_orientation
+    from biohash.train.recipes.teachers import unlabeled_gap
+
+    terms = {}
+    for m, images in pool.items():
+        if teachers:
+            terms[f"teacher_unlabeled_{m}"] = (config.lambda_teacher,
+                                               unlabeled_gap(net, teachers, m, images, n=n, distill=distill))
+        if config.lambda_orientation > 0:
+            terms[f"orientation_unlabeled_{m}"] = (config.lambda_orientation, unlabeled_orientation(net, m, images, n=n))
+    return terms
+
+
 def _pre_codes(net: Any, batch: dict[str, Any], rows: dict[str, Any], *,
-               parts: bool) -> tuple[dict[str, Any], dict[str, list[Any]]]:
-    """Each modality's pre-codes of its present rows and, with `parts`, its part pre-codes from the same
-    embedding (one backbone pass)."""
-    pre, part_pre = {}, {}
+               extras: bool) -> tuple[dict[str, Any], dict[str, list[Any]], dict[str, Any]]:
+    """Each modality's pre-codes of its present rows and, with `extras`, its part pre-codes and orientation
+    logits from the same backbone pass (HashNet.forward_training)."""
+    pre, part_pre, orientation = {}, {}, {}
     for m, r in rows.items():
         if r is not None and not len(r):
             continue
         hn, x = net.net(m), batch[m] if r is None else batch[m][r]
-        if not parts:
+        if not extras:
             pre[m] = hn.forward_pre_code(x)
             continue
-        pre[m], part_pre[m] = hn.forward_pre_code_and_parts(x)
-    return pre, part_pre
+        pre[m], part_pre[m], orientation[m] = hn.forward_training(x)
+    return pre, part_pre, orientation
 
 
 def _identity_terms(config: CohashConfig, losses: dict[str, Any], m: str, z: Any, labels: Any,
