@@ -133,6 +133,12 @@ VARIANTS = {
     "gsmall-parts2-kd-base-parts-up-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "parts": 2,
                                                  "teacher_data": "others-print",
                                                  "teachers": ("gsmall-arc-flip4", "gsmall-parts2-arc-flip4"), **ARC},
+    # CompCode's 32 x 32 orientation grid as an auxiliary target on the feature map (CohashConfig.lambda_orientation,
+    # 5: about a quarter of ArcFace's starting value): the trunk must keep the fine lines CompCode separates
+    # look-alike palms by, a dense label-free term; and the same also on the other databases' unlabeled palms
+    "gsmall-or5-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 5.0, **ARC},
+    "gsmall-or5u-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 5.0,
+                              "teacher_data": "others", **ARC},
     # warm start from the joined run of the same split seed (its CASIA test palms were never trained on)
     "small-arc-flip4-from-joined": {"backbone": "small", "identity_flips": 4, "init": "joined-small-arc-flip2", **ARC},
     "compnet-arc-flip2": {"backbone": "compnet_lite", "identity_flips": 2, **ARC},
