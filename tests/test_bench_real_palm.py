@@ -1,0 +1,40 @@
+"""bench/real_palm.py's unlabeled pool: never the hands a set trains or is scored on, under another crop or band."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def real_palm():
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("real_palm_bench", BENCH / "real_palm.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize("trained, kept", [
+    (["casia-valley"], ["polyu-ms-full", "tongji-full"]),  # casia-ms-roi holds the valley set's hands
+    (["casia-roi"], ["polyu-ms-full", "tongji-full"]),
+    (["polyu-bands"], ["casia-ms-roi", "tongji-full"]),
+    (["polyu-paper"], ["casia-ms-roi", "tongji-full"]),
+    (["tongji"], ["casia-ms-roi", "polyu-ms-full"]),
+    (["polyu", "tongji"], ["casia-ms-roi"]),
+])
+def test_the_unlabeled_pool_holds_no_palm_of_the_databases_a_set_trains_on(real_palm, trained, kept):
+    specs = real_palm.other_palms(trained, Path("/data")).split(";")
+    assert [Path(s.split(":")[1]).name for s in specs] == kept
+
+
+def test_a_set_that_takes_every_database_has_no_unlabeled_pool(real_palm):
+    with pytest.raises(SystemExit, match="no real folder is left"):
+        real_palm.other_palms(["polyu", "tongji", "casia-roi"], Path("/data"))  # joined-no-casia: scored on CASIA
