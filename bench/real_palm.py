@@ -143,6 +143,12 @@ VARIANTS = {
     # (PolyU validation 5.5 / 3.9 % after 4 epochs against 2.2 / 0.8 %)
     "gsmall-or1u-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 1.0,
                               "teacher_data": "others", **ARC},
+    # the same grid predicted by a 3x3 layer before the 1x1 (at weight 1 the 1x1 head plateaued at cross-entropy
+    # 0.86), or by one linear layer from the embedding the hash layer reads (the code's own input must hold it)
+    "gsmall-or1u-map3-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 1.0,
+                                   "orientation_head": "map3", "teacher_data": "others", **ARC},
+    "gsmall-or1u-emb-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 1.0,
+                                  "orientation_head": "embedding", "teacher_data": "others", **ARC},
     # with the part terms too: on Tongji each moved seed 0 alike (3.54 -> 2.80 / 2.81 %), and they act on other
     # layers (the pooled grid's quadrants, the feature map)
     "gsmall-or1u-parts2-arc-flip4": {"backbone": "small_gabor", "identity_flips": 4, "lambda_orientation": 1.0,

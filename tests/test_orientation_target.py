@@ -42,7 +42,7 @@ def test_the_term_is_the_cross_entropy_against_opencvs_compcode_of_each_image():
 def test_the_head_leaves_the_code_alone_and_bad_settings_are_named():
     torch.manual_seed(0)
     plain = HashNet("tiny", 32).eval()
-    with_head = HashNet("tiny", 32, orientation=True).eval()
+    with_head = HashNet("tiny", 32, orientation="map").eval()
     with_head.load_state_dict(plain.state_dict(), strict=False)
     x = torch.randn(2, 1, 64, 64)
     assert torch.equal(plain(x), with_head(x))
@@ -107,3 +107,29 @@ def test_a_run_with_the_term_saves_its_head_and_evaluates(tmp_path):
     model = load_model(tmp_path / "run")
     assert model.net("print").forward_training(torch.zeros(1, 1, 64, 64))[2] is not None
     assert set(evaluate_run(tmp_path / "run")) >= {"print", "vein"}
+
+
+@pytest.mark.parametrize("kind, grid", [("map", 16), ("map3", 16), ("embedding", 32)])
+def test_each_head_kind_predicts_the_grid_from_where_it_says_and_unlabeled_palms_reach_it(kind, grid):
+    torch.manual_seed(0)
+    config = CohashConfig(backbone="tiny", bits=32, loss="arcface", lambda_cross=0.0, lambda_orientation=1.0,
+                          orientation_head=kind)
+    model, _ = build(config, n_classes=4, modalities=("print",))
+    branch = model.net("print").eval()
+    x = _palms(2)[:, :, :64, :64]
+    logits = branch.forward_training(x)[2]
+    assert logits.shape == (2, 6, grid, grid)  # tiny: a 4 x 4 map (x 4 cells) or the whole 32 x 32 grid
+    features = branch.forward_features(x)
+    if kind == "embedding":  # read from the code's own input: a changed embedding changes it, the map does not
+        e = branch.reduce(features)
+        assert torch.allclose(branch.orientation_logits(features * 0, e), logits)
+        assert not torch.allclose(branch.orientation_logits(features, e * 0), logits)
+    else:
+        assert torch.allclose(branch.orientation_logits(features), logits)
+    pool = {"print": _palms(4, seed=9)[:, :, :64, :64]}
+    out = loss_step(config, [], pool)(model.train(), {"print": _palms(4)[:, :, :64, :64], "label": torch.arange(4)})
+    out["orientation_unlabeled_print"].backward()
+    assert branch.orientation_head.weight.grad.abs().sum() > 0 if kind == "embedding" else \
+        next(branch.orientation_head.parameters()).grad.abs().sum() > 0
+    with pytest.raises(ConfigError, match="orientation_head"):
+        CohashConfig(lambda_orientation=1.0, orientation_head="deep")

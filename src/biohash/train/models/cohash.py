@@ -69,13 +69,13 @@ class CoHashNet(nn.Module):
         grid: side of the spatial head's pooling grid.
         test_shifts, test_views: evaluation averages the embeddings of shifted copies (HashNet).
         parts: blocks per side of each branch's part hash layers (HashNet; training terms only).
-        orientation: each branch predicts CompCode's orientations from its feature map (HashNet; training only).
+        orientation: each branch's head predicting CompCode's orientations, "" for none (HashNet; training only).
     """
 
     def __init__(self, backbone: str, bits: int, n_classes: int, *, modalities: tuple[str, ...] = ("print", "vein"),
                  weights: str | None = None, seed: int = 0, share: str = "none", dropout: float = 0.0,
                  grid: int = 4, test_shifts: int = 0, test_views: str = "cross", parts: int = 0,
-                 orientation: bool = False) -> None:
+                 orientation: str = "") -> None:
         super().__init__()
         if share not in SHARING:
             raise ConfigError(f"unknown sharing {share!r}; expected one of: {', '.join(SHARING)}")

@@ -11,6 +11,8 @@ from biohash.train.models.backbones import create_backbone
 
 HEADS = ("spatial", "avg")
 ORIENTATIONS, ORIENTATION_UPSCALE = 6, 4  # CompCode's orientations; its 32 x 32 grid over a /16 map of 128 px
+ORIENTATION_GRID = 32  # the embedding head predicts CompCode's grid at its own size
+ORIENTATION_HEADS = ("map", "map3", "embedding")
 TEST_VIEWS = ("cross", "square")
 
 
@@ -32,13 +34,15 @@ class HashNet(nn.Module):
             3 x 3 grid of rolls, diagonals included: nine encodings; at 8 px it won on one run's PolyU validation
             palms and lost on its test palms: README, ablation).
         parts: blocks per side of the pooled grid that get a hash layer of their own (training terms only).
-        orientation: a 1x1 layer on the feature map predicting CompCode's orientation of the 4 x 4 grid cells
-            under every feature position (ORIENTATIONS logits each; training terms only).
+        orientation: a head predicting CompCode's orientation grid (training terms only): "map", a 1x1 layer on
+            the feature map, ORIENTATIONS logits for each of the 4 x 4 grid cells under every feature position;
+            "map3", a 3x3 layer (batch norm, ReLU) before it; "embedding", one linear layer from the embedding the
+            hash layer reads to the whole 32 x 32 grid, so the code's own input must hold it. "" for none.
     """
 
     def __init__(self, backbone: str = "small", bits: int = 64, weights: str | None = None, head: str = "spatial",
                  dropout: float = 0.0, *, grid: int = 4, test_shifts: int = 0, test_views: str = "cross",
-                 parts: int = 0, orientation: bool = False) -> None:
+                 parts: int = 0, orientation: str = "") -> None:
         super().__init__()
         if bits <= 0 or bits % 8:
             raise ConfigError(f"bits must be a positive multiple of 8, got {bits}")
@@ -67,8 +71,8 @@ class HashNet(nn.Module):
             side = grid // parts
             self.part_hash = nn.ModuleList([nn.Linear(32 * side * side, bits) for _ in range(parts * parts)])
         if orientation:
-            self.orientation_head = nn.Sequential(nn.Conv2d(c, ORIENTATIONS * ORIENTATION_UPSCALE ** 2, 1),
-                                                  nn.PixelShuffle(ORIENTATION_UPSCALE))
+            self.orientation_head = _orientation_head(orientation, c, self.embed_dim)
+        self.orientation = orientation
         self.to(memory_format=torch.channels_last)  # NHWC convolutions are ~1.3x faster on CPU
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -117,8 +121,19 @@ class HashNet(nn.Module):
         f = self.forward_features(x)
         e = self.reduce(f)
         parts = self.part_pre_codes(e) if self.parts else []
-        orientation = self.orientation_head(f) if hasattr(self, "orientation_head") else None
+        orientation = self.orientation_logits(f, e) if self.orientation else None
         return self.hash(self.dropout(e)), parts, orientation
+
+    def orientation_logits(self, features: torch.Tensor, embedding: torch.Tensor | None = None) -> torch.Tensor:
+        """CompCode orientation logits (B, ORIENTATIONS, h', w') from the feature map, or from the embedding
+        (computed from the map when not given) with the "embedding" head."""
+        if not self.orientation:
+            raise ValueError("this model has no orientation head (built without lambda_orientation)")
+        if self.orientation != "embedding":
+            return cast(torch.Tensor, self.orientation_head(features))
+        e = self.reduce(features) if embedding is None else embedding
+        return cast(torch.Tensor, self.orientation_head(e)).view(len(e), ORIENTATIONS, ORIENTATION_GRID,
+                                                                  ORIENTATION_GRID)
 
     def forward_pre_code(self, x: torch.Tensor) -> torch.Tensor:
         """The hash layer's output W e + b before tanh, (B, bits); its sign is the code."""
@@ -156,3 +171,16 @@ class HashClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         codes = self.hashnet(x)
         return codes, self.classifier(codes)
+
+
+def _orientation_head(kind: str, channels: int, embed_dim: int) -> nn.Module:
+    """HashNet's orientation head of one kind (see `orientation`)."""
+    to_grid = [nn.Conv2d(channels, ORIENTATIONS * ORIENTATION_UPSCALE ** 2, 1), nn.PixelShuffle(ORIENTATION_UPSCALE)]
+    if kind == "map":
+        return nn.Sequential(*to_grid)
+    if kind == "map3":
+        return nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels),
+                             nn.ReLU(inplace=True), *to_grid)
+    if kind == "embedding":
+        return nn.Linear(embed_dim, ORIENTATIONS * ORIENTATION_GRID ** 2)
+    raise ConfigError(f"unknown orientation head {kind!r}; expected one of: {', '.join(ORIENTATION_HEADS)}")

@@ -103,6 +103,8 @@ class CohashConfig:
     lambda_orientation: float = option(0.0, "weight of an auxiliary term: the feature map predicts CompCode's "
                                        "orientation of every cell of its 32 x 32 grid (training only; also on "
                                        "--teacher-data's unlabeled palms): the trunk keeps the fine lines (0 = off)")
+    orientation_head: str = option("map", "what predicts that grid: map (1x1 on the feature map), map3 (a 3x3 "
+                                   "layer before it) or embedding (linear from the embedding the code reads)")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -127,6 +129,8 @@ class CohashConfig:
             raise ConfigError(f"teacher_pairs must be one of: {', '.join(TEACHER_PAIRS)}; got {self.teacher_pairs!r}")
         if self.lambda_orientation < 0:
             raise ConfigError(f"lambda_orientation must be >= 0, got {self.lambda_orientation}")
+        if self.orientation_head not in ("map", "map3", "embedding"):  # models.hashnet.ORIENTATION_HEADS
+            raise ConfigError(f"orientation_head must be one of: map, map3, embedding; got {self.orientation_head!r}")
         if self.teacher_data is not None and not self.teachers and not self.lambda_orientation:
             raise ConfigError("teacher_data is what the teachers' similarities (or the orientation term) are learnt "
                               "on: give --teachers or --lambda-orientation too")
@@ -158,7 +162,7 @@ def build(config: CohashConfig, n_classes: int, modalities: tuple[str, ...] = ("
     model = CoHashNet(config.backbone, config.bits, n_classes, modalities=modalities, weights=config.weights,
                       seed=seed, share=config.share, dropout=config.dropout, grid=config.grid,
                       test_shifts=config.test_shifts, test_views=config.test_views, parts=config.parts,
-                      orientation=config.lambda_orientation > 0)
+                      orientation=config.orientation_head if config.lambda_orientation > 0 else "")
     if config.init is not None:
         warm_start(model, config.init)
     teachers = load_teachers(config.teachers, modalities) if config.teachers and config.lambda_teacher > 0 else []
