@@ -48,6 +48,8 @@ def test_the_head_leaves_the_code_alone_and_bad_settings_are_named():
     assert torch.equal(plain(x), with_head(x))
     assert with_head.forward_training(x)[2].shape == (2, 6, 4 * 4, 4 * 4)  # tiny: a 4 x 4 map at 64 px
     assert plain.forward_training(x)[2] is None
+    with pytest.raises(ValueError, match="no orientation head"):
+        plain.orientation_logits(plain.forward_features(x))
     with pytest.raises(ConfigError, match="lambda_orientation"):
         CohashConfig(lambda_orientation=-1)
     with pytest.raises(ConfigError, match="--teachers or --lambda-orientation"):

@@ -35,8 +35,6 @@ def unlabeled_orientation(net: CoHashNet, modality: str, pool: torch.Tensor, *, 
     from biohash.train.recipes.teachers import batch_norm_frozen, draw
 
     branch = net.net(modality)
-    if not branch.orientation:
-        raise ValueError("this model has no orientation head (built without lambda_orientation)")
     x = draw(pool, n, like=next(branch.parameters()))
     with batch_norm_frozen(branch):  # the orientation head alone: the pool's codes are not read
         logits = branch.orientation_logits(branch.forward_features(x))
