@@ -321,7 +321,10 @@ def run_folder(set_and_variant: str, bits: int, seed: int) -> Path:
     return RESULTS / "real_palm_runs" / f"{set_and_variant}-{bits}-seed{seed}"
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The bench's command line: which sets, variants, seeds and bits, and where and how the runs compute."""
+    from biohash.train.fit_config import AMP
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     ap.add_argument("--epochs", type=int, default=16)
@@ -334,7 +337,21 @@ def main() -> None:
     ap.add_argument("--train-identities", type=int, default=0,
                     help="train on this many palms of each database's training split (0: all): the learning curve")
     ap.add_argument("--tag", default="", help="suffix of the results file (runs in parallel write apart)")
-    args = ap.parse_args()
+    ap.add_argument("--device", default="auto", help="auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps")
+    ap.add_argument("--amp", default="off", choices=list(AMP), help="mixed precision on a GPU (bf16 for the "
+                    "full-size backbones)")
+    return ap
+
+
+def fit_config(args: argparse.Namespace, settings: dict) -> FitConfig:
+    """The training schedule of one run: the bench's defaults and command line, then the variant's own `fit`
+    settings (taken out of `settings`, which go to the model)."""
+    return replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
+                             monitor="val_eer_same", device=args.device, amp=args.amp), **settings.pop("fit", {}))
+
+
+def main() -> None:
+    args = parser().parse_args()
     if not args.data.is_dir():
         raise SystemExit(f"real sample data not found at {args.data} (pass --data)")
     rows: list[list] = []
@@ -359,8 +376,7 @@ def main() -> None:
                 if settings.get("teacher_data") in ("others", "others-print"):  # no hand the set trains or scores
                     print_only = settings["teacher_data"] != "others"
                     settings["teacher_data"] = other_palms(trained + scored, args.data, print_only)
-                fit_cfg = replace(FitConfig(epochs=args.epochs, batch_size=64, lr=1e-3, val_every=1, seed=args.seed,
-                                            monitor="val_eer_same"), **settings.pop("fit", {}))
+                fit_cfg = fit_config(args, settings)
                 few = f"-ids{args.train_identities}" if args.train_identities else ""
                 run = run_folder(f"{set_name}-{variant}{few}", bits, args.seed)
                 t0 = time.time()

@@ -38,3 +38,19 @@ def test_the_unlabeled_pool_holds_no_palm_of_the_databases_a_set_trains_on(real_
 def test_a_set_that_takes_every_database_has_no_unlabeled_pool(real_palm):
     with pytest.raises(SystemExit, match="no real folder is left"):
         real_palm.other_palms(["polyu", "tongji", "casia-roi"], Path("/data"))  # joined-no-casia: scored on CASIA
+
+
+def test_the_bench_trains_on_the_device_and_precision_asked_for(real_palm):
+    args = real_palm.parser().parse_args(["--epochs", "3", "--seed", "2", "--device", "cpu", "--amp", "bf16"])
+    settings = {"backbone": "small_gabor", "fit": {"ema": 0.997, "epochs": 28}}
+    fit = real_palm.fit_config(args, settings)
+    assert (fit.device, fit.amp, fit.seed, fit.ema) == ("cpu", "bf16", 2, 0.997)
+    assert fit.epochs == 28, "a variant's own schedule wins over --epochs"
+    assert "fit" not in settings, "the fit settings are taken out of the model's"
+    assert real_palm.fit_config(real_palm.parser().parse_args([]), {}).device == "auto"
+
+
+def test_the_bench_refuses_an_unknown_precision(real_palm, capsys):
+    with pytest.raises(SystemExit):
+        real_palm.parser().parse_args(["--amp", "fp8"])
+    assert "invalid choice" in capsys.readouterr().err
