@@ -338,7 +338,7 @@ def parser() -> argparse.ArgumentParser:
                     help="train on this many palms of each database's training split (0: all): the learning curve")
     ap.add_argument("--tag", default="", help="suffix of the results file (runs in parallel write apart)")
     ap.add_argument("--device", default="auto", help="auto (a GPU where torch sees one), cpu, cuda, cuda:N or mps")
-    ap.add_argument("--amp", default="off", choices=list(AMP), help="mixed precision on a GPU (bf16 for the "
+    ap.add_argument("--amp", default="off", choices=list(AMP), help="mixed precision (bf16 on a GPU for the "
                     "full-size backbones)")
     return ap
 

@@ -1,4 +1,5 @@
-"""bench/real_palm.py's unlabeled pool: never the hands a set trains or is scored on, under another crop or band."""
+"""bench/real_palm.py: its unlabeled pool never holds the hands a set trains or is scored on (under another crop or
+band), and its runs train on the device and precision its command line asks for."""
 from __future__ import annotations
 
 import importlib.util
